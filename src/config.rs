@@ -1,0 +1,314 @@
+//! Run-time settings: every flag of the contract, with its environment variable
+//! and default. Flags win over the environment, the environment over defaults.
+//! Parsing is strict on purpose: a typo in a deployment should stop the server at
+//! start-up with one clear line, not run it with a silently ignored setting.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use crate::log::Level;
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub addr: SocketAddr,
+    pub db: PathBuf,
+    pub uploads_dir: PathBuf,
+    /// `None` means: use the secret kept in the database (generated on first start).
+    pub jwt_secret: Option<String>,
+    pub token_ttl: u64,
+    pub bcrypt_cost: u32,
+    pub max_upload_bytes: u64,
+    pub allowed_origins: Vec<String>,
+    pub secure_cookies: bool,
+    /// Messages a second per WebSocket connection; 0 disables the limit.
+    pub ws_rate_limit: u32,
+    pub max_connections: usize,
+    pub log: Level,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            addr: SocketAddr::from(([127, 0, 0, 1], 8001)),
+            db: PathBuf::from("chat_app.db"),
+            uploads_dir: PathBuf::from("uploads"),
+            jwt_secret: None,
+            token_ttl: 3600,
+            bcrypt_cost: 12,
+            max_upload_bytes: 1 << 30,
+            allowed_origins: Vec::new(),
+            secure_cookies: false,
+            ws_rate_limit: 20,
+            max_connections: 10_000,
+            log: Level::Info,
+        }
+    }
+}
+
+/// What the command line asked for.
+#[derive(Debug)]
+pub enum Command {
+    Serve(Box<Config>),
+    Help,
+}
+
+/// A bad flag or value, reported as one line before exiting with status 2.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+pub const HELP: &str = "\
+chat-server: real-time chat and secure file service
+
+USAGE: chat-server [FLAGS]
+
+| setting                               | flag                   | env                     | default        |
+|---------------------------------------|------------------------|-------------------------|----------------|
+| listen address                        | --addr                 | CHAT_ADDR               | 127.0.0.1:8001 |
+| SQLite database                       | --db                   | CHAT_DB                 | chat_app.db    |
+| upload directory                      | --uploads-dir          | CHAT_UPLOADS_DIR        | uploads        |
+| JWT signing secret                    | --jwt-secret           | CHAT_JWT_SECRET         | random 32 bytes, kept in the database |
+| token lifetime (seconds)              | --token-ttl            | CHAT_TOKEN_TTL          | 3600           |
+| bcrypt cost (4-31)                    | --bcrypt-cost          | CHAT_BCRYPT_COST        | 12             |
+| largest upload (bytes)                | --max-upload-bytes     | CHAT_MAX_UPLOAD_BYTES   | 1073741824     |
+| extra allowed WebSocket origins       | --allowed-origin (rep.)| CHAT_ALLOWED_ORIGINS    | none           |
+| Secure flag on the cookie             | --secure-cookies       | CHAT_SECURE_COOKIES=1   | off            |
+| WebSocket messages/s per connection   | --ws-rate-limit (0=off)| CHAT_WS_RATE_LIMIT      | 20 (burst 40)  |
+| most concurrent connections           | --max-connections      | CHAT_MAX_CONNECTIONS    | 10000          |
+| log level (error|warn|info|debug)     | --log                  | CHAT_LOG                | info           |
+
+Flags take their value as `--flag VALUE` or `--flag=VALUE`; flags win over env.
+Port 0 binds an ephemeral port; the bound address is printed on the first line of stderr.
+";
+
+/// Reads the configuration from command-line arguments (without the program
+/// name) and an environment lookup, so tests can pass both explicitly.
+pub fn parse<I, E>(args: I, env: E) -> Result<Command, ConfigError>
+where
+    I: IntoIterator<Item = String>,
+    E: Fn(&str) -> Option<String>,
+{
+    let mut config = Config::default();
+    apply_env(&mut config, &env)?;
+    let mut origins_from_flags = Vec::new();
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        if arg == "--help" || arg == "-h" {
+            return Ok(Command::Help);
+        }
+        if arg == "--secure-cookies" {
+            config.secure_cookies = true;
+            continue;
+        }
+        let (flag, inline) = match arg.split_once('=') {
+            Some((flag, value)) if flag.starts_with("--") => (flag.to_string(), Some(value.to_string())),
+            _ => (arg.clone(), None),
+        };
+        if !flag.starts_with("--") {
+            return Err(ConfigError(format!("unexpected argument '{arg}' (see --help)")));
+        }
+        let value = match inline.or_else(|| args.next()) {
+            Some(value) => value,
+            None => return Err(ConfigError(format!("{flag} needs a value"))),
+        };
+        if flag == "--allowed-origin" {
+            origins_from_flags.push(parse_origin(&flag, &value)?);
+        } else {
+            set(&mut config, &flag, &value)?;
+        }
+    }
+    if !origins_from_flags.is_empty() {
+        config.allowed_origins = origins_from_flags;
+    }
+    Ok(Command::Serve(Box::new(config)))
+}
+
+fn apply_env<E: Fn(&str) -> Option<String>>(config: &mut Config, env: &E) -> Result<(), ConfigError> {
+    const PAIRS: [(&str, &str); 10] = [
+        ("CHAT_ADDR", "--addr"),
+        ("CHAT_DB", "--db"),
+        ("CHAT_UPLOADS_DIR", "--uploads-dir"),
+        ("CHAT_JWT_SECRET", "--jwt-secret"),
+        ("CHAT_TOKEN_TTL", "--token-ttl"),
+        ("CHAT_BCRYPT_COST", "--bcrypt-cost"),
+        ("CHAT_MAX_UPLOAD_BYTES", "--max-upload-bytes"),
+        ("CHAT_WS_RATE_LIMIT", "--ws-rate-limit"),
+        ("CHAT_MAX_CONNECTIONS", "--max-connections"),
+        ("CHAT_LOG", "--log"),
+    ];
+    for (var, flag) in PAIRS {
+        if let Some(value) = env(var) {
+            set(config, flag, &value).map_err(|e| ConfigError(format!("{var}: {}", e.0)))?;
+        }
+    }
+    if let Some(list) = env("CHAT_ALLOWED_ORIGINS") {
+        config.allowed_origins = list
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| parse_origin("CHAT_ALLOWED_ORIGINS", s))
+            .collect::<Result<_, _>>()?;
+    }
+    if let Some(value) = env("CHAT_SECURE_COOKIES") {
+        config.secure_cookies = match value.as_str() {
+            "1" | "true" | "yes" | "on" => true,
+            "0" | "false" | "no" | "off" | "" => false,
+            other => {
+                return Err(ConfigError(format!(
+                    "CHAT_SECURE_COOKIES: expected 1 or 0, got '{other}'"
+                )))
+            }
+        };
+    }
+    Ok(())
+}
+
+fn set(config: &mut Config, flag: &str, value: &str) -> Result<(), ConfigError> {
+    match flag {
+        "--addr" => config.addr = parse_value(flag, value, "an address like 127.0.0.1:8001")?,
+        "--db" => config.db = non_empty_path(flag, value)?,
+        "--uploads-dir" => config.uploads_dir = non_empty_path(flag, value)?,
+        "--jwt-secret" if value.len() < 16 => {
+            return Err(ConfigError(format!("{flag} must be at least 16 bytes long")));
+        }
+        "--jwt-secret" => config.jwt_secret = Some(value.to_string()),
+        "--token-ttl" => config.token_ttl = parse_range(flag, value, 1, 365 * 24 * 3600)?,
+        "--bcrypt-cost" => config.bcrypt_cost = parse_range(flag, value, 4, 31)? as u32,
+        "--max-upload-bytes" => config.max_upload_bytes = parse_range(flag, value, 0, u64::MAX)?,
+        "--ws-rate-limit" => config.ws_rate_limit = parse_range(flag, value, 0, 1_000_000)? as u32,
+        "--max-connections" => config.max_connections = parse_range(flag, value, 1, 1_000_000)? as usize,
+        "--log" => config.log = parse_value(flag, value, "one of error, warn, info, debug")?,
+        _ => return Err(ConfigError(format!("unknown flag '{flag}' (see --help)"))),
+    }
+    Ok(())
+}
+
+fn parse_value<T: std::str::FromStr>(flag: &str, value: &str, expected: &str) -> Result<T, ConfigError> {
+    value
+        .parse()
+        .map_err(|_| ConfigError(format!("{flag}: '{value}' is not {expected}")))
+}
+
+fn parse_range(flag: &str, value: &str, min: u64, max: u64) -> Result<u64, ConfigError> {
+    match value.parse::<u64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(ConfigError(format!(
+            "{flag}: '{value}' is not a whole number from {min} to {max}"
+        ))),
+    }
+}
+
+fn non_empty_path(flag: &str, value: &str) -> Result<PathBuf, ConfigError> {
+    if value.is_empty() {
+        return Err(ConfigError(format!("{flag} must not be empty")));
+    }
+    Ok(PathBuf::from(value))
+}
+
+/// Origins are compared as the browser sends them: `scheme://host[:port]`,
+/// lower-cased, without a trailing slash.
+fn parse_origin(flag: &str, value: &str) -> Result<String, ConfigError> {
+    let origin = value.trim_end_matches('/').to_ascii_lowercase();
+    let valid = ["http://", "https://"].iter().any(|scheme| {
+        origin
+            .strip_prefix(scheme)
+            .is_some_and(|rest| !rest.is_empty() && !rest.contains('/'))
+    });
+    if valid {
+        Ok(origin)
+    } else {
+        Err(ConfigError(format!(
+            "{flag}: '{value}' is not an origin like https://chat.example.com"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_args(args: &[&str], env: &[(&str, &str)]) -> Result<Command, ConfigError> {
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        parse(args.iter().map(|s| s.to_string()), move |key| {
+            env.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
+        })
+    }
+
+    fn config(args: &[&str], env: &[(&str, &str)]) -> Config {
+        match parse_args(args, env).unwrap() {
+            Command::Serve(config) => *config,
+            Command::Help => panic!("unexpected help"),
+        }
+    }
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let c = config(&[], &[]);
+        assert_eq!(c.addr.to_string(), "127.0.0.1:8001");
+        assert_eq!(c.db, PathBuf::from("chat_app.db"));
+        assert_eq!(c.bcrypt_cost, 12);
+        assert_eq!(c.ws_rate_limit, 20);
+        assert_eq!(c.max_connections, 10_000);
+        assert_eq!(c.max_upload_bytes, 1_073_741_824);
+    }
+
+    #[test]
+    fn flags_win_over_env_and_accept_both_spellings() {
+        let c = config(
+            &["--bcrypt-cost=5", "--token-ttl", "60"],
+            &[("CHAT_BCRYPT_COST", "6"), ("CHAT_LOG", "debug")],
+        );
+        assert_eq!(c.bcrypt_cost, 5);
+        assert_eq!(c.token_ttl, 60);
+        assert_eq!(c.log, Level::Debug);
+    }
+
+    #[test]
+    fn origins_come_from_repeated_flags_or_a_comma_list() {
+        let c = config(
+            &[],
+            &[("CHAT_ALLOWED_ORIGINS", "https://a.example, http://b.example:8080/")],
+        );
+        assert_eq!(c.allowed_origins, vec!["https://a.example", "http://b.example:8080"]);
+        let c = config(
+            &[
+                "--allowed-origin",
+                "https://x.example",
+                "--allowed-origin=https://y.example",
+            ],
+            &[],
+        );
+        assert_eq!(c.allowed_origins.len(), 2);
+    }
+
+    #[test]
+    fn bad_values_are_one_clear_line() {
+        for (args, needle) in [
+            (vec!["--bcrypt-cost", "99"], "--bcrypt-cost"),
+            (vec!["--addr", "nowhere"], "--addr"),
+            (vec!["--log", "loud"], "--log"),
+            (vec!["--frobnicate", "1"], "unknown flag"),
+            (vec!["--db"], "needs a value"),
+            (vec!["--allowed-origin", "evil"], "origin"),
+        ] {
+            let err = parse_args(&args, &[]).unwrap_err();
+            assert!(err.0.contains(needle), "{args:?}: {}", err.0);
+            assert!(!err.0.contains('\n'));
+        }
+        assert!(parse_args(&[], &[("CHAT_TOKEN_TTL", "soon")])
+            .unwrap_err()
+            .0
+            .starts_with("CHAT_TOKEN_TTL"));
+    }
+
+    #[test]
+    fn help_is_recognised() {
+        assert!(matches!(parse_args(&["--help"], &[]), Ok(Command::Help)));
+    }
+}

@@ -1,0 +1,248 @@
+//! Storage: SQLite behind a pool of blocking threads with an async API.
+//!
+//! One writer thread owns the only connection that writes. It takes every
+//! write job that is waiting when it wakes and runs them in one transaction
+//! (group commit), each inside its own savepoint so one job's failure does not
+//! undo another's. A job's caller is answered only after `COMMIT` returns, so
+//! an answer always means "durable". Reads run on a few reader threads with
+//! their own connections; WAL lets them proceed while the writer commits.
+
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, ErrorCode, OpenFlags};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::pool::{self, Pool, PoolError};
+
+pub mod settings;
+pub mod users;
+
+/// The schema version `schema.sql` describes.
+pub const SCHEMA_VERSION: i64 = 1;
+const SCHEMA: &str = include_str!("../../schema.sql");
+/// Write jobs batched into one transaction at most.
+const MAX_BATCH: usize = 512;
+const WRITE_QUEUE: usize = 8192;
+const READ_QUEUE: usize = 4096;
+
+#[derive(Clone, Debug)]
+pub enum DbError {
+    /// Busy, locked, read-only, full or unreachable: a condition that may pass,
+    /// answered 503.
+    Unavailable(String),
+    /// Anything else: a bug or a corrupt file, answered 500.
+    Other(String),
+}
+
+impl fmt::Display for DbError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DbError::Unavailable(e) => write!(f, "database unavailable: {e}"),
+            DbError::Other(e) => write!(f, "database error: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for DbError {}
+
+impl From<rusqlite::Error> for DbError {
+    fn from(err: rusqlite::Error) -> DbError {
+        let passing = matches!(
+            err.sqlite_error_code(),
+            Some(
+                ErrorCode::DatabaseBusy
+                    | ErrorCode::DatabaseLocked
+                    | ErrorCode::ReadOnly
+                    | ErrorCode::CannotOpen
+                    | ErrorCode::DiskFull
+                    | ErrorCode::SystemIoFailure
+                    | ErrorCode::PermissionDenied
+            )
+        );
+        if passing {
+            DbError::Unavailable(err.to_string())
+        } else {
+            DbError::Other(err.to_string())
+        }
+    }
+}
+
+impl From<PoolError> for DbError {
+    fn from(err: PoolError) -> DbError {
+        match err {
+            PoolError::Busy => DbError::Unavailable("too many queries waiting".into()),
+            PoolError::Gone => DbError::Unavailable("storage threads stopped".into()),
+        }
+    }
+}
+
+/// Told to a write job once its transaction has ended.
+type Completion = Box<dyn FnOnce(Result<(), &DbError>) + Send>;
+/// A write job runs inside the batch transaction (or is told why it could not)
+/// and returns whether it succeeded, plus what to do once the commit is known.
+type WriteJob = Box<dyn FnOnce(Result<&Connection, &DbError>) -> (bool, Completion) + Send>;
+
+#[derive(Clone)]
+pub struct Db {
+    writer: mpsc::Sender<WriteJob>,
+    readers: std::sync::Arc<Pool<Connection>>,
+}
+
+impl Db {
+    /// Opens (creating if needed) the database, applies the schema and starts
+    /// the writer and reader threads.
+    pub fn open(path: &Path) -> Result<Db, DbError> {
+        let mut conn = open_connection(path)?;
+        migrate(&mut conn)?;
+        let (tx, rx) = mpsc::channel(WRITE_QUEUE);
+        std::thread::Builder::new()
+            .name("db-writer".into())
+            .spawn(move || write_loop(conn, rx))
+            .map_err(|e| DbError::Other(e.to_string()))?;
+        let path = path.to_path_buf();
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 4);
+        let options = pool::Options {
+            name: "db-reader",
+            threads,
+            queue: READ_QUEUE,
+            nice: 0,
+        };
+        let readers = Pool::start(options, move || {
+            let conn = open_connection(&path)?;
+            conn.pragma_update(None, "query_only", true)?;
+            Ok::<_, DbError>(conn)
+        })?;
+        Ok(Db {
+            writer: tx,
+            readers: std::sync::Arc::new(readers),
+        })
+    }
+
+    /// Runs a read-only query on a reader thread.
+    pub async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, DbError> + Send + 'static,
+    ) -> Result<T, DbError> {
+        self.readers.run(move |conn| f(conn)).await?
+    }
+
+    /// Runs `f` in the next group-commit transaction; resolves once it is
+    /// committed.
+    pub async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, DbError> + Send + 'static,
+    ) -> Result<T, DbError> {
+        self.write_and_then(f, |_| {}).await
+    }
+
+    /// Like [`Db::write`], and runs `on_commit` on the writer thread right
+    /// after the commit, before later transactions start: hooks therefore run
+    /// in commit order, which is what keeps broadcast order equal to id order.
+    pub async fn write_and_then<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, DbError> + Send + 'static,
+        on_commit: impl FnOnce(&T) + Send + 'static,
+    ) -> Result<T, DbError> {
+        let (tx, rx) = oneshot::channel();
+        let job: WriteJob = Box::new(move |conn| {
+            let result = conn.map_err(DbError::clone).and_then(f);
+            let ok = result.is_ok();
+            let completion: Completion = Box::new(move |commit| {
+                let result = match (result, commit) {
+                    (Ok(value), Ok(())) => {
+                        on_commit(&value);
+                        Ok(value)
+                    }
+                    (Ok(_), Err(e)) => Err(e.clone()),
+                    (Err(e), _) => Err(e),
+                };
+                let _ = tx.send(result);
+            });
+            (ok, completion)
+        });
+        self.writer
+            .try_send(job)
+            .map_err(|_| DbError::Unavailable("too many writes waiting".into()))?;
+        rx.await
+            .map_err(|_| DbError::Unavailable("storage writer stopped".into()))?
+    }
+}
+
+fn open_connection(path: &Path) -> Result<Connection, DbError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // FULL: every commit is on disk before the writer answers, so an
+    // acknowledged message survives a power cut, not only a killed process.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", true)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+/// Applies `schema.sql` and records its version. Idempotent; refuses a
+/// database written by a newer version of the server.
+fn migrate(conn: &mut Connection) -> Result<(), DbError> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    if version > SCHEMA_VERSION {
+        return Err(DbError::Other(format!(
+            "the database has schema version {version}, newer than this server's {SCHEMA_VERSION}"
+        )));
+    }
+    let tx = conn.transaction()?;
+    tx.execute_batch(SCHEMA)?;
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    tx.commit()?;
+    Ok(())
+}
+
+fn write_loop(conn: Connection, mut rx: mpsc::Receiver<WriteJob>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while let Some(job) = rx.blocking_recv() {
+        batch.push(job);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        run_batch(&conn, batch.drain(..));
+    }
+}
+
+fn run_batch(conn: &Connection, jobs: impl Iterator<Item = WriteJob>) {
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        let e = DbError::from(e);
+        for job in jobs {
+            job(Err(&e)).1(Err(&e));
+        }
+        return;
+    }
+    let mut completions = Vec::new();
+    for job in jobs {
+        let completion = match conn.execute_batch("SAVEPOINT job") {
+            Ok(()) => {
+                let (ok, completion) = job(Ok(conn));
+                let end = if ok {
+                    "RELEASE job"
+                } else {
+                    "ROLLBACK TO job; RELEASE job"
+                };
+                let _ = conn.execute_batch(end);
+                completion
+            }
+            Err(e) => job(Err(&DbError::from(e))).1,
+        };
+        completions.push(completion);
+    }
+    let commit = conn.execute_batch("COMMIT").map_err(DbError::from);
+    if commit.is_err() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    for completion in completions {
+        completion(commit.as_ref().map(|_| ()));
+    }
+}

@@ -1,0 +1,264 @@
+//! One HTTP/1.1 connection: a buffered socket ([`Connection`]) and the
+//! keep-alive loop that reads a head, hands the request to the router,
+//! writes the response and decides whether the connection can carry another.
+//!
+//! Time bounds: a new connection must complete its first head within
+//! [`HEAD_TIMEOUT`]; between requests a connection may idle for
+//! [`IDLE_TIMEOUT`] and, once the first byte of the next head arrives, must
+//! complete it within [`HEAD_TIMEOUT`]. A head that times out part-way gets
+//! 408; a connection that sent nothing is closed without a word.
+
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::timeout_at;
+
+use super::body::Body;
+use super::request::{self, HeadError, Method, Request};
+use super::response::{self, Response};
+use crate::error::ApiError;
+use crate::log::{self, Level};
+use crate::router::{self, Exchange};
+use crate::server::{App, Shutdown};
+
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// An unread body up to this size is skipped to keep the connection; a larger
+/// one closes it.
+const DRAIN_LIMIT: u64 = 64 * 1024;
+const READ_CHUNK: usize = 64 * 1024;
+/// Bodies up to this size go out in the same write as the head.
+const COALESCE_LIMIT: usize = 16 * 1024;
+const FILE_CHUNK: usize = 256 * 1024;
+
+/// A socket with a read buffer. Bytes are appended at the end and consumed
+/// from `start`, so pipelined requests and body bytes that arrived with a
+/// head are never lost between layers.
+pub struct Connection {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    start: usize,
+}
+
+impl Connection {
+    pub fn new(stream: TcpStream) -> Connection {
+        Connection {
+            stream,
+            buf: Vec::new(),
+            start: 0,
+        }
+    }
+
+    pub fn buffered(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+
+    pub fn consume(&mut self, n: usize) {
+        self.start += n;
+        debug_assert!(self.start <= self.buf.len());
+        if self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+        }
+    }
+
+    /// Reads more bytes from the socket; `Ok(0)` is end of stream.
+    pub async fn fill(&mut self) -> io::Result<usize> {
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        self.buf.reserve(READ_CHUNK.min(self.buf.capacity().max(4096)));
+        self.stream.read_buf(&mut self.buf).await
+    }
+
+    pub async fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.stream.write_all(bytes).await
+    }
+
+    fn into_parts(mut self) -> (TcpStream, Vec<u8>) {
+        self.buf.drain(..self.start);
+        (self.stream, self.buf)
+    }
+}
+
+/// Why the loop stopped waiting for a head.
+enum HeadWait {
+    Request(Box<Request>, usize),
+    /// Peer closed, idle timeout or shutdown: close without a response.
+    Close,
+    Refuse(ApiError),
+}
+
+pub async fn serve(stream: TcpStream, app: Arc<App>, mut shutdown: Shutdown) {
+    let _ = stream.set_nodelay(true);
+    let mut conn = Connection::new(stream);
+    let mut out = Vec::with_capacity(1024);
+    let mut first = true;
+    loop {
+        let (request, head_len) = match read_head(&mut conn, first, &mut shutdown).await {
+            HeadWait::Request(request, len) => (request, len),
+            HeadWait::Close => return,
+            HeadWait::Refuse(error) => {
+                crate::log!(Level::Info, "- - {} (refused: {})", error.status, error.detail);
+                let _ = write_response(&mut conn, &mut out, error.into_response(), false, false).await;
+                return;
+            }
+        };
+        first = false;
+        conn.consume(head_len);
+        let started = Instant::now();
+        let mut exchange = Exchange::new(&app, &request, Body::new(&mut conn, &request));
+        let (response, close) = match router::handle(&mut exchange).await {
+            Ok(response) => (response, false),
+            Err(error) => {
+                let close = error.close;
+                (error.into_response(), close)
+            }
+        };
+        let Exchange { body, user, .. } = exchange;
+        let body_done = close || body.finish(DRAIN_LIMIT).await;
+        let keep_alive = request.keep_alive && body_done && !close && !shutdown.is_triggered();
+        let head_only = request.method == Method::Head;
+        let status = response.status;
+        let length = response.content_length();
+        let upgrade = response.upgrade.is_some();
+        let written = write_response(&mut conn, &mut out, response, keep_alive, head_only).await;
+        log_request(
+            &request,
+            status,
+            if head_only { 0 } else { length },
+            started,
+            user.as_deref(),
+        );
+        match written {
+            Ok(Some(upgrade)) => {
+                let (stream, rest) = conn.into_parts();
+                upgrade(stream, rest).await;
+                return;
+            }
+            Ok(None) if keep_alive && !upgrade => {}
+            _ => {
+                let _ = conn.stream.shutdown().await;
+                return;
+            }
+        }
+    }
+}
+
+async fn read_head(conn: &mut Connection, first: bool, shutdown: &mut Shutdown) -> HeadWait {
+    let mut deadline = Instant::now()
+        + if first || !conn.buffered().is_empty() {
+            HEAD_TIMEOUT
+        } else {
+            IDLE_TIMEOUT
+        };
+    let mut scanned = 0;
+    loop {
+        let buffered = conn.buffered();
+        if let Some(end) = request::find_head_end(buffered, scanned) {
+            return match request::parse(&buffered[..end]) {
+                Ok(request) => HeadWait::Request(Box::new(request), end),
+                Err(e) => HeadWait::Refuse(head_error(e)),
+            };
+        }
+        if let Err(e) = request::check_partial(buffered) {
+            return HeadWait::Refuse(head_error(e));
+        }
+        scanned = buffered.len();
+        let waiting_for_first_byte = buffered.is_empty();
+        let read = tokio::select! {
+            read = timeout_at(deadline.into(), conn.fill()) => read,
+            _ = shutdown.triggered(), if waiting_for_first_byte => return HeadWait::Close,
+        };
+        match read {
+            Err(_) if waiting_for_first_byte => return HeadWait::Close,
+            Err(_) => return HeadWait::Refuse(ApiError::new(408, "request headers not received in time")),
+            Ok(Ok(0)) | Ok(Err(_)) => return HeadWait::Close,
+            Ok(Ok(_)) if waiting_for_first_byte && !first => deadline = Instant::now() + HEAD_TIMEOUT,
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+fn head_error(error: HeadError) -> ApiError {
+    let status = match error {
+        HeadError::UriTooLong => 414,
+        HeadError::HeadersTooLarge => 431,
+        HeadError::Malformed(_) => 400,
+    };
+    ApiError::new(status, error.to_string())
+}
+
+/// Writes head and body. Returns the upgrade to run if the response switched
+/// protocols.
+async fn write_response(
+    conn: &mut Connection,
+    out: &mut Vec<u8>,
+    mut response: Response,
+    keep_alive: bool,
+    head_only: bool,
+) -> io::Result<Option<response::Upgrade>> {
+    out.clear();
+    response.encode_head(keep_alive, out);
+    let upgrade = response.upgrade.take();
+    let has_body = !head_only && !matches!(response.status, 100..=199 | 204 | 304);
+    match response.body {
+        response::Body::Bytes(bytes) if has_body && bytes.len() <= COALESCE_LIMIT => {
+            out.extend_from_slice(&bytes);
+            conn.write_all(out).await?;
+        }
+        response::Body::Bytes(bytes) => {
+            conn.write_all(out).await?;
+            if has_body {
+                conn.write_all(&bytes).await?;
+            }
+        }
+        response::Body::File { file, offset, len } => {
+            conn.write_all(out).await?;
+            if has_body {
+                copy_file(conn, file, offset, len).await?;
+            }
+        }
+    }
+    conn.stream.flush().await?;
+    Ok(upgrade)
+}
+
+async fn copy_file(conn: &mut Connection, file: std::fs::File, offset: u64, len: u64) -> io::Result<()> {
+    use tokio::io::AsyncSeekExt;
+    let mut file = tokio::fs::File::from_std(file);
+    file.seek(io::SeekFrom::Start(offset)).await?;
+    let mut remaining = len;
+    let mut chunk = vec![0u8; FILE_CHUNK.min(len as usize)];
+    while remaining > 0 {
+        let want = (remaining as usize).min(chunk.len());
+        let n = file.read(&mut chunk[..want]).await?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "file shorter than its record",
+            ));
+        }
+        conn.write_all(&chunk[..n]).await?;
+        remaining -= n as u64;
+    }
+    Ok(())
+}
+
+fn log_request(request: &Request, status: u16, bytes: u64, started: Instant, user: Option<&str>) {
+    let level = if status >= 500 { Level::Warn } else { Level::Info };
+    crate::log!(
+        level,
+        "{} {} {} {}B {}ms user={}",
+        request.method.as_str(),
+        log::printable(&log::redact(&request.target)),
+        status,
+        bytes,
+        started.elapsed().as_millis(),
+        user.unwrap_or("-")
+    );
+}

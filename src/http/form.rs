@@ -1,0 +1,52 @@
+//! `application/x-www-form-urlencoded` pairs, as used by login forms and
+//! query strings: `+` is a space and `%XX` escapes are decoded (invalid UTF-8
+//! becomes U+FFFD rather than an error, and the value then fails validation).
+
+use std::borrow::Cow;
+
+use percent_encoding::percent_decode_str;
+
+/// Iterates over the `name=value` pairs of `input` in order.
+pub fn pairs(input: &str) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> {
+    input.split('&').filter(|pair| !pair.is_empty()).map(|pair| {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        (decode(name), decode(value))
+    })
+}
+
+/// The first value of `name`, if present.
+pub fn get<'a>(input: &'a str, name: &str) -> Option<Cow<'a, str>> {
+    pairs(input).find(|(n, _)| n == name).map(|(_, v)| v)
+}
+
+fn decode(s: &str) -> Cow<'_, str> {
+    if !s.contains(['+', '%']) {
+        return Cow::Borrowed(s);
+    }
+    let spaced = s.replace('+', " ");
+    Cow::Owned(percent_decode_str(&spaced).decode_utf8_lossy().into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_plus_and_percent_escapes() {
+        let got: Vec<(String, String)> = pairs("username=al+ice&password=p%40ss%2Bw&empty=&flag")
+            .map(|(n, v)| (n.into_owned(), v.into_owned()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("username", "al ice"),
+                ("password", "p@ss+w"),
+                ("empty", ""),
+                ("flag", "")
+            ]
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+        );
+        assert_eq!(get("a=1&a=2", "a").as_deref(), Some("1"));
+        assert_eq!(get("a=1", "b"), None);
+    }
+}

@@ -1,0 +1,10 @@
+//! HTTP/1.1 on a raw TCP stream: parsing of request heads ([`request`]) and
+//! chunked bodies ([`chunked`]) as pure state machines, body streaming
+//! ([`body`]), responses ([`response`]) and the keep-alive loop ([`conn`]).
+
+pub mod body;
+pub mod chunked;
+pub mod conn;
+pub mod form;
+pub mod request;
+pub mod response;

@@ -1,0 +1,158 @@
+//! Responses as handlers build them, and the encoding of their heads. Every
+//! response carries `Date` and a `Content-Length`: bodies are either bytes in
+//! memory or a byte range of an open file, so the length is always known.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use bytes::Bytes;
+use tokio::net::TcpStream;
+
+use crate::clock;
+
+/// Takes over the connection after a `101 Switching Protocols`, with any bytes
+/// the client sent after its handshake.
+pub type Upgrade = Box<dyn FnOnce(TcpStream, Vec<u8>) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
+
+pub enum Body {
+    Bytes(Bytes),
+    /// `len` bytes of `file` from `offset`, streamed without loading them.
+    File {
+        file: std::fs::File,
+        offset: u64,
+        len: u64,
+    },
+}
+
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Body,
+    pub upgrade: Option<Upgrade>,
+}
+
+impl Response {
+    pub fn new(status: u16) -> Response {
+        Response {
+            status,
+            headers: Vec::new(),
+            body: Body::Bytes(Bytes::new()),
+            upgrade: None,
+        }
+    }
+
+    pub fn bytes(status: u16, content_type: &'static str, body: impl Into<Bytes>) -> Response {
+        Response::new(status)
+            .header("Content-Type", content_type)
+            .with_body(Body::Bytes(body.into()))
+    }
+
+    pub fn json(status: u16, value: &impl serde::Serialize) -> Response {
+        let body = serde_json::to_vec(value).expect("serializing plain data cannot fail");
+        Response::bytes(status, "application/json", body)
+    }
+
+    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Response {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    pub fn with_body(mut self, body: Body) -> Response {
+        self.body = body;
+        self
+    }
+
+    pub fn content_length(&self) -> u64 {
+        match &self.body {
+            Body::Bytes(bytes) => bytes.len() as u64,
+            Body::File { len, .. } => *len,
+        }
+    }
+
+    /// Writes the status line and headers into `out`. `Content-Length` is
+    /// left out of `1xx`, `204` and `304` responses, which have no body.
+    pub fn encode_head(&self, keep_alive: bool, out: &mut Vec<u8>) {
+        use std::io::Write;
+        let _ = write!(out, "HTTP/1.1 {} {}\r\n", self.status, reason(self.status));
+        let _ = write!(out, "Date: {}\r\n", cached_date());
+        for (name, value) in &self.headers {
+            let _ = write!(out, "{name}: {value}\r\n");
+        }
+        if !matches!(self.status, 100..=199 | 204 | 304) {
+            let _ = write!(out, "Content-Length: {}\r\n", self.content_length());
+        }
+        if self.upgrade.is_none() && !keep_alive {
+            out.extend_from_slice(b"Connection: close\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// The `Date` value changes once a second; formatting it per response would
+/// be wasted work on the hot path.
+fn cached_date() -> String {
+    use std::cell::RefCell;
+    thread_local! {
+        static CACHE: RefCell<(u64, String)> = const { RefCell::new((0, String::new())) };
+    }
+    let now = clock::now_secs();
+    CACHE.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if cache.0 != now {
+            *cache = (now, clock::http_date(now));
+        }
+        cache.1.clone()
+    })
+}
+
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        101 => "Switching Protocols",
+        200 => "OK",
+        201 => "Created",
+        204 => "No Content",
+        206 => "Partial Content",
+        304 => "Not Modified",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        411 => "Length Required",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        415 => "Unsupported Media Type",
+        416 => "Range Not Satisfiable",
+        422 => "Unprocessable Content",
+        426 => "Upgrade Required",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        507 => "Insufficient Storage",
+        _ => "Unknown",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn head_has_date_length_and_close() {
+        let mut out = Vec::new();
+        Response::bytes(200, "text/plain", "hi").encode_head(false, &mut out);
+        let head = String::from_utf8(out).unwrap();
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\nDate: "));
+        assert!(head.contains("\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nConnection: close\r\n\r\n"));
+    }
+
+    #[test]
+    fn no_content_has_no_length() {
+        let mut out = Vec::new();
+        Response::new(204).encode_head(true, &mut out);
+        assert!(!String::from_utf8(out).unwrap().contains("Content-Length"));
+    }
+}

@@ -1,0 +1,111 @@
+//! chat-server: a real-time chat room and file service on HTTP/1.1 and
+//! WebSocket, without a web framework.
+//!
+//! The path of a request, and the module that holds each step:
+//!
+//! - [`server`]: accept loop, connection bound, shared [`server::App`], shutdown;
+//! - [`http`]: bytes to requests and responses to bytes (`request`, `chunked`,
+//!   `body`, `response`), and the keep-alive loop (`conn`);
+//! - [`router`]: the route table and dispatch to handlers;
+//! - handlers: [`accounts`], [`health`];
+//! - [`auth`]: tokens and password hashing; [`db`]: SQLite on blocking threads
+//!   ([`pool`]); [`error`]: the one mapping from failures to HTTP statuses;
+//! - [`config`], [`log`], [`clock`]: settings, logging, time formatting.
+
+pub mod accounts;
+pub mod auth;
+pub mod clock;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod health;
+pub mod http;
+pub mod json;
+pub mod log;
+pub mod pool;
+pub mod router;
+pub mod server;
+
+use std::io;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+use crate::auth::Auth;
+use crate::config::Config;
+use crate::db::Db;
+use crate::log::Level;
+use crate::server::{App, ShutdownTrigger};
+
+/// Why the server could not start.
+#[derive(Debug)]
+pub enum StartError {
+    Bind(io::Error),
+    Storage(String),
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Bind(e) => write!(f, "cannot listen: {e}"),
+            StartError::Storage(e) => write!(f, "cannot open storage: {e}"),
+        }
+    }
+}
+
+/// Binds, opens storage and serves until SIGINT or SIGTERM, then shuts down
+/// gracefully. The first line on stderr is the bound address.
+pub async fn run(config: Config) -> Result<(), StartError> {
+    let listener = TcpListener::bind(config.addr).await.map_err(StartError::Bind)?;
+    let addr = listener.local_addr().map_err(StartError::Bind)?;
+    eprintln!("listening on http://{addr}");
+    let (trigger, shutdown) = ShutdownTrigger::new();
+    let app = Arc::new(build_app(config, shutdown).await?);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        crate::log!(Level::Info, "shutting down");
+        trigger.trigger();
+    });
+    server::serve(listener, app).await;
+    Ok(())
+}
+
+async fn build_app(config: Config, shutdown: server::Shutdown) -> Result<App, StartError> {
+    let db_path = config.db.clone();
+    let db = tokio::task::spawn_blocking(move || Db::open(&db_path))
+        .await
+        .map_err(|e| StartError::Storage(e.to_string()))?
+        .map_err(|e| StartError::Storage(e.to_string()))?;
+    let secret = match &config.jwt_secret {
+        Some(secret) => secret.as_bytes().to_vec(),
+        None => {
+            let mut fresh = [0u8; 32];
+            getrandom::fill(&mut fresh).map_err(|e| StartError::Storage(e.to_string()))?;
+            db.write(move |conn| db::settings::jwt_secret(conn, &fresh))
+                .await
+                .map_err(|e| StartError::Storage(e.to_string()))?
+        }
+    };
+    let auth = Auth::new(&secret, config.token_ttl, config.bcrypt_cost);
+    Ok(App {
+        config,
+        db,
+        auth,
+        shutdown,
+    })
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        crate::log!(
+            Level::Error,
+            "cannot install signal handlers; stop the server with SIGKILL"
+        );
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

@@ -1,0 +1,127 @@
+//! Line-oriented logging to stderr. One global level, set once at start-up;
+//! a line is written with a single `write` so lines from different tasks
+//! never interleave. Request targets pass through [`redact`] first: a token in
+//! a log file is a session anyone with read access to the logs could steal.
+
+use std::borrow::Cow;
+use std::io::Write;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Error = 0,
+    Warn = 1,
+    Info = 2,
+    Debug = 3,
+}
+
+impl FromStr for Level {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s.to_ascii_lowercase().as_str() {
+            "error" => Ok(Level::Error),
+            "warn" => Ok(Level::Warn),
+            "info" => Ok(Level::Info),
+            "debug" => Ok(Level::Debug),
+            _ => Err(()),
+        }
+    }
+}
+
+impl Level {
+    fn label(self) -> &'static str {
+        match self {
+            Level::Error => "ERROR",
+            Level::Warn => "WARN",
+            Level::Info => "INFO",
+            Level::Debug => "DEBUG",
+        }
+    }
+}
+
+static LEVEL: AtomicU8 = AtomicU8::new(Level::Info as u8);
+
+pub fn set_level(level: Level) {
+    LEVEL.store(level as u8, Ordering::Relaxed);
+}
+
+pub fn enabled(level: Level) -> bool {
+    level as u8 <= LEVEL.load(Ordering::Relaxed)
+}
+
+/// Writes one line; callers go through the [`log!`](crate::log!) macro so that
+/// the message is only formatted when its level is enabled.
+pub fn write(level: Level, args: std::fmt::Arguments<'_>) {
+    let line = format!(
+        "{} {} {}\n",
+        crate::clock::rfc3339_millis(crate::clock::now_millis()),
+        level.label(),
+        args
+    );
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+}
+
+#[macro_export]
+macro_rules! log {
+    ($level:expr, $($arg:tt)*) => {
+        if $crate::log::enabled($level) {
+            $crate::log::write($level, format_args!($($arg)*));
+        }
+    };
+}
+
+/// Replaces the value of every `token=` query parameter with `REDACTED`.
+pub fn redact(target: &str) -> Cow<'_, str> {
+    let Some((path, query)) = target.split_once('?') else {
+        return Cow::Borrowed(target);
+    };
+    if !query.split('&').any(|pair| pair.starts_with("token=")) {
+        return Cow::Borrowed(target);
+    }
+    let query: Vec<&str> = query
+        .split('&')
+        .map(|pair| {
+            if pair.starts_with("token=") {
+                "token=REDACTED"
+            } else {
+                pair
+            }
+        })
+        .collect();
+    Cow::Owned(format!("{path}?{}", query.join("&")))
+}
+
+/// Control bytes are escaped so a hostile request target cannot forge log lines.
+pub fn printable(s: &str) -> Cow<'_, str> {
+    if s.chars().all(|c| !c.is_control()) {
+        return Cow::Borrowed(s);
+    }
+    Cow::Owned(s.chars().flat_map(char::escape_default).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_in_query_strings_are_redacted() {
+        assert_eq!(redact("/ws/chat?token=abc.def.ghi"), "/ws/chat?token=REDACTED");
+        assert_eq!(redact("/ws/chat?a=1&token=x&b=2"), "/ws/chat?a=1&token=REDACTED&b=2");
+        assert_eq!(redact("/history?offset=0"), "/history?offset=0");
+        assert_eq!(redact("/ws/chat?mytoken=keep"), "/ws/chat?mytoken=keep");
+    }
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(printable("/a\r\nINFO fake"), "/a\\r\\nINFO fake");
+        assert_eq!(printable("/plain"), "/plain");
+    }
+
+    #[test]
+    fn levels_parse_and_order() {
+        assert_eq!("WARN".parse::<Level>(), Ok(Level::Warn));
+        assert!("loud".parse::<Level>().is_err());
+        assert!(Level::Error < Level::Debug);
+    }
+}
