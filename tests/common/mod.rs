@@ -1,0 +1,337 @@
+//! Shared by the integration tests: starts the real `chat-server` binary on
+//! an ephemeral port against a fresh SQLite file in a temp dir, and speaks
+//! raw HTTP/1.1 to it over TCP.
+#![allow(dead_code)] // each test file uses its own subset of these helpers
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const PASSWORD: &str = "correct horse";
+
+/// A running server process. Killed when dropped; its temp dir goes with it.
+pub struct Server {
+    pub addr: SocketAddr,
+    child: Child,
+    logs: Arc<Mutex<String>>,
+    dir: Arc<tempfile::TempDir>,
+    args: Vec<String>,
+}
+
+impl Server {
+    pub fn start() -> Server {
+        Server::start_with(&[])
+    }
+
+    /// Starts with extra flags (after the test defaults, so they win).
+    pub fn start_with(args: &[&str]) -> Server {
+        let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+        Server::spawn(dir, args.iter().map(|s| s.to_string()).collect())
+    }
+
+    fn spawn(dir: Arc<tempfile::TempDir>, args: Vec<String>) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_chat-server"))
+            .arg("--addr=127.0.0.1:0")
+            .arg(format!("--db={}", dir.path().join("chat.db").display()))
+            .arg(format!("--uploads-dir={}", dir.path().join("uploads").display()))
+            .arg("--bcrypt-cost=4")
+            .arg("--log=debug")
+            .args(&args)
+            .env_remove("CHAT_JWT_SECRET")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start chat-server");
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut first = String::new();
+        stderr.read_line(&mut first).expect("read first stderr line");
+        let addr = first
+            .trim()
+            .strip_prefix("listening on http://")
+            .unwrap_or_else(|| panic!("unexpected first line: {first:?}"))
+            .parse()
+            .expect("bound address");
+        let logs = Arc::new(Mutex::new(String::new()));
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            while stderr.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+                sink.lock().unwrap().push_str(&line);
+                line.clear();
+            }
+        });
+        let server = Server {
+            addr,
+            child,
+            logs,
+            dir,
+            args,
+        };
+        server.wait_until_ready();
+        server
+    }
+
+    fn wait_until_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(resp) = self.try_request("GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n") {
+                if resp.status == 200 {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("server did not become ready; logs:\n{}", self.logs());
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn uploads_dir(&self) -> PathBuf {
+        self.dir.path().join("uploads")
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.path().join("chat.db")
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Everything the server wrote to stderr after its first line.
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().clone()
+    }
+
+    /// Waits until the logs contain `needle` (log lines are written after
+    /// the response, so a test may see the response first).
+    pub fn wait_for_log(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let logs = self.logs();
+            if logs.contains(needle) || Instant::now() > deadline {
+                return logs;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: sending a signal to our own child process.
+        unsafe {
+            libc::kill(self.pid(), signal);
+        }
+    }
+
+    /// Waits for the process to exit and returns its exit code.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// SIGKILLs the server and starts a new one on the same files.
+    pub fn kill_and_restart(mut self) -> Server {
+        self.signal(libc::SIGKILL);
+        let _ = self.child.wait();
+        Server::spawn(self.dir.clone(), self.args.clone())
+    }
+
+    /// Stops the server gracefully (SIGTERM) and starts a new one on the same files.
+    pub fn restart(mut self) -> Server {
+        self.signal(libc::SIGTERM);
+        assert_eq!(self.wait_exit(Duration::from_secs(15)), Some(0), "graceful exit");
+        Server::spawn(self.dir.clone(), self.args.clone())
+    }
+
+    pub fn connect(&self) -> TcpStream {
+        let stream = TcpStream::connect(self.addr).expect("connect");
+        stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        stream.set_nodelay(true).unwrap();
+        stream
+    }
+
+    fn try_request(&self, raw: &str) -> std::io::Result<Response> {
+        let mut stream = TcpStream::connect(self.addr)?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        stream.write_all(raw.as_bytes())?;
+        read_response(&mut BufReader::new(stream), false)
+    }
+
+    /// Sends raw bytes on a new connection and reads one response.
+    pub fn raw(&self, bytes: &[u8]) -> Response {
+        let mut stream = self.connect();
+        stream.write_all(bytes).expect("write request");
+        read_response(&mut BufReader::new(stream), false).expect("read response")
+    }
+
+    /// A request with optional bearer token and body, on a new connection.
+    pub fn request(&self, method: &str, path: &str, token: Option<&str>, body: Option<(&str, &[u8])>) -> Response {
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
+            self.addr
+        );
+        if let Some(token) = token {
+            head.push_str(&format!("Authorization: Bearer {token}\r\n"));
+        }
+        let mut bytes = Vec::new();
+        match body {
+            Some((content_type, body)) => {
+                head.push_str(&format!(
+                    "Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+                    body.len()
+                ));
+                bytes.extend_from_slice(head.as_bytes());
+                bytes.extend_from_slice(body);
+            }
+            None => {
+                head.push_str("\r\n");
+                bytes.extend_from_slice(head.as_bytes());
+            }
+        }
+        let mut stream = self.connect();
+        stream.write_all(&bytes).expect("write request");
+        read_response(&mut BufReader::new(stream), method == "HEAD").expect("read response")
+    }
+
+    pub fn get(&self, path: &str, token: &str) -> Response {
+        self.request("GET", path, Some(token), None)
+    }
+
+    pub fn register(&self, username: &str, password: &str) -> Response {
+        let body = serde_json::json!({ "username": username, "password": password }).to_string();
+        self.request("POST", "/register", None, Some(("application/json", body.as_bytes())))
+    }
+
+    pub fn login(&self, username: &str, password: &str) -> Response {
+        let body = format!("username={username}&password={}", password.replace(' ', "+"));
+        self.request(
+            "POST",
+            "/token",
+            None,
+            Some(("application/x-www-form-urlencoded", body.as_bytes())),
+        )
+    }
+
+    /// Registers `username` with [`PASSWORD`] and returns a fresh token.
+    pub fn user(&self, username: &str) -> String {
+        let registered = self.register(username, PASSWORD);
+        assert_eq!(registered.status, 201, "register {username}: {}", registered.text());
+        let login = self.login(username, PASSWORD);
+        assert_eq!(login.status, 200, "login {username}: {}", login.text());
+        login.json()["access_token"].as_str().unwrap().to_string()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn headers_named(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+
+    /// The `detail` of a JSON error body.
+    pub fn detail(&self) -> String {
+        self.json()["detail"].as_str().unwrap_or_default().to_string()
+    }
+}
+
+/// Reads one response; the body is framed by `Content-Length`, or runs to the
+/// end of the stream when there is none. `head_only` for responses to HEAD.
+pub fn read_response(reader: &mut impl BufRead, head_only: bool) -> std::io::Result<Response> {
+    let mut line = String::new();
+    if reader.read_line(&mut line)? == 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "connection closed",
+        ));
+    }
+    let status = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("bad status line {line:?}")))?;
+    let mut headers = Vec::new();
+    loop {
+        line.clear();
+        reader.read_line(&mut line)?;
+        let trimmed = line.trim_end();
+        if trimmed.is_empty() {
+            break;
+        }
+        let (name, value) = trimmed.split_once(':').unwrap();
+        headers.push((name.to_string(), value.trim().to_string()));
+    }
+    let mut response = Response {
+        status,
+        headers,
+        body: Vec::new(),
+    };
+    if head_only || matches!(status, 100..=199 | 204 | 304) {
+        return Ok(response);
+    }
+    match response.header("content-length").map(|v| v.parse::<usize>().unwrap()) {
+        Some(len) => {
+            response.body.resize(len, 0);
+            reader.read_exact(&mut response.body)?;
+        }
+        None => {
+            reader.read_to_end(&mut response.body)?;
+        }
+    }
+    Ok(response)
+}
+
+/// Whether the peer closes the connection within `within` (EOF or reset;
+/// a timeout or more data is not a close).
+pub fn is_closed(stream: &mut TcpStream, within: Duration) -> bool {
+    stream.set_read_timeout(Some(within)).unwrap();
+    let mut byte = [0u8; 1];
+    match stream.read(&mut byte) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => !matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
+    }
+}
