@@ -3,7 +3,7 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{Response, Server};
 
@@ -372,25 +372,10 @@ fn an_unfinished_head_gets_408_and_a_silent_connection_is_closed_without_a_word(
     assert!(unsolicited.is_empty(), "{}", String::from_utf8_lossy(&unsolicited));
 }
 
-/// Opens a connection and waits until the server admits it: the bound
-/// frees a place only once the task of a closed connection has ended.
-fn admitted(server: &Server) -> common::Conn {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let mut conn = server.open();
-        conn.send(HEALTHZ);
-        if conn.response().status == 200 {
-            return conn;
-        }
-        assert!(Instant::now() < deadline, "no place was ever given out");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 #[test]
 fn connections_past_the_bound_get_503_and_close_while_the_others_keep_working() {
     let server = Server::start_with(&["--max-connections=2"]);
-    let mut held = vec![admitted(&server), admitted(&server)];
+    let mut held = vec![server.admitted(), server.admitted()];
     for _ in 0..3 {
         let mut refused = server.open();
         let response = refused.response();
@@ -408,7 +393,7 @@ fn connections_past_the_bound_get_503_and_close_while_the_others_keep_working() 
     }
     // Once a held connection closes, its place is given to a new one.
     drop(held.pop());
-    let mut newcomer = admitted(&server);
+    let mut newcomer = server.admitted();
     newcomer.send(HEALTHZ);
     assert_eq!(newcomer.response().status, 200);
 }

@@ -17,6 +17,8 @@ pub struct Server {
     pub addr: SocketAddr,
     child: Child,
     logs: Arc<Mutex<String>>,
+    /// Copies stderr into `logs` until the process exits.
+    log_reader: Option<std::thread::JoinHandle<()>>,
     dir: Arc<tempfile::TempDir>,
     args: Vec<String>,
     env: Vec<(String, String)>,
@@ -74,7 +76,7 @@ impl Server {
             .expect("bound address");
         let logs = Arc::new(Mutex::new(String::new()));
         let sink = logs.clone();
-        std::thread::spawn(move || {
+        let log_reader = std::thread::spawn(move || {
             let mut line = String::new();
             while stderr.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
                 sink.lock().unwrap().push_str(&line);
@@ -85,6 +87,7 @@ impl Server {
             addr,
             child,
             logs,
+            log_reader: Some(log_reader),
             dir,
             args,
             env,
@@ -159,6 +162,25 @@ impl Server {
         None
     }
 
+    /// Stops the server with SIGTERM and waits for it to exit; returns the
+    /// exit code. Afterwards [`Server::logs`] holds everything it wrote.
+    pub fn stop(&mut self) -> Option<i32> {
+        self.signal(libc::SIGTERM);
+        self.wait_for_exit()
+    }
+
+    /// Waits (up to well past the shutdown grace period) for the process to
+    /// exit and for its last log lines to be collected.
+    pub fn wait_for_exit(&mut self) -> Option<i32> {
+        let code = self.wait_exit(Duration::from_secs(15));
+        if code.is_some() {
+            if let Some(reader) = self.log_reader.take() {
+                let _ = reader.join();
+            }
+        }
+        code
+    }
+
     /// SIGKILLs the server and starts a new one on the same files.
     pub fn kill_and_restart(mut self) -> Server {
         self.signal(libc::SIGKILL);
@@ -168,8 +190,7 @@ impl Server {
 
     /// Stops the server gracefully (SIGTERM) and starts a new one on the same files.
     pub fn restart(mut self) -> Server {
-        self.signal(libc::SIGTERM);
-        assert_eq!(self.wait_exit(Duration::from_secs(15)), Some(0), "graceful exit");
+        assert_eq!(self.stop(), Some(0), "graceful exit");
         Server::spawn(self.dir.clone(), self.args.clone(), self.env.clone())
     }
 
@@ -183,6 +204,22 @@ impl Server {
     /// A kept-alive connection to send several requests on.
     pub fn open(&self) -> Conn {
         Conn::new(self.connect())
+    }
+
+    /// Opens a connection and waits until the server admits it: under
+    /// `--max-connections`, the place of a closed connection is freed only
+    /// once the server has finished with it.
+    pub fn admitted(&self) -> Conn {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let mut conn = self.open();
+            conn.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+            if conn.response().status == 200 {
+                return conn;
+            }
+            assert!(Instant::now() < deadline, "no connection was ever admitted");
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     fn try_request(&self, raw: &str) -> std::io::Result<Response> {
