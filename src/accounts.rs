@@ -43,7 +43,7 @@ impl<'a> From<&'a User> for UserView<'a> {
 
 pub async fn register(ex: &mut Exchange<'_, '_>) -> Result<Response, ApiError> {
     let body = ex.body.read_to_end(SMALL_BODY_LIMIT).await?;
-    let Registration { username, password } = json::parse(&body)?;
+    let Registration { username, password } = json::parse_object(&body)?;
     validate_username(&username)?;
     validate_password(&password)?;
     let hash = ex.app.auth.hash_password(password).await?;
