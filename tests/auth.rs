@@ -186,6 +186,15 @@ fn a_wrong_password_and_an_unknown_user_get_the_same_401() {
 }
 
 #[test]
+fn a_password_is_never_matched_by_its_first_72_bytes_alone() {
+    let server = Server::start();
+    let password = "p".repeat(72);
+    assert_eq!(server.register("longpw", &password).status, 201);
+    assert_eq!(server.login("longpw", &password).status, 200);
+    assert_unauthorized(&server.login("longpw", &format!("{password}extra")));
+}
+
+#[test]
 fn form_fields_are_url_decoded() {
     let server = Server::start();
     server.register("heidi", "p@ss w+rd%");
