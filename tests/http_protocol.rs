@@ -263,6 +263,7 @@ fn malformed_and_ambiguous_requests_get_400_and_the_connection_closes() {
         b"POST /register HTTP/1.1\r\nContent-Length: 3, 4\r\n\r\nabcd",
         b"POST /register HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
         b"POST /register HTTP/1.1\r\nTransfer-Encoding: chunked, identity\r\n\r\n",
+        b"POST /register HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
         b"POST /register HTTP/1.1\r\nContent-Length: 18446744073709551616\r\n\r\n",
         b"POST /register HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
         b"GET /healthz HTTP/1.1\r\nX-Folded: a\r\n b\r\n\r\n",
@@ -416,4 +417,19 @@ fn each_request_is_logged_on_one_line_with_status_size_and_user() {
         .find(|l| l.contains("GET /nope 404"))
         .unwrap_or_else(|| panic!("{logs}"));
     assert!(line.ends_with("user=-"), "{line}");
+}
+
+#[test]
+fn an_oversized_body_sent_in_full_before_reading_still_gets_its_413() {
+    let server = Server::start();
+    for size in [70_000usize, 1_000_000, 8_000_000] {
+        let mut stream = server.connect();
+        let head = format!("POST /register HTTP/1.1\r\nHost: x\r\nContent-Length: {size}\r\n\r\n");
+        let mut request = head.into_bytes();
+        request.resize(request.len() + size, b' ');
+        // The server refuses without reading: the write may fail part-way.
+        let _ = stream.write_all(&request);
+        let mut conn = common::Conn::new(stream);
+        assert_error(&conn.response(), 413);
+    }
 }

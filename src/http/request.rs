@@ -243,6 +243,9 @@ fn framing(request: &Request) -> Result<Framing, HeadError> {
         }
     }
     match (length, transfer_encoding) {
+        // RFC 9112 6.1: an HTTP/1.0 peer never sends it, so an intermediary
+        // may have framed the message differently; refuse rather than guess.
+        (_, true) if request.version == 0 => Err(HeadError::Malformed("Transfer-Encoding in an HTTP/1.0 request")),
         (Some(_), true) => Err(HeadError::Malformed("both Content-Length and Transfer-Encoding")),
         (None, true) if !chunked => Err(HeadError::Malformed("empty Transfer-Encoding")),
         (None, true) => Ok(Framing::Chunked),
@@ -337,6 +340,10 @@ mod tests {
             b"GET / HTTP/2.0\r\n\r\n",
             b"GET http://a/ HTTP/1.1\r\n\r\n",
             b"G@T / HTTP/1.1\r\n\r\n",
+            b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"POST / HTTP/1.1\r\nTransfer-Encoding : chunked\r\n\r\n",
+            b"POST / HTTP/1.1\r\nContent-Length : 5\r\n\r\n",
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
         ] {
             let end = find_head_end(head, 0).unwrap();
             assert!(
