@@ -7,7 +7,7 @@
 //! - [`http`]: bytes to requests and responses to bytes (`request`, `chunked`,
 //!   `body`, `response`), and the keep-alive loop (`conn`);
 //! - [`router`]: the route table and dispatch to handlers;
-//! - handlers: [`accounts`], [`health`];
+//! - handlers: [`accounts`], [`health`], [`pages`] (the compiled-in browser pages);
 //! - [`auth`]: tokens and password hashing; [`db`]: SQLite on blocking threads
 //!   ([`pool`]); [`error`]: the one mapping from failures to HTTP statuses;
 //! - [`config`], [`log`], [`clock`]: settings, logging, time formatting.
@@ -22,6 +22,7 @@ pub mod health;
 pub mod http;
 pub mod json;
 pub mod log;
+pub mod pages;
 pub mod pool;
 pub mod router;
 pub mod server;

@@ -10,10 +10,14 @@ use crate::http::body::Body;
 use crate::http::request::{Method, Request};
 use crate::http::response::Response;
 use crate::server::App;
-use crate::{accounts, health};
+use crate::{accounts, health, pages};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Endpoint {
+    Index,
+    Docs,
+    OpenApi,
+    Asset,
     Health,
     Register,
     Token,
@@ -37,6 +41,10 @@ const fn route(method: Method, pattern: &'static str, endpoint: Endpoint) -> Rou
 }
 
 pub const ROUTES: &[Route] = &[
+    route(Method::Get, "/", Endpoint::Index),
+    route(Method::Get, "/docs", Endpoint::Docs),
+    route(Method::Get, "/openapi.json", Endpoint::OpenApi),
+    route(Method::Get, "/assets/{name}", Endpoint::Asset),
     route(Method::Get, "/healthz", Endpoint::Health),
     route(Method::Post, "/register", Endpoint::Register),
     route(Method::Post, "/token", Endpoint::Token),
@@ -119,8 +127,15 @@ fn matches<'p>(pattern: &str, path: &'p str) -> Option<Option<&'p str>> {
 
 pub async fn handle(ex: &mut Exchange<'_, '_>) -> Result<Response, ApiError> {
     let request = ex.request;
-    let (endpoint, _param) = resolve(request.method, request.path())?;
+    let (endpoint, param) = resolve(request.method, request.path())?;
+    let param = param.unwrap_or_default();
     match endpoint {
+        Endpoint::Index => Ok(pages::index().into_response()),
+        Endpoint::Docs => Ok(pages::docs().into_response()),
+        Endpoint::OpenApi => Ok(pages::openapi().into_response()),
+        Endpoint::Asset => pages::asset(param)
+            .map(pages::Asset::into_response)
+            .ok_or_else(|| ApiError::not_found("no such asset")),
         Endpoint::Health => health::check(ex).await,
         Endpoint::Register => accounts::register(ex).await,
         Endpoint::Token => accounts::token(ex).await,
