@@ -18,6 +18,7 @@ pub mod clock;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod files;
 pub mod health;
 pub mod http;
 pub mod json;

@@ -1,0 +1,3 @@
+//! Files: uploads streamed to disk, downloads, listing and deletion.
+
+pub mod multipart;
