@@ -1,12 +1,17 @@
-//! Files: the bytes on disk ([`store`]), their records and the
-//! `multipart/form-data` parser ([`multipart`]).
+//! Files: uploads streamed to disk ([`upload`]), downloads with ranges and
+//! validators ([`download`]), the listing and deletion ([`catalog`]), over
+//! the bytes on disk ([`store`]) and the `multipart/form-data` parser
+//! ([`multipart`]).
 //!
 //! The database row is the record that a file exists: it is written after
 //! the bytes are durable and deleted before they are removed, so a crash
 //! leaves at worst bytes without a row, which [`recover`] removes at start-up.
 
+pub mod catalog;
+pub mod download;
 pub mod multipart;
 pub mod store;
+pub mod upload;
 
 use std::path::Path;
 
