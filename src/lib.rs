@@ -7,7 +7,8 @@
 //! - [`http`]: bytes to requests and responses to bytes (`request`, `chunked`,
 //!   `body`, `response`), and the keep-alive loop (`conn`);
 //! - [`router`]: the route table and dispatch to handlers;
-//! - handlers: [`accounts`], [`health`], [`pages`] (the compiled-in browser pages);
+//! - handlers: [`accounts`], [`files`] (uploads, downloads), [`health`], [`pages`] (the compiled-in
+//!   browser pages);
 //! - [`auth`]: tokens and password hashing; [`db`]: SQLite on blocking threads
 //!   ([`pool`]); [`error`]: the one mapping from failures to HTTP statuses;
 //! - [`config`], [`log`], [`clock`]: settings, logging, time formatting.
@@ -18,6 +19,7 @@ pub mod clock;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod files;
 pub mod health;
 pub mod http;
 pub mod json;
@@ -87,6 +89,12 @@ async fn build_app(config: Config, shutdown: server::Shutdown) -> Result<App, St
                 .map_err(|e| StartError::Storage(e.to_string()))?
         }
     };
+    // Before the first request: no upload can be in flight while the sweep runs.
+    let uploads = config.uploads_dir.clone();
+    db.read(move |conn| Ok(files::recover(conn, &uploads)))
+        .await
+        .map_err(|e| StartError::Storage(e.to_string()))?
+        .map_err(StartError::Storage)?;
     let auth = Auth::new(&secret, config.token_ttl, config.bcrypt_cost);
     Ok(App {
         config,

@@ -10,7 +10,7 @@ use crate::http::body::Body;
 use crate::http::request::{Method, Request};
 use crate::http::response::Response;
 use crate::server::App;
-use crate::{accounts, health, pages};
+use crate::{accounts, files, health, pages};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Endpoint {
@@ -23,6 +23,10 @@ pub enum Endpoint {
     Token,
     Logout,
     Me,
+    FileUpload,
+    FileList,
+    FileDownload,
+    FileDelete,
 }
 
 pub struct Route {
@@ -50,6 +54,10 @@ pub const ROUTES: &[Route] = &[
     route(Method::Post, "/token", Endpoint::Token),
     route(Method::Post, "/logout", Endpoint::Logout),
     route(Method::Get, "/me", Endpoint::Me),
+    route(Method::Post, "/files/upload", Endpoint::FileUpload),
+    route(Method::Get, "/files", Endpoint::FileList),
+    route(Method::Get, "/files/{id}", Endpoint::FileDownload),
+    route(Method::Delete, "/files/{id}", Endpoint::FileDelete),
 ];
 
 /// One request on its way through a handler: the handler reads the body
@@ -141,6 +149,10 @@ pub async fn handle(ex: &mut Exchange<'_, '_>) -> Result<Response, ApiError> {
         Endpoint::Token => accounts::token(ex).await,
         Endpoint::Logout => accounts::logout(ex),
         Endpoint::Me => accounts::me(ex).await,
+        Endpoint::FileUpload => files::upload::upload(ex).await,
+        Endpoint::FileList => files::catalog::list(ex).await,
+        Endpoint::FileDownload => files::download::download(ex, param).await,
+        Endpoint::FileDelete => files::catalog::delete(ex, param).await,
     }
 }
 

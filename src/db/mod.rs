@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::pool::{self, Pool, PoolError};
 
+pub mod files;
 pub mod settings;
 pub mod users;
 
