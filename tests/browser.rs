@@ -55,6 +55,18 @@ fn wait_until_connected_as(browser: &Session, username: &str) {
     );
 }
 
+/// The join event of the other user says that it is subscribed; a message
+/// sent before that would rightly not reach it.
+fn wait_until_both_online(one: &Session, other: &Session) {
+    for browser in [one, other] {
+        browser.wait_for(
+            "both users online",
+            "return document.getElementById('online').textContent === 'online: 2'",
+            &[],
+        );
+    }
+}
+
 /// Types `text` into the composer and sends it with Enter.
 fn say(browser: &Session, text: &str) {
     let input = browser.find("#message-input");
@@ -69,6 +81,42 @@ fn wait_for_message(browser: &Session, line: &str) {
            li.querySelector('.msg-user').textContent + ': ' + li.querySelector('.msg-text').textContent === arguments[0])",
         &[json!(line)],
     );
+}
+
+/// Fetches `href` from the page, with the browser's cookie, and checks that
+/// it is an attachment named `name` holding exactly `bytes`.
+fn assert_downloads_as(browser: &Session, href: &str, name: &str, bytes: &[u8]) {
+    let download = browser.script(
+        "return fetch(arguments[0]).then(async (response) => ({
+           status: response.status,
+           disposition: response.headers.get('Content-Disposition'),
+           bytes: Array.from(new Uint8Array(await response.arrayBuffer())),
+         }))",
+        &[json!(href)],
+    );
+    assert_eq!(download["status"], 200, "GET {href}");
+    let disposition = download["disposition"].as_str().unwrap();
+    assert!(disposition.starts_with("attachment;"), "{disposition}");
+    let encoded = disposition
+        .split("filename*=UTF-8''")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no filename* in {disposition:?}"))
+        .split(';')
+        .next()
+        .unwrap();
+    let decoded = percent_encoding::percent_decode_str(encoded).decode_utf8().unwrap();
+    assert_eq!(decoded, name, "Content-Disposition: {disposition}");
+    let downloaded: Vec<u8> = serde_json::from_value(download["bytes"].clone()).unwrap();
+    assert!(downloaded == bytes, "the download of {href} differs from the upload");
+}
+
+/// A file on disk for a browser to pick: every byte value, and more than
+/// one socket buffer's worth.
+fn file_to_upload(dir: &tempfile::TempDir, name: &str) -> (std::path::PathBuf, Vec<u8>) {
+    let bytes: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
+    let path = dir.path().join(name);
+    std::fs::write(&path, &bytes).unwrap();
+    (path, bytes)
 }
 
 #[test]
@@ -139,15 +187,7 @@ fn two_browsers_register_log_in_and_chat_with_each_other() {
     bob.find("#login-form button[type=submit]").click();
     wait_until_connected_as(&bob, "bob");
 
-    // The join event of the other user says it is subscribed; a message
-    // sent before that would rightly not reach it.
-    for browser in [&alice, &bob] {
-        browser.wait_for(
-            "both users online",
-            "return document.getElementById('online').textContent === 'online: 2'",
-            &[],
-        );
-    }
+    wait_until_both_online(&alice, &bob);
 
     let greeting = "Hello Bob! <b>not bold</b>";
     say(&alice, greeting);
@@ -185,9 +225,7 @@ fn file_uploaded_through_docs_downloads_with_its_name_and_bytes() {
     assert_eq!(server.register("carol", PASSWORD).status, 201);
     let dir = tempfile::tempdir().unwrap();
     let name = "Résumé été (v2).bin";
-    let bytes: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
-    let path = dir.path().join(name);
-    std::fs::write(&path, &bytes).unwrap();
+    let (path, bytes) = file_to_upload(&dir, name);
 
     let browser = driver.session();
     browser.goto(&url(&server, "/docs"));
@@ -217,27 +255,7 @@ fn file_uploaded_through_docs_downloads_with_its_name_and_bytes() {
     assert!(href.starts_with("/files/"), "{href}");
 
     // Fetched by the page itself, so with the cookie the login box got.
-    let download = browser.script(
-        "return fetch(arguments[0]).then(async (response) => ({
-           status: response.status,
-           disposition: response.headers.get('Content-Disposition'),
-           bytes: Array.from(new Uint8Array(await response.arrayBuffer())),
-         }))",
-        &[json!(href)],
-    );
-    assert_eq!(download["status"], 200);
-    let disposition = download["disposition"].as_str().unwrap();
-    let encoded = disposition
-        .split("filename*=UTF-8''")
-        .nth(1)
-        .unwrap_or_else(|| panic!("no filename* in {disposition:?}"))
-        .split(';')
-        .next()
-        .unwrap();
-    let decoded = percent_encoding::percent_decode_str(encoded).decode_utf8().unwrap();
-    assert_eq!(decoded, name, "Content-Disposition: {disposition}");
-    let downloaded: Vec<u8> = serde_json::from_value(download["bytes"].clone()).unwrap();
-    assert!(downloaded == bytes, "the download differs from the upload");
+    assert_downloads_as(&browser, href, name, &bytes);
 
     browser.script(
         "document.querySelector('#op-uploadFile .response').scrollIntoView({ block: 'center' })",
@@ -245,4 +263,44 @@ fn file_uploaded_through_docs_downloads_with_its_name_and_bytes() {
     );
     browser.screenshot("docs-upload");
     assert_no_console_errors(&browser, "/docs");
+}
+
+#[test]
+fn file_shared_from_the_chat_reaches_the_other_user_as_a_link() {
+    let Some(driver) = Chromedriver::start() else {
+        return;
+    };
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let name = "holiday plan ñ.bin";
+    let (path, bytes) = file_to_upload(&dir, name);
+    let dave = driver.session();
+    let erin = driver.session();
+    register_and_enter_chat(&dave, &server, "dave");
+    register_and_enter_chat(&erin, &server, "erin");
+    wait_until_both_online(&dave, &erin);
+
+    dave.find("#file-input").send_keys(path.to_str().unwrap());
+    dave.find("#upload-button").click();
+    let uploaded = dave.wait_for(
+        "the upload to finish",
+        "const a = document.querySelector('#upload-status a');
+         return a && { href: a.getAttribute('href'), text: a.textContent }",
+        &[],
+    );
+    assert_eq!(uploaded["text"], name);
+    let href = uploaded["href"].as_str().unwrap();
+
+    let shared = format!("dave: Shared a file: {name} (68.4 KiB) {href}");
+    wait_for_message(&erin, &shared);
+    let link = erin.script(
+        "const links = [...document.querySelectorAll('#messages li.msg .msg-text a')];
+         return links.map((a) => a.getAttribute('href'))",
+        &[],
+    );
+    assert_eq!(link, json!([href]), "the link in the message is clickable");
+    assert_downloads_as(&erin, href, name, &bytes);
+    erin.screenshot("chat-shared-file");
+    assert_no_console_errors(&dave, "/ (uploader)");
+    assert_no_console_errors(&erin, "/ (receiver)");
 }
