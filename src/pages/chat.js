@@ -27,6 +27,12 @@
     1011: 'The server had an internal error.',
     4002: 'Disconnected because the connection could not keep up with the chat.',
   };
+  // Error events that announce the server's close of the socket: the close
+  // handler says why, once, so these are not shown on their own.
+  const CLOSING_ERRORS = new Set([
+    'server_shutdown', 'protocol_error', 'binary_not_supported', 'invalid_utf8',
+    'message_too_large', 'internal_error', 'token_expired', 'slow_consumer',
+  ]);
 
   const el = (id) => document.getElementById(id);
   const ui = {
@@ -477,6 +483,7 @@
         }
         break;
       case 'error':
+        if (CLOSING_ERRORS.has(event.code)) break;
         addEvent('Error: ' + (event.detail || event.code), true);
         if (event.code === 'rate_limited' || event.code === 'empty_message' || event.code === 'message_too_long') {
           failOldestPending();
