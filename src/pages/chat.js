@@ -133,6 +133,7 @@
     ui.authNotice.hidden = true;
     ui.chat.hidden = false;
     clearMessages();
+    setStatus('Connecting…');
     ui.input.focus();
     loadRecent().then(connect);
   }
@@ -429,7 +430,9 @@
     });
   }
 
-  // Closes the socket on purpose: no reconnect follows.
+  // Closes the socket on purpose: no reconnect follows. The status line and
+  // the online count are reset at once, since the close event of a socket
+  // closed on purpose is ignored: a later login must not show them stale.
   function disconnect() {
     clearTimeout(state.retryTimer);
     ui.reconnectNow.hidden = true;
@@ -437,6 +440,8 @@
     state.ws = null;
     state.hadSocket = false;
     if (ws) ws.close(1000);
+    setStatus('Not connected');
+    ui.online.textContent = 'online: –';
   }
 
   async function onClose(code, opened) {
