@@ -7,7 +7,7 @@
 //! - [`http`]: bytes to requests and responses to bytes (`request`, `chunked`,
 //!   `body`, `response`), and the keep-alive loop (`conn`);
 //! - [`router`]: the route table and dispatch to handlers;
-//! - handlers: [`accounts`], [`health`];
+//! - handlers: [`accounts`], [`health`], [`history`];
 //! - [`auth`]: tokens and password hashing; [`db`]: SQLite on blocking threads
 //!   ([`pool`]); [`error`]: the one mapping from failures to HTTP statuses;
 //! - [`config`], [`log`], [`clock`]: settings, logging, time formatting.
@@ -19,6 +19,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod health;
+pub mod history;
 pub mod http;
 pub mod json;
 pub mod log;

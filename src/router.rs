@@ -10,7 +10,7 @@ use crate::http::body::Body;
 use crate::http::request::{Method, Request};
 use crate::http::response::Response;
 use crate::server::App;
-use crate::{accounts, health};
+use crate::{accounts, health, history};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Endpoint {
@@ -19,6 +19,8 @@ pub enum Endpoint {
     Token,
     Logout,
     Me,
+    HistoryLast20,
+    History,
 }
 
 pub struct Route {
@@ -42,6 +44,8 @@ pub const ROUTES: &[Route] = &[
     route(Method::Post, "/token", Endpoint::Token),
     route(Method::Post, "/logout", Endpoint::Logout),
     route(Method::Get, "/me", Endpoint::Me),
+    route(Method::Get, "/history/last20", Endpoint::HistoryLast20),
+    route(Method::Get, "/history", Endpoint::History),
 ];
 
 /// One request on its way through a handler: the handler reads the body
@@ -126,6 +130,8 @@ pub async fn handle(ex: &mut Exchange<'_, '_>) -> Result<Response, ApiError> {
         Endpoint::Token => accounts::token(ex).await,
         Endpoint::Logout => accounts::logout(ex),
         Endpoint::Me => accounts::me(ex).await,
+        Endpoint::HistoryLast20 => history::last20(ex).await,
+        Endpoint::History => history::page(ex).await,
     }
 }
 

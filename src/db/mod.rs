@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::pool::{self, Pool, PoolError};
 
+pub mod messages;
 pub mod settings;
 pub mod users;
 
