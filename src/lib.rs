@@ -7,7 +7,8 @@
 //! - [`http`]: bytes to requests and responses to bytes (`request`, `chunked`,
 //!   `body`, `response`), and the keep-alive loop (`conn`);
 //! - [`router`]: the route table and dispatch to handlers;
-//! - handlers: [`accounts`], [`health`], [`history`];
+//! - handlers: [`accounts`], [`health`], [`history`]; [`ws`]: chat over
+//!   WebSocket (handshake, sessions, the hub that fans messages out);
 //! - [`auth`]: tokens and password hashing; [`db`]: SQLite on blocking threads
 //!   ([`pool`]); [`error`]: the one mapping from failures to HTTP statuses;
 //! - [`config`], [`log`], [`clock`]: settings, logging, time formatting.
@@ -26,6 +27,7 @@ pub mod log;
 pub mod pool;
 pub mod router;
 pub mod server;
+pub mod ws;
 
 use std::io;
 use std::sync::Arc;
@@ -37,6 +39,7 @@ use crate::config::Config;
 use crate::db::Db;
 use crate::log::Level;
 use crate::server::{App, ShutdownTrigger};
+use crate::ws::hub::Hub;
 
 /// Why the server could not start.
 #[derive(Debug)]
@@ -93,6 +96,7 @@ async fn build_app(config: Config, shutdown: server::Shutdown) -> Result<App, St
         db,
         auth,
         shutdown,
+        hub: Arc::new(Hub::default()),
     })
 }
 

@@ -10,7 +10,7 @@ use crate::http::body::Body;
 use crate::http::request::{Method, Request};
 use crate::http::response::Response;
 use crate::server::App;
-use crate::{accounts, health, history};
+use crate::{accounts, health, history, ws};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Endpoint {
@@ -19,6 +19,7 @@ pub enum Endpoint {
     Token,
     Logout,
     Me,
+    Chat,
     HistoryLast20,
     History,
 }
@@ -44,6 +45,7 @@ pub const ROUTES: &[Route] = &[
     route(Method::Post, "/token", Endpoint::Token),
     route(Method::Post, "/logout", Endpoint::Logout),
     route(Method::Get, "/me", Endpoint::Me),
+    route(Method::Get, "/ws/chat", Endpoint::Chat),
     route(Method::Get, "/history/last20", Endpoint::HistoryLast20),
     route(Method::Get, "/history", Endpoint::History),
 ];
@@ -130,6 +132,7 @@ pub async fn handle(ex: &mut Exchange<'_, '_>) -> Result<Response, ApiError> {
         Endpoint::Token => accounts::token(ex).await,
         Endpoint::Logout => accounts::logout(ex),
         Endpoint::Me => accounts::me(ex).await,
+        Endpoint::Chat => ws::upgrade::chat(ex).await,
         Endpoint::HistoryLast20 => history::last20(ex).await,
         Endpoint::History => history::page(ex).await,
     }
