@@ -67,6 +67,20 @@ fn wait_until_both_online(one: &Session, other: &Session) {
     }
 }
 
+/// Opens `/docs` and logs in with its Authorize box; `username` must exist.
+fn log_in_on_docs(browser: &Session, server: &Server, username: &str) {
+    browser.goto(&url(server, "/docs"));
+    browser.wait_for("the login box", "return !document.getElementById('intro').hidden", &[]);
+    browser.find("#docs-username").send_keys(username);
+    browser.find("#docs-password").send_keys(PASSWORD);
+    browser.find("#docs-login button[type=submit]").click();
+    browser.wait_for(
+        "the page to be logged in",
+        "return document.getElementById('auth-state').textContent.startsWith('Logged in as ' + arguments[0])",
+        &[json!(username)],
+    );
+}
+
 /// Types `text` into the composer and sends it with Enter.
 fn say(browser: &Session, text: &str) {
     let input = browser.find("#message-input");
@@ -228,16 +242,7 @@ fn file_uploaded_through_docs_downloads_with_its_name_and_bytes() {
     let (path, bytes) = file_to_upload(&dir, name);
 
     let browser = driver.session();
-    browser.goto(&url(&server, "/docs"));
-    browser.wait_for("the login box", "return !document.getElementById('intro').hidden", &[]);
-    browser.find("#docs-username").send_keys("carol");
-    browser.find("#docs-password").send_keys(PASSWORD);
-    browser.find("#docs-login button[type=submit]").click();
-    browser.wait_for(
-        "the page to be logged in",
-        "return document.getElementById('auth-state').textContent.startsWith('Logged in as carol')",
-        &[],
-    );
+    log_in_on_docs(&browser, &server, "carol");
 
     browser.find("#op-uploadFile > summary").click();
     browser.find("#uploadFile-field-file").send_keys(path.to_str().unwrap());
@@ -303,4 +308,44 @@ fn file_shared_from_the_chat_reaches_the_other_user_as_a_link() {
     erin.screenshot("chat-shared-file");
     assert_no_console_errors(&dave, "/ (uploader)");
     assert_no_console_errors(&erin, "/ (receiver)");
+}
+
+#[test]
+fn docs_websocket_console_chats_with_the_login_cookie() {
+    let Some(driver) = Chromedriver::start() else {
+        return;
+    };
+    let server = Server::start();
+    assert_eq!(server.register("frank", PASSWORD).status, 201);
+    let browser = driver.session();
+    log_in_on_docs(&browser, &server, "frank");
+
+    browser.find("#op-chatSocket > summary").click();
+    browser.find("#op-chatSocket .ws-console .actions button").click();
+    let log_shows = "return document.querySelector('#op-chatSocket .ws-log').textContent.includes(arguments[0])";
+    browser.wait_for(
+        "the join event of our own connection",
+        log_shows,
+        &[json!(r#"<- {"type":"join","username":"frank","online":1}"#)],
+    );
+    let message = browser.find("#chatSocket-message");
+    message.send_keys("  sent from the docs  ");
+    message.send_keys(ENTER);
+    browser.wait_for(
+        "the acknowledgement of the message, trimmed",
+        log_shows,
+        &[json!(r#""username":"frank","content":"sent from the docs""#)],
+    );
+
+    let login = server.login("frank", PASSWORD).json();
+    let history = server
+        .get("/history/last20", login["access_token"].as_str().unwrap())
+        .json();
+    assert_eq!(history[0]["content"], "sent from the docs");
+    browser.script(
+        "document.getElementById('op-chatSocket').querySelector('.ws-console').scrollIntoView({ block: 'center' })",
+        &[],
+    );
+    browser.screenshot("docs-websocket");
+    assert_no_console_errors(&browser, "/docs");
 }
