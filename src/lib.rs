@@ -7,7 +7,9 @@
 //! - [`http`]: bytes to requests and responses to bytes (`request`, `chunked`,
 //!   `body`, `response`), and the keep-alive loop (`conn`);
 //! - [`router`]: the route table and dispatch to handlers;
-//! - handlers: [`accounts`], [`health`];
+//! - handlers: [`accounts`], [`files`] (uploads, downloads), [`health`], [`history`], [`pages`]
+//!   (the compiled-in browser pages); [`ws`]: chat over WebSocket (handshake, sessions, the hub
+//!   that fans messages out);
 //! - [`auth`]: tokens and password hashing; [`db`]: SQLite on blocking threads
 //!   ([`pool`]); [`error`]: the one mapping from failures to HTTP statuses;
 //! - [`config`], [`log`], [`clock`]: settings, logging, time formatting.
@@ -18,13 +20,17 @@ pub mod clock;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod files;
 pub mod health;
+pub mod history;
 pub mod http;
 pub mod json;
 pub mod log;
+pub mod pages;
 pub mod pool;
 pub mod router;
 pub mod server;
+pub mod ws;
 
 use std::io;
 use std::sync::Arc;
@@ -37,6 +43,7 @@ use crate::config::Config;
 use crate::db::Db;
 use crate::log::Level;
 use crate::server::{App, ShutdownTrigger};
+use crate::ws::hub::Hub;
 
 /// Why the server could not start.
 #[derive(Debug)]
@@ -91,12 +98,19 @@ async fn build_app(config: Config, shutdown: server::Shutdown) -> Result<App, St
                 .map_err(|e| StartError::Storage(e.to_string()))?
         }
     };
+    // Before the first request: no upload can be in flight while the sweep runs.
+    let uploads = config.uploads_dir.clone();
+    db.read(move |conn| Ok(files::recover(conn, &uploads)))
+        .await
+        .map_err(|e| StartError::Storage(e.to_string()))?
+        .map_err(StartError::Storage)?;
     let auth = Auth::new(&secret, config.token_ttl, config.bcrypt_cost);
     Ok(App {
         config,
         db,
         auth,
         shutdown,
+        hub: Arc::new(Hub::default()),
     })
 }
 

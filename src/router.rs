@@ -10,15 +10,26 @@ use crate::http::body::Body;
 use crate::http::request::{Method, Request};
 use crate::http::response::Response;
 use crate::server::App;
-use crate::{accounts, health};
+use crate::{accounts, files, health, history, pages, ws};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Endpoint {
+    Index,
+    Docs,
+    OpenApi,
+    Asset,
     Health,
     Register,
     Token,
     Logout,
     Me,
+    FileUpload,
+    FileList,
+    FileDownload,
+    FileDelete,
+    Chat,
+    HistoryLast20,
+    History,
 }
 
 pub struct Route {
@@ -37,11 +48,22 @@ const fn route(method: Method, pattern: &'static str, endpoint: Endpoint) -> Rou
 }
 
 pub const ROUTES: &[Route] = &[
+    route(Method::Get, "/", Endpoint::Index),
+    route(Method::Get, "/docs", Endpoint::Docs),
+    route(Method::Get, "/openapi.json", Endpoint::OpenApi),
+    route(Method::Get, "/assets/{name}", Endpoint::Asset),
     route(Method::Get, "/healthz", Endpoint::Health),
     route(Method::Post, "/register", Endpoint::Register),
     route(Method::Post, "/token", Endpoint::Token),
     route(Method::Post, "/logout", Endpoint::Logout),
     route(Method::Get, "/me", Endpoint::Me),
+    route(Method::Post, "/files/upload", Endpoint::FileUpload),
+    route(Method::Get, "/files", Endpoint::FileList),
+    route(Method::Get, "/files/{id}", Endpoint::FileDownload),
+    route(Method::Delete, "/files/{id}", Endpoint::FileDelete),
+    route(Method::Get, "/ws/chat", Endpoint::Chat),
+    route(Method::Get, "/history/last20", Endpoint::HistoryLast20),
+    route(Method::Get, "/history", Endpoint::History),
 ];
 
 /// One request on its way through a handler: the handler reads the body
@@ -119,13 +141,27 @@ fn matches<'p>(pattern: &str, path: &'p str) -> Option<Option<&'p str>> {
 
 pub async fn handle(ex: &mut Exchange<'_, '_>) -> Result<Response, ApiError> {
     let request = ex.request;
-    let (endpoint, _param) = resolve(request.method, request.path())?;
+    let (endpoint, param) = resolve(request.method, request.path())?;
+    let param = param.unwrap_or_default();
     match endpoint {
+        Endpoint::Index => Ok(pages::index().into_response()),
+        Endpoint::Docs => Ok(pages::docs().into_response()),
+        Endpoint::OpenApi => Ok(pages::openapi().into_response()),
+        Endpoint::Asset => pages::asset(param)
+            .map(pages::Asset::into_response)
+            .ok_or_else(|| ApiError::not_found("no such asset")),
         Endpoint::Health => health::check(ex).await,
         Endpoint::Register => accounts::register(ex).await,
         Endpoint::Token => accounts::token(ex).await,
         Endpoint::Logout => accounts::logout(ex),
         Endpoint::Me => accounts::me(ex).await,
+        Endpoint::FileUpload => files::upload::upload(ex).await,
+        Endpoint::FileList => files::catalog::list(ex).await,
+        Endpoint::FileDownload => files::download::download(ex, param).await,
+        Endpoint::FileDelete => files::catalog::delete(ex, param).await,
+        Endpoint::Chat => ws::upgrade::chat(ex).await,
+        Endpoint::HistoryLast20 => history::last20(ex).await,
+        Endpoint::History => history::page(ex).await,
     }
 }
 

@@ -34,6 +34,8 @@ const READ_CHUNK: usize = 64 * 1024;
 /// Bodies up to this size go out in the same write as the head.
 const COALESCE_LIMIT: usize = 16 * 1024;
 const FILE_CHUNK: usize = 256 * 1024;
+/// The longest a closing connection discards the rest of an unread body.
+const LINGER: Duration = Duration::from_secs(3);
 
 /// A socket with a read buffer. Bytes are appended at the end and consumed
 /// from `start`, so pipelined requests and body bytes that arrived with a
@@ -121,7 +123,11 @@ pub async fn serve(stream: TcpStream, app: Arc<App>, mut shutdown: Shutdown) {
             }
         };
         let Exchange { body, user, .. } = exchange;
-        let body_done = close || body.finish(DRAIN_LIMIT).await;
+        let body_done = if close {
+            body.is_complete()
+        } else {
+            body.finish(DRAIN_LIMIT).await
+        };
         let keep_alive = request.keep_alive && body_done && !close && !shutdown.is_triggered();
         let head_only = request.method == Method::Head;
         let status = response.status;
@@ -144,8 +150,27 @@ pub async fn serve(stream: TcpStream, app: Arc<App>, mut shutdown: Shutdown) {
             Ok(None) if keep_alive && !upgrade => {}
             _ => {
                 let _ = conn.stream.shutdown().await;
+                if !body_done {
+                    linger(&mut conn).await;
+                }
                 return;
             }
+        }
+    }
+}
+
+/// Closing a socket with unread input makes the kernel reset the connection,
+/// and a reset can destroy a response the client has not read yet (a 413 in
+/// the middle of an upload, say). So after answering a request whose body was
+/// not read to its end, the write side is shut and whatever the client still
+/// sends is discarded, until it closes or [`LINGER`] has passed.
+async fn linger(conn: &mut Connection) {
+    let deadline = Instant::now() + LINGER;
+    loop {
+        conn.consume(conn.buffered().len());
+        match timeout_at(deadline, conn.fill()).await {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => return,
         }
     }
 }

@@ -3,6 +3,8 @@
 //! raw HTTP/1.1 to it over TCP.
 #![allow(dead_code)] // each test file uses its own subset of these helpers
 
+pub mod webdriver;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -10,7 +12,18 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub mod ws;
+
 pub const PASSWORD: &str = "correct horse";
+
+/// Called by a test that needs a tool outside Cargo (a browser, a Python
+/// validator) when the tool is missing: the test skips with a note, so a bare
+/// machine can still run `cargo test`, but under CI (`CI` set, where
+/// `.ci/run` installs the tools) a missing tool is a failure.
+pub fn skip_without(tool: &str, why: &str) {
+    assert!(std::env::var_os("CI").is_none(), "{tool} is required under CI: {why}");
+    eprintln!("skipped: {tool} is not available ({why})");
+}
 
 /// A running server process. Killed when dropped; its temp dir goes with it.
 pub struct Server {

@@ -1,0 +1,115 @@
+//! Uploaded files: one row per file whose bytes are on disk under its `id`.
+//!
+//! A row is inserted only after the file is durably in place and deleted
+//! before the file is removed, so a crash at any point leaves at worst a file
+//! without a row (swept at start-up), never a row without its bytes.
+
+use rusqlite::{Connection, OptionalExtension, Row};
+
+use super::DbError;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileRow {
+    pub id: String,
+    pub filename: String,
+    pub size: u64,
+    pub content_type: String,
+    pub sha256: String,
+    pub uploaded_by: i64,
+    /// The uploader's name, joined from `users`.
+    pub uploader: String,
+    pub created_at: i64,
+}
+
+/// What [`delete_owned`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Deleted {
+    Deleted,
+    NotFound,
+    NotOwner,
+}
+
+const COLUMNS: &str = "f.id, f.filename, f.size, f.content_type, f.sha256, f.uploaded_by, u.username, f.created_at \
+                       FROM files f JOIN users u ON u.id = f.uploaded_by";
+
+fn from_row(row: &Row<'_>) -> rusqlite::Result<FileRow> {
+    Ok(FileRow {
+        id: row.get(0)?,
+        filename: row.get(1)?,
+        size: row.get(2)?,
+        content_type: row.get(3)?,
+        sha256: row.get(4)?,
+        uploaded_by: row.get(5)?,
+        uploader: row.get(6)?,
+        created_at: row.get(7)?,
+    })
+}
+
+pub fn insert(conn: &Connection, file: &FileRow) -> Result<(), DbError> {
+    conn.prepare_cached(
+        "INSERT INTO files (id, filename, size, content_type, sha256, uploaded_by, created_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute((
+        &file.id,
+        &file.filename,
+        file.size,
+        &file.content_type,
+        &file.sha256,
+        file.uploaded_by,
+        file.created_at,
+    ))?;
+    Ok(())
+}
+
+pub fn by_id(conn: &Connection, id: &str) -> Result<Option<FileRow>, DbError> {
+    let found = conn
+        .prepare_cached(&format!("SELECT {COLUMNS} WHERE f.id = ?1"))?
+        .query_row([id], from_row)
+        .optional()?;
+    Ok(found)
+}
+
+/// A page of files, newest first.
+pub fn page(conn: &Connection, offset: i64, limit: i64) -> Result<Vec<FileRow>, DbError> {
+    let rows = conn
+        .prepare_cached(&format!("SELECT {COLUMNS} ORDER BY f.seq DESC LIMIT ?1 OFFSET ?2"))?
+        .query_map([limit, offset], from_row)?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
+pub fn exists(conn: &Connection, id: &str) -> Result<bool, DbError> {
+    let found = conn
+        .prepare_cached("SELECT 1 FROM files WHERE id = ?1")?
+        .query_row([id], |_| Ok(()))
+        .optional()?;
+    Ok(found.is_some())
+}
+
+/// Calls `f` with the id of every file, one row at a time.
+pub fn for_each_id(conn: &Connection, mut f: impl FnMut(&str)) -> Result<(), DbError> {
+    let mut statement = conn.prepare_cached("SELECT id FROM files")?;
+    let mut rows = statement.query([])?;
+    while let Some(row) = rows.next()? {
+        let id: String = row.get(0)?;
+        f(&id);
+    }
+    Ok(())
+}
+
+/// Deletes the row of `id` if `user_id` uploaded it.
+pub fn delete_owned(conn: &Connection, id: &str, user_id: i64) -> Result<Deleted, DbError> {
+    let owner: Option<i64> = conn
+        .prepare_cached("SELECT uploaded_by FROM files WHERE id = ?1")?
+        .query_row([id], |row| row.get(0))
+        .optional()?;
+    match owner {
+        None => Ok(Deleted::NotFound),
+        Some(owner) if owner != user_id => Ok(Deleted::NotOwner),
+        Some(_) => {
+            conn.prepare_cached("DELETE FROM files WHERE id = ?1")?.execute([id])?;
+            Ok(Deleted::Deleted)
+        }
+    }
+}

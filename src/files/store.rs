@@ -1,0 +1,389 @@
+//! The bytes of uploaded files on disk: ids, paths, writing a new file under a
+//! temporary name, making it durable, and the start-up sweep.
+//!
+//! A file is written as `<dir>/.tmp-<id>`, fsynced, renamed to `<dir>/<id>`
+//! and the directory fsynced; only then does the caller insert its row. Every
+//! file not yet committed is owned by a [`Discard`] guard that removes it if
+//! the upload fails or is abandoned, and whatever a crash leaves behind (a
+//! temp file, or a renamed file whose row was never inserted) is removed by
+//! [`sweep`] at the next start. The client's file name never takes part in
+//! any path: names on disk are ids the server drew itself.
+//!
+//! All file-system calls here are blocking; they run on tokio's blocking
+//! threads (or, for the start-up sweep, on a storage thread), never on an
+//! async worker.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use tokio::task::JoinHandle;
+
+/// Random bytes in an id: 128 bits, written as 32 lowercase hex digits.
+const ID_BYTES: usize = 16;
+const TEMP_PREFIX: &str = ".tmp-";
+/// Received bytes are written in pieces of about this size, each by one
+/// blocking task, while the next piece is being received.
+const WRITE_CHUNK: usize = 256 * 1024;
+
+/// A fresh id that is unguessable and safe in a URL and a file name.
+fn new_id() -> io::Result<String> {
+    let mut bytes = [0u8; ID_BYTES];
+    getrandom::fill(&mut bytes).map_err(io::Error::other)?;
+    Ok(hex(&bytes))
+}
+
+/// Whether `id` has the shape of an id this server draws; anything else is
+/// refused before it comes near the file system.
+pub fn is_valid_id(id: &str) -> bool {
+    id.len() == 2 * ID_BYTES && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// Where the committed bytes of `id` live. `id` must be valid.
+pub fn path(dir: &Path, id: &str) -> PathBuf {
+    debug_assert!(is_valid_id(id));
+    dir.join(id)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Whether a write failed because the disk (or the user's quota) is full.
+pub fn is_disk_full(error: &io::Error) -> bool {
+    matches!(error.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+}
+
+/// Removes a file when dropped, unless [`Discard::keep`] was called: the
+/// owner of every file that is not (yet) backed by a row.
+pub struct Discard {
+    path: Option<PathBuf>,
+}
+
+impl Discard {
+    fn new(path: PathBuf) -> Discard {
+        Discard { path: Some(path) }
+    }
+
+    /// The file is now owned by its row: keep it.
+    pub fn keep(mut self) {
+        self.path = None;
+    }
+}
+
+impl Drop for Discard {
+    /// The removal runs on a blocking thread when a runtime is there to run
+    /// it; if the runtime is already shutting down and drops the task, the
+    /// start-up sweep removes the file instead.
+    fn drop(&mut self) {
+        let Some(path) = self.path.take() else {
+            return;
+        };
+        let remove = move || {
+            if let Err(e) = remove_file(&path) {
+                crate::log!(crate::log::Level::Warn, "cannot remove {}: {e}", path.display());
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(remove)),
+            Err(_) => remove(),
+        }
+    }
+}
+
+/// The open temp file and the digest of what has been written to it; moved
+/// to a blocking thread for each write and handed back.
+struct Writer {
+    file: File,
+    hasher: Sha256,
+}
+
+type WriteTask = JoinHandle<(Writer, Vec<u8>, io::Result<()>)>;
+
+/// A file being received. Bytes are gathered into [`WRITE_CHUNK`]-sized
+/// buffers; a full buffer is hashed and written on a blocking thread while
+/// the caller goes on receiving into the other one, so memory stays at two
+/// buffers whatever the size of the file.
+pub struct Incoming {
+    id: String,
+    dir: PathBuf,
+    /// Removes the temp file unless the upload is committed.
+    discard: Discard,
+    /// `None` while a write task holds it.
+    writer: Option<Writer>,
+    buffer: Vec<u8>,
+    in_flight: Option<WriteTask>,
+    len: u64,
+}
+
+/// A file that is durably in place under its final name, still owned by a
+/// [`Discard`] until its row is committed.
+pub struct Stored {
+    pub id: String,
+    pub size: u64,
+    pub sha256: String,
+    pub discard: Discard,
+}
+
+impl Incoming {
+    /// Creates `<dir>/.tmp-<fresh id>`, readable by the server's user only.
+    pub async fn create(dir: &Path) -> io::Result<Incoming> {
+        let id = new_id()?;
+        let temp = dir.join(format!("{TEMP_PREFIX}{id}"));
+        let opened = temp.clone();
+        let file = blocking(move || {
+            use std::os::unix::fs::OpenOptionsExt;
+            OpenOptions::new().write(true).create_new(true).mode(0o600).open(opened)
+        })
+        .await?;
+        Ok(Incoming {
+            id,
+            dir: dir.to_path_buf(),
+            discard: Discard::new(temp),
+            writer: Some(Writer {
+                file,
+                hasher: Sha256::new(),
+            }),
+            buffer: Vec::with_capacity(WRITE_CHUNK),
+            in_flight: None,
+            len: 0,
+        })
+    }
+
+    /// Bytes received so far.
+    pub fn received(&self) -> u64 {
+        self.len
+    }
+
+    pub async fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.buffer.extend_from_slice(bytes);
+        self.len += bytes.len() as u64;
+        if self.buffer.len() >= WRITE_CHUNK {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Starts writing the buffer on a blocking thread, once the previous
+    /// write has finished (whose error, if any, is reported here).
+    async fn flush(&mut self) -> io::Result<()> {
+        let spare = self.settle().await?;
+        let mut writer = self.writer.take().ok_or_else(|| io::Error::other("writer lost"))?;
+        let full = std::mem::replace(&mut self.buffer, spare);
+        self.in_flight = Some(tokio::task::spawn_blocking(move || {
+            writer.hasher.update(&full);
+            let result = writer.file.write_all(&full);
+            (writer, full, result)
+        }));
+        Ok(())
+    }
+
+    /// Waits for the write in flight, if any, and returns an empty buffer
+    /// to receive into next.
+    async fn settle(&mut self) -> io::Result<Vec<u8>> {
+        let Some(task) = self.in_flight.take() else {
+            return Ok(Vec::with_capacity(WRITE_CHUNK));
+        };
+        let (writer, mut buffer, result) = task.await.map_err(io::Error::other)?;
+        self.writer = Some(writer);
+        result?;
+        buffer.clear();
+        Ok(buffer)
+    }
+
+    /// Writes what is left, makes the file durable and moves it to its final
+    /// name: after this a crash keeps the bytes (and the sweep removes them
+    /// unless the caller commits a row).
+    pub async fn commit(mut self) -> io::Result<Stored> {
+        self.flush().await?;
+        self.settle().await?;
+        let Writer { file, hasher } = self.writer.take().ok_or_else(|| io::Error::other("writer lost"))?;
+        let temp = self.dir.join(format!("{TEMP_PREFIX}{}", self.id));
+        let target = path(&self.dir, &self.id);
+        let dir = self.dir.clone();
+        let renamed = target.clone();
+        blocking(move || {
+            file.sync_all()?;
+            drop(file);
+            fs::rename(&temp, &renamed)?;
+            // Without this the rename itself may not survive a power cut.
+            File::open(&dir).and_then(|dir| dir.sync_all()).inspect_err(|_| {
+                let _ = fs::remove_file(&renamed);
+            })
+        })
+        .await?;
+        // From here on the bytes are under `target`: discard that instead.
+        self.discard.keep();
+        Ok(Stored {
+            id: self.id,
+            size: self.len,
+            sha256: hex(&hasher.finalize()),
+            discard: Discard::new(target),
+        })
+    }
+}
+
+/// Runs blocking file-system work off the async workers.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> io::Result<T> + Send + 'static) -> io::Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(io::Error::other)?
+}
+
+/// Removes the committed file of `id` once its row is deleted. A file that
+/// cannot be removed now has no row any more, so the next start-up sweep
+/// removes it.
+pub async fn remove(dir: &Path, id: &str) -> io::Result<()> {
+    let path = path(dir, id);
+    blocking(move || remove_file(&path)).await
+}
+
+/// `remove_file` for which a file that is already gone is success.
+fn remove_file(path: &Path) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// What the start-up sweep removed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Swept {
+    pub temp_files: usize,
+    pub orphans: usize,
+}
+
+/// Creates `dir` if needed and removes what a crash may have left in it:
+/// temp files of unfinished uploads, and files named like an id that
+/// `has_row` does not know. Anything else in the directory (a `.gitkeep`,
+/// an operator's notes) is not ours and is left alone. Blocking.
+pub fn sweep(dir: &Path, mut has_row: impl FnMut(&str) -> io::Result<bool>) -> io::Result<Swept> {
+    fs::create_dir_all(dir)?;
+    let mut swept = Swept::default();
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        if !entry.file_type()?.is_file() {
+            continue;
+        }
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else {
+            continue;
+        };
+        let counter = if name.starts_with(TEMP_PREFIX) {
+            &mut swept.temp_files
+        } else if is_valid_id(name) && !has_row(name)? {
+            &mut swept.orphans
+        } else {
+            continue;
+        };
+        remove_file(&entry.path())?;
+        *counter += 1;
+    }
+    Ok(swept)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_random_lowercase_hex_of_128_bits() {
+        let (a, b) = (new_id().unwrap(), new_id().unwrap());
+        assert_ne!(a, b);
+        assert!(is_valid_id(&a) && is_valid_id(&b), "{a} {b}");
+    }
+
+    #[test]
+    fn only_the_id_shape_is_valid() {
+        assert!(is_valid_id("0123456789abcdef0123456789abcdef"));
+        for bad in [
+            "",
+            "0123456789abcdef0123456789abcde",
+            "0123456789abcdef0123456789abcdef0",
+            "0123456789ABCDEF0123456789abcdef",
+            "../../../../../../../../etc/pass",
+            ".tmp-0123456789abcdef0123456789a",
+            "0123456789abcdef0123456789abcde/",
+        ] {
+            assert!(!is_valid_id(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn disk_full_is_enospc_or_edquot() {
+        assert!(is_disk_full(&io::Error::from_raw_os_error(libc::ENOSPC)));
+        assert!(is_disk_full(&io::Error::from_raw_os_error(libc::EDQUOT)));
+        assert!(!is_disk_full(&io::Error::from_raw_os_error(libc::EIO)));
+    }
+
+    #[test]
+    fn sweep_removes_temp_files_and_orphans_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let uploads = dir.path().join("uploads");
+        let kept = new_id().unwrap();
+        let orphan = new_id().unwrap();
+        fs::create_dir(&uploads).unwrap();
+        for name in [kept.as_str(), orphan.as_str(), ".tmp-abc", ".gitkeep", "notes.txt"] {
+            fs::write(uploads.join(name), b"x").unwrap();
+        }
+        fs::create_dir(uploads.join(new_id().unwrap())).unwrap();
+        let swept = sweep(&uploads, |id| Ok(id == kept)).unwrap();
+        assert_eq!(
+            swept,
+            Swept {
+                temp_files: 1,
+                orphans: 1
+            }
+        );
+        let mut left: Vec<String> = fs::read_dir(&uploads)
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_type().unwrap().is_file())
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        let mut expected = vec![kept, ".gitkeep".to_string(), "notes.txt".to_string()];
+        expected.sort();
+        assert_eq!(left, expected);
+    }
+
+    #[test]
+    fn sweep_creates_a_missing_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let uploads = dir.path().join("a/b");
+        assert_eq!(sweep(&uploads, |_| Ok(true)).unwrap(), Swept::default());
+        assert!(uploads.is_dir());
+    }
+
+    #[tokio::test]
+    async fn committed_file_has_its_bytes_and_digest() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut incoming = Incoming::create(dir.path()).await.unwrap();
+        let content: Vec<u8> = (0..WRITE_CHUNK * 2 + 7).map(|i| i as u8).collect();
+        for piece in content.chunks(1000) {
+            incoming.write(piece).await.unwrap();
+        }
+        let stored = incoming.commit().await.unwrap();
+        assert_eq!(stored.size, content.len() as u64);
+        assert_eq!(stored.sha256, hex(&Sha256::digest(&content)));
+        let on_disk = path(dir.path(), &stored.id);
+        assert_eq!(fs::read(&on_disk).unwrap(), content);
+        stored.discard.keep();
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[tokio::test]
+    async fn abandoned_file_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut incoming = Incoming::create(dir.path()).await.unwrap();
+        incoming.write(&[1; WRITE_CHUNK + 1]).await.unwrap();
+        drop(incoming);
+        let stored = Incoming::create(dir.path()).await.unwrap().commit().await.unwrap();
+        drop(stored);
+        for _ in 0..500 {
+            if fs::read_dir(dir.path()).unwrap().count() == 0 {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("files left behind");
+    }
+}
