@@ -107,7 +107,14 @@ pub async fn serve(stream: TcpStream, app: Arc<App>, mut shutdown: Shutdown) {
             HeadWait::Close => return,
             HeadWait::Refuse(error) => {
                 crate::log!(Level::Info, "- - {} (refused: {})", error.status, error.detail);
-                let _ = write_response(&mut conn, &mut out, error.into_response(), false, false).await;
+                // The rest of a refused head (and any body) is still arriving.
+                if write_response(&mut conn, &mut out, error.into_response(), false, false)
+                    .await
+                    .is_ok()
+                {
+                    let _ = conn.stream.shutdown().await;
+                    linger(&mut conn).await;
+                }
                 return;
             }
         };
