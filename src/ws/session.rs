@@ -79,7 +79,7 @@ type Posting = Pin<Box<dyn Future<Output = Result<(), DbError>> + Send>>;
 /// waiting for a slow socket, and `feed` keeps it near one batch.
 fn config() -> WebSocketConfig {
     WebSocketConfig::default()
-        .read_buffer_size(4 * 1024)
+        .read_buffer_size(1024)
         .write_buffer_size(8 * 1024)
         .max_write_buffer_size(256 * 1024)
         .max_message_size(Some(MAX_MESSAGE_BYTES))
