@@ -111,6 +111,7 @@ async fn build_app(config: Config, shutdown: server::Shutdown) -> Result<App, St
         auth,
         shutdown,
         hub: Arc::new(Hub::default()),
+        newest_page: Arc::default(),
     })
 }
 

@@ -8,6 +8,7 @@
 //! their own connections; WAL lets them proceed while the writer commits.
 
 use std::fmt;
+use std::future::Future;
 use std::path::Path;
 use std::time::Duration;
 
@@ -142,11 +143,15 @@ impl Db {
     /// Like [`Db::write`], and runs `on_commit` on the writer thread right
     /// after the commit, before later transactions start: hooks therefore run
     /// in commit order, which is what keeps broadcast order equal to id order.
-    pub async fn write_and_then<T: Send + 'static>(
+    ///
+    /// The job is queued when this is called, not when the future is first
+    /// polled: a caller may queue several jobs before awaiting any, and they
+    /// commit in the order of the calls.
+    pub fn write_and_then<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, DbError> + Send + 'static,
         on_commit: impl FnOnce(&T) + Send + 'static,
-    ) -> Result<T, DbError> {
+    ) -> impl Future<Output = Result<T, DbError>> + Send + 'static {
         let (tx, rx) = oneshot::channel();
         let job: WriteJob = Box::new(move |conn| {
             let result = conn.map_err(DbError::clone).and_then(f);
@@ -164,11 +169,15 @@ impl Db {
             });
             (ok, completion)
         });
-        self.writer
+        let queued = self
+            .writer
             .try_send(job)
-            .map_err(|_| DbError::Unavailable("too many writes waiting".into()))?;
-        rx.await
-            .map_err(|_| DbError::Unavailable("storage writer stopped".into()))?
+            .map_err(|_| DbError::Unavailable("too many writes waiting".into()));
+        async move {
+            queued?;
+            rx.await
+                .map_err(|_| DbError::Unavailable("storage writer stopped".into()))?
+        }
     }
 }
 

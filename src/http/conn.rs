@@ -82,9 +82,10 @@ impl Connection {
         self.stream.write_all(bytes).await
     }
 
-    fn into_parts(mut self) -> (TcpStream, Vec<u8>) {
-        self.buf.drain(..self.start);
-        (self.stream, self.buf)
+    /// The socket and the bytes read past what was consumed, in a buffer
+    /// of their own size (the read buffer may have grown far larger).
+    fn into_parts(self) -> (TcpStream, Vec<u8>) {
+        (self.stream, self.buf[self.start..].to_vec())
     }
 }
 
@@ -150,6 +151,10 @@ pub async fn serve(stream: TcpStream, app: Arc<App>, mut shutdown: Shutdown) {
         );
         match written {
             Ok(Some(upgrade)) => {
+                // The upgraded protocol may run for hours: what only HTTP
+                // needed is freed first, so an idle WebSocket costs no more
+                // than its own buffers.
+                drop((request, out));
                 let (stream, rest) = conn.into_parts();
                 upgrade(stream, rest).await;
                 return;
