@@ -3,6 +3,8 @@
 //! raw HTTP/1.1 to it over TCP.
 #![allow(dead_code)] // each test file uses its own subset of these helpers
 
+pub mod resources;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
