@@ -313,3 +313,36 @@ fn multipart_part_header_of_a_megabyte_is_400() {
     assert_nothing_stored(&server);
     assert_memory_bounded(&server, resting);
 }
+
+/// Each head is ambiguous about where its body ends. A front proxy could
+/// read it one way and this server another, and the bytes after it would
+/// then be a second, smuggled request. The server answers 400 and closes, so
+/// nothing after the head is ever served.
+#[test]
+fn ambiguous_framing_is_400_and_nothing_after_it_is_served() {
+    let server = Server::start();
+    let smuggled = "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n";
+    for head in [
+        "POST /register HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n",
+        "POST /register HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n",
+        "POST /register HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nContent-Length: 40\r\n\r\n",
+        "POST /register HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: xchunked\r\n\r\n",
+        "POST /register HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked, identity\r\n\r\n",
+        "POST /register HTTP/1.1\r\nHost: t\r\nTransfer-Encoding:\r\n chunked\r\n\r\n",
+        "POST /register HTTP/1.1\r\nHost: t\r\nContent-Length: 0x4\r\n\r\n",
+    ] {
+        let mut stream = server.connect();
+        stream
+            .write_all(format!("{head}0\r\n\r\n{smuggled}").as_bytes())
+            .unwrap();
+        let mut all = Vec::new();
+        let _ = stream.read_to_end(&mut all);
+        let all = String::from_utf8_lossy(&all);
+        assert!(all.starts_with("HTTP/1.1 400 "), "{head:?}: {all}");
+        assert_eq!(
+            all.matches("HTTP/1.1 ").count(),
+            1,
+            "{head:?}: a second response: {all}"
+        );
+    }
+}
