@@ -7,8 +7,9 @@
 //! - [`http`]: bytes to requests and responses to bytes (`request`, `chunked`,
 //!   `body`, `response`), and the keep-alive loop (`conn`);
 //! - [`router`]: the route table and dispatch to handlers;
-//! - handlers: [`accounts`], [`files`] (uploads, downloads), [`health`], [`pages`] (the compiled-in
-//!   browser pages);
+//! - handlers: [`accounts`], [`files`] (uploads, downloads), [`health`], [`history`], [`pages`]
+//!   (the compiled-in browser pages); [`ws`]: chat over WebSocket (handshake, sessions, the hub
+//!   that fans messages out);
 //! - [`auth`]: tokens and password hashing; [`db`]: SQLite on blocking threads
 //!   ([`pool`]); [`error`]: the one mapping from failures to HTTP statuses;
 //! - [`config`], [`log`], [`clock`]: settings, logging, time formatting.
@@ -21,6 +22,7 @@ pub mod db;
 pub mod error;
 pub mod files;
 pub mod health;
+pub mod history;
 pub mod http;
 pub mod json;
 pub mod log;
@@ -28,6 +30,7 @@ pub mod pages;
 pub mod pool;
 pub mod router;
 pub mod server;
+pub mod ws;
 
 use std::io;
 use std::sync::Arc;
@@ -39,6 +42,7 @@ use crate::config::Config;
 use crate::db::Db;
 use crate::log::Level;
 use crate::server::{App, ShutdownTrigger};
+use crate::ws::hub::Hub;
 
 /// Why the server could not start.
 #[derive(Debug)]
@@ -101,6 +105,7 @@ async fn build_app(config: Config, shutdown: server::Shutdown) -> Result<App, St
         db,
         auth,
         shutdown,
+        hub: Arc::new(Hub::default()),
     })
 }
 

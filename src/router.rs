@@ -10,7 +10,7 @@ use crate::http::body::Body;
 use crate::http::request::{Method, Request};
 use crate::http::response::Response;
 use crate::server::App;
-use crate::{accounts, files, health, pages};
+use crate::{accounts, files, health, history, pages, ws};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Endpoint {
@@ -27,6 +27,9 @@ pub enum Endpoint {
     FileList,
     FileDownload,
     FileDelete,
+    Chat,
+    HistoryLast20,
+    History,
 }
 
 pub struct Route {
@@ -58,6 +61,9 @@ pub const ROUTES: &[Route] = &[
     route(Method::Get, "/files", Endpoint::FileList),
     route(Method::Get, "/files/{id}", Endpoint::FileDownload),
     route(Method::Delete, "/files/{id}", Endpoint::FileDelete),
+    route(Method::Get, "/ws/chat", Endpoint::Chat),
+    route(Method::Get, "/history/last20", Endpoint::HistoryLast20),
+    route(Method::Get, "/history", Endpoint::History),
 ];
 
 /// One request on its way through a handler: the handler reads the body
@@ -153,6 +159,9 @@ pub async fn handle(ex: &mut Exchange<'_, '_>) -> Result<Response, ApiError> {
         Endpoint::FileList => files::catalog::list(ex).await,
         Endpoint::FileDownload => files::download::download(ex, param).await,
         Endpoint::FileDelete => files::catalog::delete(ex, param).await,
+        Endpoint::Chat => ws::upgrade::chat(ex).await,
+        Endpoint::HistoryLast20 => history::last20(ex).await,
+        Endpoint::History => history::page(ex).await,
     }
 }
 

@@ -20,6 +20,7 @@ use crate::db::Db;
 use crate::error::ApiError;
 use crate::http;
 use crate::log::Level;
+use crate::ws::hub::Hub;
 
 /// In-flight requests get this long to finish once shutdown begins.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -30,6 +31,9 @@ pub struct App {
     pub db: Db,
     pub auth: Auth,
     pub shutdown: Shutdown,
+    /// The chat room; shared with the database writer, which broadcasts
+    /// each message after its commit.
+    pub hub: Arc<Hub>,
 }
 
 /// A cloneable view of the shutdown signal.

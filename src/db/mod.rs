@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::pool::{self, Pool, PoolError};
 
 pub mod files;
+pub mod messages;
 pub mod settings;
 pub mod users;
 

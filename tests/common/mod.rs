@@ -12,6 +12,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub mod ws;
+
 pub const PASSWORD: &str = "correct horse";
 
 /// A running server process. Killed when dropped; its temp dir goes with it.

@@ -1,0 +1,117 @@
+//! Chat messages: the insert behind every broadcast, and the history queries.
+//!
+//! `id` is the table's `INTEGER PRIMARY KEY` (the rowid), so the newest
+//! messages and every "before this id" page are a range search on the
+//! table's own b-tree: the cost depends on the page size, not on how many
+//! messages exist or how deep the page lies. Paging by offset is the
+//! exception: SQLite has to step over `offset` rows to find the page, so it
+//! grows with the offset; clients that go deep should use `before_id`.
+
+use rusqlite::{Connection, Row};
+
+use super::DbError;
+
+/// The newest messages with `id < ?1`, newest first, at most `?2` of them.
+const BEFORE_ID: &str =
+    "SELECT id, username, content, created_at FROM messages WHERE id < ?1 ORDER BY id DESC LIMIT ?2";
+/// Skips the `?2` newest messages and takes the next `?1`, newest first.
+const AT_OFFSET: &str = "SELECT id, username, content, created_at FROM messages ORDER BY id DESC LIMIT ?1 OFFSET ?2";
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    pub id: i64,
+    pub username: String,
+    pub content: String,
+    /// Unix milliseconds, UTC.
+    pub created_at: i64,
+}
+
+/// Stores a message; its `id` is assigned here, in commit order.
+pub fn insert(conn: &Connection, user_id: i64, username: &str, content: &str, now: i64) -> Result<Message, DbError> {
+    conn.prepare_cached("INSERT INTO messages (user_id, username, content, created_at) VALUES (?1, ?2, ?3, ?4)")?
+        .execute((user_id, username, content, now))?;
+    Ok(Message {
+        id: conn.last_insert_rowid(),
+        username: username.to_string(),
+        content: content.to_string(),
+        created_at: now,
+    })
+}
+
+/// Up to `limit` messages with an id below `before_id`, newest first.
+/// `i64::MAX` as `before_id` gives the newest messages.
+pub fn before_id(conn: &Connection, before_id: i64, limit: u32) -> Result<Vec<Message>, DbError> {
+    collect(conn, BEFORE_ID, (before_id, limit))
+}
+
+/// Up to `limit` messages after skipping the `offset` newest, newest first.
+pub fn at_offset(conn: &Connection, offset: i64, limit: u32) -> Result<Vec<Message>, DbError> {
+    collect(conn, AT_OFFSET, (limit, offset))
+}
+
+fn collect(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<Vec<Message>, DbError> {
+    let mut statement = conn.prepare_cached(sql)?;
+    let rows = statement.query_map(params, from_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+fn from_row(row: &Row<'_>) -> rusqlite::Result<Message> {
+    Ok(Message {
+        id: row.get(0)?,
+        username: row.get(1)?,
+        content: row.get(2)?,
+        created_at: row.get(3)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn database() -> Connection {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(super::super::SCHEMA).unwrap();
+        conn.execute(
+            "INSERT INTO users (username, password_hash, created_at) VALUES ('ann', 'x', 0)",
+            [],
+        )
+        .unwrap();
+        conn
+    }
+
+    fn plan(conn: &Connection, sql: &str) -> String {
+        let mut statement = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let details = statement.query_map((1, 2), |row| row.get::<_, String>(3)).unwrap();
+        details.map(Result::unwrap).collect::<Vec<_>>().join("; ")
+    }
+
+    #[test]
+    fn keyset_pages_search_the_primary_key_instead_of_scanning() {
+        let conn = database();
+        let plan = plan(&conn, BEFORE_ID);
+        assert!(plan.contains("SEARCH messages USING INTEGER PRIMARY KEY"), "{plan}");
+        assert!(!plan.contains("SCAN"), "{plan}");
+        assert!(!plan.contains("TEMP B-TREE"), "{plan}");
+    }
+
+    #[test]
+    fn offset_pages_walk_the_primary_key_without_sorting() {
+        let plan = plan(&database(), AT_OFFSET);
+        assert!(!plan.contains("TEMP B-TREE"), "{plan}");
+    }
+
+    #[test]
+    fn pages_are_newest_first_and_bounded() {
+        let conn = database();
+        for (i, text) in ["a", "b", "c", "d"].iter().enumerate() {
+            let stored = insert(&conn, 1, "ann", text, i as i64).unwrap();
+            assert_eq!(stored.id, i as i64 + 1);
+        }
+        let ids = |messages: Vec<Message>| messages.iter().map(|m| m.id).collect::<Vec<_>>();
+        assert_eq!(ids(before_id(&conn, i64::MAX, 3).unwrap()), [4, 3, 2]);
+        assert_eq!(ids(before_id(&conn, 3, 10).unwrap()), [2, 1]);
+        assert_eq!(ids(at_offset(&conn, 1, 2).unwrap()), [3, 2]);
+        assert_eq!(ids(at_offset(&conn, 9, 2).unwrap()), Vec::<i64>::new());
+        assert_eq!(before_id(&conn, 2, 1).unwrap()[0].content, "a");
+    }
+}

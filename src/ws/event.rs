@@ -1,0 +1,69 @@
+//! The server-to-client events of the chat, one JSON text frame each.
+//!
+//! An event is encoded once into a [`Utf8Bytes`]; every recipient's queue
+//! holds a clone, which shares the bytes instead of copying them.
+
+use serde::Serialize;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+use crate::db::messages::Message;
+use crate::history::MessageView;
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event<'a> {
+    Message(MessageView<'a>),
+    Join { username: &'a str, online: usize },
+    Leave { username: &'a str, online: usize },
+    Error { code: &'a str, detail: &'a str },
+}
+
+impl Event<'_> {
+    pub fn encode(&self) -> Utf8Bytes {
+        serde_json::to_string(self)
+            .expect("serializing plain data cannot fail")
+            .into()
+    }
+}
+
+/// The event that announces a committed message (and acknowledges it to its
+/// sender).
+pub fn message(message: &Message) -> Utf8Bytes {
+    Event::Message(MessageView::from(message)).encode()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_have_the_contract_shape() {
+        let stored = Message {
+            id: 42,
+            username: "alice".into(),
+            content: "Hello \"you\"".into(),
+            created_at: 1_795_581_819_005,
+        };
+        let value: serde_json::Value = serde_json::from_str(&message(&stored)).unwrap();
+        assert_eq!(
+            value,
+            serde_json::json!({
+                "type": "message", "id": 42, "username": "alice",
+                "content": "Hello \"you\"", "created_at": "2026-11-25T04:43:39.005Z"
+            })
+        );
+        let join = Event::Join {
+            username: "bob",
+            online: 3,
+        };
+        assert_eq!(join.encode().as_str(), r#"{"type":"join","username":"bob","online":3}"#);
+        let error = Event::Error {
+            code: "rate_limited",
+            detail: "slow down",
+        };
+        assert_eq!(
+            error.encode().as_str(),
+            r#"{"type":"error","code":"rate_limited","detail":"slow down"}"#
+        );
+    }
+}

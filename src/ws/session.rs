@@ -1,0 +1,415 @@
+//! One chat connection after its `101`, from the first frame to the close.
+//!
+//! The session runs inside the connection's own task (the upgrade future),
+//! which holds the connection permit until the session is over; it spawns
+//! nothing, so nothing outlives it. Within it, a reader and a writer run
+//! side by side on the two halves of the socket, raced against the reasons
+//! the server may end the session (eviction by the hub, shutdown, token
+//! expiry):
+//!
+//! - the reader takes text frames, applies the rate and size rules and has
+//!   each message committed; the hub broadcasts it after the commit, so the
+//!   sender's copy, carrying its `id`, is its acknowledgement;
+//! - the writer drains the connection's hub queue: it takes every event that
+//!   is ready, feeds them all and flushes once, and pings every
+//!   [`PING_EVERY`].
+//!
+//! Whatever ends the session, it then leaves the hub, and if the server is
+//! the one closing, sends an `error` event saying why, the close frame, and
+//! waits (at most [`CLOSE_TIMEOUT`]) for the client to finish the close.
+
+use std::borrow::Cow;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::time::{interval_at, timeout, MissedTickBehavior};
+use tokio_tungstenite::tungstenite::error::ProtocolError;
+use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
+use tokio_tungstenite::WebSocketStream;
+
+use super::event::{self, Event};
+use super::hub::{ClientId, Hub, Membership};
+use super::limit::{RateLimit, Verdict};
+use crate::auth::Claims;
+use crate::clock;
+use crate::db::{messages, Db, DbError};
+use crate::log::Level;
+use crate::server::{App, Shutdown};
+
+/// A frame or message over this size closes the connection with 1009.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+/// Longest chat message, in characters, after trimming.
+pub const MAX_MESSAGE_CHARS: usize = 4096;
+pub const PING_EVERY: Duration = Duration::from_secs(30);
+/// A peer that sends nothing, not even a pong, for this long is dropped.
+pub const PEER_TIMEOUT: Duration = Duration::from_secs(60);
+/// The close handshake, and draining what the client still sends, get this
+/// long; shutdown waits for sessions, so it must stay well under
+/// [`crate::server::SHUTDOWN_GRACE`].
+pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
+/// Bytes read and thrown away after the close frame at most (see [`linger`]).
+const DRAIN_LIMIT: usize = 256 * 1024;
+/// Kernel send buffer of a chat socket (Linux doubles it for bookkeeping):
+/// ample for chat events, small enough that a stalled reader is noticed.
+const SEND_BUFFER: u32 = 64 * 1024;
+/// Events written between two flushes at most.
+const BATCH: usize = 256;
+
+type Socket = WebSocketStream<TcpStream>;
+type Sink = SplitSink<Socket, Message>;
+type Source = SplitStream<Socket>;
+
+/// The tungstenite buffers are what an idle connection costs: the read
+/// buffer is allocated up front, so it is kept small (a larger message is
+/// read in several steps); the write buffer grows only while events are
+/// waiting for a slow socket, and `feed` keeps it near one batch.
+fn config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(8 * 1024)
+        .max_write_buffer_size(256 * 1024)
+        .max_message_size(Some(MAX_MESSAGE_BYTES))
+        .max_frame_size(Some(MAX_MESSAGE_BYTES))
+}
+
+/// A close started by the server: the code, and the `error` event that
+/// goes before it (its detail is also the close reason, at most 123 bytes).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Close {
+    pub code: u16,
+    pub error: &'static str,
+    pub detail: &'static str,
+}
+
+impl Close {
+    pub const SHUTDOWN: Close = Close::new(1001, "server_shutdown", "the server is shutting down");
+    pub const PROTOCOL: Close = Close::new(1002, "protocol_error", "WebSocket protocol violation");
+    pub const BINARY: Close = Close::new(1003, "binary_not_supported", "only text frames are supported");
+    pub const INVALID_UTF8: Close = Close::new(1007, "invalid_utf8", "text frame is not valid UTF-8");
+    pub const RATE: Close = Close::new(1008, "rate_limited", "too many messages for too long");
+    pub const TOO_LARGE: Close = Close::new(1009, "message_too_large", "frame or message over 64 KiB");
+    pub const INTERNAL: Close = Close::new(1011, "internal_error", "the message could not be stored");
+    pub const EXPIRED: Close = Close::new(4001, "token_expired", "the token expired; reconnect with a new one");
+    pub const SLOW_CONSUMER: Close = Close::new(4002, "slow_consumer", "too far behind; dropped");
+
+    const fn new(code: u16, error: &'static str, detail: &'static str) -> Close {
+        Close { code, error, detail }
+    }
+}
+
+/// How a session ended.
+#[derive(Debug, PartialEq, Eq)]
+enum End {
+    /// The client sent a close frame; its answer is already queued.
+    ClosedByClient,
+    /// The connection broke or went silent: nothing more can be said.
+    Gone(Cow<'static, str>),
+    Close(Close),
+}
+
+impl std::fmt::Display for End {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            End::ClosedByClient => f.write_str("closed the connection"),
+            End::Gone(why) => write!(f, "lost the connection ({why})"),
+            End::Close(close) => write!(f, "was closed with {} ({})", close.code, close.error),
+        }
+    }
+}
+
+impl End {
+    /// Maps what tungstenite reports, reading or writing, to the close it
+    /// calls for.
+    fn from_error(error: WsError) -> End {
+        match error {
+            WsError::Capacity(_) => End::Close(Close::TOO_LARGE),
+            WsError::Utf8(_) => End::Close(Close::INVALID_UTF8),
+            WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => End::Gone("reset".into()),
+            WsError::Protocol(_) => End::Close(Close::PROTOCOL),
+            WsError::ConnectionClosed | WsError::AlreadyClosed => End::Gone("closed".into()),
+            WsError::Io(e) => End::Gone(e.to_string().into()),
+            _ => End::Close(Close::INTERNAL),
+        }
+    }
+}
+
+/// What a session needs from the application, owned, so that it can run
+/// after the request that started it is gone.
+pub struct Session {
+    hub: std::sync::Arc<Hub>,
+    db: Db,
+    shutdown: Shutdown,
+    rate_limit: u32,
+    claims: Claims,
+}
+
+impl Session {
+    pub fn new(app: &App, claims: Claims) -> Session {
+        Session {
+            hub: app.hub.clone(),
+            db: app.db.clone(),
+            shutdown: app.shutdown.clone(),
+            rate_limit: app.config.ws_rate_limit,
+            claims,
+        }
+    }
+
+    /// Runs the connection to its end; `leftover` holds any bytes the client
+    /// sent right after its handshake.
+    pub async fn run(self, stream: TcpStream, leftover: Vec<u8>) {
+        if let Err(e) = bound_send_buffer(&stream) {
+            crate::log!(Level::Debug, "chat: cannot bound the send buffer: {e}");
+        }
+        let socket = WebSocketStream::from_partially_read(stream, leftover, Role::Server, Some(config())).await;
+        let (mut sink, mut source) = socket.split();
+        let Membership {
+            id,
+            mut events,
+            mut evicted,
+        } = self.hub.connect(self.claims.uid, &self.claims.sub);
+        let expired = tokio::time::sleep(until_expiry(self.claims.exp));
+        let mut shutdown = self.shutdown.clone();
+        let end = tokio::select! {
+            end = self.read(&mut source, id) => end,
+            end = write(&mut sink, &mut events) => end,
+            _ = &mut evicted => End::Close(Close::SLOW_CONSUMER),
+            _ = shutdown.triggered() => End::Close(Close::SHUTDOWN),
+            _ = expired => End::Close(Close::EXPIRED),
+        };
+        self.hub.disconnect(id);
+        let level = if end == End::Close(Close::SLOW_CONSUMER) {
+            Level::Warn
+        } else {
+            Level::Info
+        };
+        crate::log!(level, "chat: user={} {end}", self.claims.sub);
+        let _ = timeout(CLOSE_TIMEOUT, finish(sink, source, events, end)).await;
+    }
+
+    /// Reads frames until the session must end, and says why.
+    async fn read(&self, source: &mut Source, id: ClientId) -> End {
+        let mut limit = RateLimit::new(self.rate_limit, Instant::now());
+        loop {
+            let text = match timeout(PEER_TIMEOUT, source.next()).await {
+                Err(_) => return End::Gone("no pong in time".into()),
+                Ok(None) => return End::Gone("closed".into()),
+                Ok(Some(Err(e))) => return End::from_error(e),
+                Ok(Some(Ok(Message::Text(text)))) => text,
+                Ok(Some(Ok(Message::Binary(_)))) => return End::Close(Close::BINARY),
+                Ok(Some(Ok(Message::Close(_)))) => return End::ClosedByClient,
+                Ok(Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)))) => continue,
+            };
+            match limit.check(Instant::now()) {
+                Verdict::Accept => {}
+                Verdict::Refuse => {
+                    self.tell(id, "rate_limited", "too many messages, slow down");
+                    continue;
+                }
+                Verdict::Close => return End::Close(Close::RATE),
+            }
+            let content = text.trim();
+            if content.is_empty() {
+                self.tell(id, "empty_message", "the message is empty");
+                continue;
+            }
+            if content.chars().count() > MAX_MESSAGE_CHARS {
+                self.tell(id, "message_too_long", "a message is at most 4096 characters");
+                continue;
+            }
+            if let Err(e) = self.post(content).await {
+                crate::log!(Level::Error, "chat: user={} message not stored: {e}", self.claims.sub);
+                return End::Close(Close::INTERNAL);
+            }
+        }
+    }
+
+    /// Sends this connection alone an `error` event; it stays open.
+    fn tell(&self, id: ClientId, code: &str, detail: &str) {
+        self.hub.send_to(id, Event::Error { code, detail }.encode());
+    }
+
+    /// Commits the message, then (on the writer thread, in commit order)
+    /// broadcasts it: nobody sees a message that could still be lost.
+    async fn post(&self, content: &str) -> Result<(), DbError> {
+        let (user_id, username, content) = (self.claims.uid, self.claims.sub.clone(), content.to_string());
+        let hub = self.hub.clone();
+        self.db
+            .write_and_then(
+                move |conn| messages::insert(conn, user_id, &username, &content, clock::now_millis()),
+                move |stored| hub.broadcast(event::message(stored)),
+            )
+            .await
+            .map(drop)
+    }
+}
+
+/// Writes queued events in batches, with a ping every [`PING_EVERY`], until
+/// the socket fails or the hub lets go of the connection.
+async fn write(sink: &mut Sink, events: &mut mpsc::Receiver<Utf8Bytes>) -> End {
+    let mut ping = interval_at((Instant::now() + PING_EVERY).into(), PING_EVERY);
+    ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        let written = tokio::select! {
+            first = events.recv() => match first {
+                Some(first) => write_batch(sink, first, events).await,
+                None => return End::Close(Close::SLOW_CONSUMER),
+            },
+            _ = ping.tick() => sink.send(Message::Ping(Bytes::new())).await,
+        };
+        if let Err(e) = written {
+            return End::from_error(e);
+        }
+    }
+}
+
+/// Feeds `first` and whatever else is already queued, then flushes once.
+async fn write_batch(sink: &mut Sink, first: Utf8Bytes, events: &mut mpsc::Receiver<Utf8Bytes>) -> Result<(), WsError> {
+    sink.feed(Message::Text(first)).await?;
+    for _ in 1..BATCH {
+        let Ok(event) = events.try_recv() else { break };
+        sink.feed(Message::Text(event)).await?;
+    }
+    sink.flush().await
+}
+
+/// Completes the close the way `end` calls for. Events already queued
+/// (acknowledgements, `rate_limited` errors) still go out before the
+/// server's own close, unless the connection is being dropped for being too
+/// far behind.
+async fn finish(mut sink: Sink, source: Source, mut events: mpsc::Receiver<Utf8Bytes>, end: End) {
+    let said = match end {
+        End::Gone(_) => return,
+        End::ClosedByClient => sink.close().await,
+        End::Close(close) => {
+            let backlog = close != Close::SLOW_CONSUMER;
+            goodbye(&mut sink, backlog.then_some(&mut events), &close).await
+        }
+    };
+    if said.is_err() {
+        return;
+    }
+    if let Ok(mut socket) = sink.reunite(source) {
+        linger(socket.get_mut()).await;
+    }
+}
+
+/// What is left of the queue (if given), the `error` event, then the close
+/// frame.
+async fn goodbye(
+    sink: &mut Sink,
+    backlog: Option<&mut mpsc::Receiver<Utf8Bytes>>,
+    close: &Close,
+) -> Result<(), WsError> {
+    if let Some(events) = backlog {
+        while let Ok(event) = events.try_recv() {
+            sink.feed(Message::Text(event)).await?;
+        }
+    }
+    let event = Event::Error {
+        code: close.error,
+        detail: close.detail,
+    };
+    sink.feed(Message::Text(event.encode())).await?;
+    let frame = CloseFrame {
+        code: close.code.into(),
+        reason: Utf8Bytes::from_static(close.detail),
+    };
+    sink.send(Message::Close(Some(frame))).await
+}
+
+/// Ends our side (FIN) after the close frame, then reads until the client
+/// closes its side. Closing with unread bytes in the receive buffer (the rest
+/// of an oversized frame, a flood cut short) would make the kernel send a
+/// reset, which can destroy the close frame before the client reads it.
+async fn linger(stream: &mut TcpStream) {
+    if stream.shutdown().await.is_err() {
+        return;
+    }
+    let mut scratch = [0u8; 4096];
+    let mut drained = 0;
+    while drained < DRAIN_LIMIT {
+        match stream.read(&mut scratch).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => drained += n,
+        }
+    }
+}
+
+/// Fixes the socket's kernel send buffer at [`SEND_BUFFER`] instead of
+/// letting it grow to megabytes: a client that stops reading then fills its
+/// hub queue, and is dropped as a slow consumer, after about a hundred
+/// kilobytes of events instead of several megabytes of kernel memory. The
+/// option belongs to the socket, so it is set through a duplicate of the
+/// descriptor (closed right after) without taking the stream apart.
+fn bound_send_buffer(stream: &TcpStream) -> std::io::Result<()> {
+    use std::os::fd::AsFd;
+    let duplicate = std::net::TcpStream::from(stream.as_fd().try_clone_to_owned()?);
+    tokio::net::TcpSocket::from_std_stream(duplicate).set_send_buffer_size(SEND_BUFFER)
+}
+
+/// Time left until `exp` (Unix seconds); zero if it has passed.
+fn until_expiry(exp: u64) -> Duration {
+    let left = (exp as i64).saturating_mul(1000).saturating_sub(clock::now_millis());
+    Duration::from_millis(left.max(0) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio_tungstenite::tungstenite::error::CapacityError;
+
+    #[test]
+    fn tungstenite_errors_map_to_the_contract_close_codes() {
+        let code = |e: WsError| match End::from_error(e) {
+            End::Close(close) => Some(close.code),
+            _ => None,
+        };
+        let too_long = CapacityError::MessageTooLong {
+            size: 70_000,
+            max_size: 65_536,
+        };
+        assert_eq!(code(WsError::Capacity(too_long)), Some(1009));
+        assert_eq!(code(WsError::Utf8("bad".into())), Some(1007));
+        assert_eq!(
+            code(WsError::Protocol(ProtocolError::UnmaskedFrameFromClient)),
+            Some(1002)
+        );
+        assert_eq!(code(WsError::Protocol(ProtocolError::ControlFrameTooBig)), Some(1002));
+        assert_eq!(
+            code(WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake)),
+            None
+        );
+        assert_eq!(code(WsError::Io(std::io::ErrorKind::BrokenPipe.into())), None);
+    }
+
+    #[test]
+    fn close_reasons_fit_in_a_control_frame() {
+        for close in [
+            Close::SHUTDOWN,
+            Close::PROTOCOL,
+            Close::BINARY,
+            Close::INVALID_UTF8,
+            Close::RATE,
+            Close::TOO_LARGE,
+            Close::INTERNAL,
+            Close::EXPIRED,
+            Close::SLOW_CONSUMER,
+        ] {
+            assert!(close.detail.len() <= 123, "{close:?}");
+        }
+    }
+
+    #[test]
+    fn expiry_is_counted_from_the_wall_clock() {
+        assert_eq!(until_expiry(0), Duration::ZERO);
+        let in_a_minute = until_expiry(clock::now_secs() + 60);
+        assert!(in_a_minute > Duration::from_secs(58) && in_a_minute <= Duration::from_secs(60));
+    }
+}
