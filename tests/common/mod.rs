@@ -3,8 +3,6 @@
 //! raw HTTP/1.1 to it over TCP.
 #![allow(dead_code)] // each test file uses its own subset of these helpers
 
-pub mod resources;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -12,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub mod resources;
 pub mod ws;
 
 pub const PASSWORD: &str = "correct horse";
