@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,8 +12,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::resources::eventually;
+use common::ws::{is, Client};
 use common::{read_response, Server};
+use futures_util::{SinkExt, StreamExt};
 use sha2::{Digest, Sha256};
+use tokio_tungstenite::tungstenite::Message;
 
 const BOUNDARY: &str = "crash-boundary";
 
@@ -122,5 +125,105 @@ fn killed_during_concurrent_uploads_every_row_has_its_bytes_and_every_file_its_r
         let bytes = std::fs::read(server.uploads_dir().join(id)).unwrap();
         assert_eq!(bytes.len() as u64, *size, "{id} is cut short");
         assert_eq!(&sha256_hex(&bytes), sha, "{id} is corrupt");
+    }
+}
+
+/// Every message in history, oldest first, through the keyset pages.
+fn whole_history(server: &Server, token: &str) -> Vec<(i64, String)> {
+    let mut messages = Vec::new();
+    let mut query = "limit=100".to_string();
+    loop {
+        let page = server.get(&format!("/history?{query}"), token).json();
+        let batch: Vec<(i64, String)> = page["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| (m["id"].as_i64().unwrap(), m["content"].as_str().unwrap().to_string()))
+            .collect();
+        messages.splice(0..0, batch);
+        match page["next_before_id"].as_i64() {
+            Some(before) => query = format!("limit=100&before_id={before}"),
+            None => return messages,
+        }
+    }
+}
+
+/// One of the storm's senders: sends numbered messages as fast as it can
+/// while reading every event, and records the acknowledgement of each of
+/// its own (the broadcast copy, which carries the id) until the connection
+/// breaks. Bounded, should the server never be killed.
+async fn storm_sender(mut client: Client, name: String, acknowledged: Arc<Mutex<Vec<(i64, String)>>>) {
+    const MOST: usize = 5000;
+    const IN_FLIGHT: usize = 8;
+    let (mut sent, mut acked) = (0, 0);
+    while acked < MOST {
+        while sent < MOST && sent - acked < IN_FLIGHT {
+            if client
+                .ws
+                .send(Message::text(format!("{name} says {sent}")))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            sent += 1;
+        }
+        let event = match client.ws.next().await {
+            Some(Ok(Message::Text(text))) => serde_json::from_str::<serde_json::Value>(&text).unwrap(),
+            Some(Ok(_)) => continue,
+            _ => return,
+        };
+        if is(&event, "message") && event["username"] == name.as_str() {
+            let content = event["content"].as_str().unwrap().to_string();
+            acknowledged
+                .lock()
+                .unwrap()
+                .push((event["id"].as_i64().unwrap(), content));
+            acked += 1;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_during_a_storm_of_twenty_senders_every_acknowledged_message_is_kept_once() {
+    const SENDERS: usize = 20;
+    let server = Server::start_with(&["--ws-rate-limit=0"]);
+    let mut tokens = Vec::new();
+    let mut tasks = Vec::new();
+    let acknowledged = Arc::new(Mutex::new(Vec::new()));
+    for n in 0..SENDERS {
+        let name = format!("sender{n}");
+        let token = server.user(&name);
+        let client = Client::connect(&server, &token).await;
+        tasks.push(tokio::spawn(storm_sender(client, name, acknowledged.clone())));
+        tokens.push(token);
+    }
+    let storming = eventually(Duration::from_secs(30), || acknowledged.lock().unwrap().len() >= 500);
+    assert!(storming, "the storm did not get going");
+    let server = server.kill_and_restart();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    let history = whole_history(&server, &tokens[0]);
+    assert!(
+        history.windows(2).all(|pair| pair[0].0 < pair[1].0),
+        "ids are not strictly ascending"
+    );
+    let contents: BTreeSet<&str> = history.iter().map(|(_, content)| content.as_str()).collect();
+    assert_eq!(contents.len(), history.len(), "a message was stored twice");
+    for (_, content) in &history {
+        let whole = content
+            .split_once(" says ")
+            .is_some_and(|(name, n)| name.starts_with("sender") && n.parse::<usize>().is_ok());
+        assert!(whole, "half-written message {content:?}");
+    }
+    let stored: BTreeMap<i64, &str> = history.iter().map(|(id, c)| (*id, c.as_str())).collect();
+    for (id, content) in &acknowledged {
+        assert_eq!(
+            stored.get(id),
+            Some(&content.as_str()),
+            "acknowledged message {id} lost"
+        );
     }
 }
