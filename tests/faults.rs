@@ -14,6 +14,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::resources::{eventually, memory_kib, open_fds};
+use common::ws::{is, Client};
 use common::{is_closed, read_response, Response, Server};
 
 const BOUNDARY: &str = "fault-boundary";
@@ -86,10 +87,11 @@ fn database_files(db: &Path) -> Vec<PathBuf> {
     vec![db.to_path_buf(), wal]
 }
 
-#[test]
-fn read_only_database_is_503_and_the_server_recovers_by_itself() {
+#[tokio::test]
+async fn read_only_database_is_503_and_the_server_recovers_by_itself() {
     let server = Server::start();
     let token = server.user("alice");
+    let mut alice = Client::join(&server, &token, "alice").await;
     let read_only = match Immutable::set(&database_files(&server.db_path())) {
         Ok(guard) => guard,
         Err(reason) => {
@@ -97,6 +99,11 @@ fn read_only_database_is_503_and_the_server_recovers_by_itself() {
             return;
         }
     };
+    alice.say("cannot be stored").await;
+    let (events, code) = alice.closed().await;
+    assert_eq!(code, 1011);
+    assert_eq!(events.last().unwrap()["code"], "internal_error");
+    assert!(!events.iter().any(|e| is(e, "message")), "a message was acknowledged");
     assert_unavailable(&server.register("bob", common::PASSWORD));
     assert_unavailable(&healthz(&server));
     assert_unavailable(&upload(&server, &token, b"no row, so no bytes either"));
@@ -112,6 +119,11 @@ fn read_only_database_is_503_and_the_server_recovers_by_itself() {
     );
     drop(read_only);
     assert_recovered(&server, "carol");
+    let mut alice = Client::join(&server, &token, "alice").await;
+    let id = alice.post("alice", "stored again").await;
+    let history = server.get("/history/last20", &token).json();
+    assert_eq!(history[0]["id"], id);
+    assert_eq!(history.as_array().unwrap().len(), 1);
 }
 
 /// Another process (here the test, through its own SQLite connection) holds
@@ -161,20 +173,36 @@ fn ask_again(connection: &mut BufReader<TcpStream>) -> Response {
     read_response(connection, false).unwrap()
 }
 
-#[test]
-fn at_the_connection_bound_new_connections_get_503_while_existing_ones_go_on() {
+/// A chat connection, retried while earlier connections of the test are
+/// still giving back their permits.
+async fn chat_client(server: &Server, token: &str, name: &str) -> Client {
+    let url = format!("ws://{}/ws/chat?token={token}", server.addr);
+    for _ in 0..500 {
+        if let Ok((ws, _)) = tokio_tungstenite::connect_async(&url).await {
+            let mut client = Client { ws };
+            client.wait_for(|e| is(e, "join") && e["username"] == name).await;
+            return client;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("no chat connection for {name}");
+}
+
+#[tokio::test]
+async fn at_the_connection_bound_new_connections_get_503_while_existing_chats_go_on() {
     const BOUND: usize = 4;
     let server = Server::start_with(&[&format!("--max-connections={BOUND}")]);
-    // Connections of the start-up check may still be finishing: retry until
-    // the bound is filled by connections this test holds.
+    let (ann_token, bob_token) = (server.user("ann"), server.user("bob"));
+    let mut ann = chat_client(&server, &ann_token, "ann").await;
+    let mut bob = chat_client(&server, &bob_token, "bob").await;
     let mut held = Vec::new();
     let filled = eventually(Duration::from_secs(10), || {
         if let Some(connection) = held_connection(&server) {
             held.push(connection);
         }
-        held.len() == BOUND
+        held.len() == BOUND - 2
     });
-    assert!(filled, "could not open {BOUND} connections");
+    assert!(filled, "could not fill the connection bound");
     for _ in 0..3 {
         let mut refused = server.connect();
         refused.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
@@ -186,15 +214,17 @@ fn at_the_connection_bound_new_connections_get_503_while_existing_ones_go_on() {
             "refused connection left open"
         );
     }
+    let id = ann.post("ann", "still chatting at the bound").await;
+    let seen = bob.wait_for(|e| is(e, "message") && e["id"] == id).await;
+    assert_eq!(seen["content"], "still chatting at the bound");
     for connection in &mut held {
         assert_eq!(ask_again(connection).status, 200);
     }
     drop(held.pop());
     let readmitted = eventually(Duration::from_secs(10), || held_connection(&server).is_some());
     assert!(readmitted, "a freed permit was not given to a new connection");
-    for connection in &mut held {
-        assert_eq!(ask_again(connection).status, 200);
-    }
+    bob.post("bob", "and after").await;
+    ann.wait_for(|e| is(e, "message") && e["content"] == "and after").await;
 }
 
 /// Closes `stream` with a reset (`SO_LINGER` 0) instead of an orderly FIN,
