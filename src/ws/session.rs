@@ -126,9 +126,13 @@ impl std::fmt::Display for End {
 
 impl End {
     /// Maps what tungstenite reports, reading or writing, to the close it
-    /// calls for.
+    /// calls for. A full write buffer means the client has stopped reading
+    /// what it is sent (pongs to its own ping flood, say) while tungstenite
+    /// already holds as much for it as it may: it is as far behind as a
+    /// slow consumer whose queue overflowed.
     fn from_error(error: WsError) -> End {
         match error {
+            WsError::WriteBufferFull(_) => End::Close(Close::SLOW_CONSUMER),
             WsError::Capacity(_) => End::Close(Close::TOO_LARGE),
             WsError::Utf8(_) => End::Close(Close::INVALID_UTF8),
             WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => End::Gone("reset".into()),
@@ -377,6 +381,10 @@ mod tests {
         };
         assert_eq!(code(WsError::Capacity(too_long)), Some(1009));
         assert_eq!(code(WsError::Utf8("bad".into())), Some(1007));
+        assert_eq!(
+            code(WsError::WriteBufferFull(Message::Ping(Bytes::new()).into())),
+            Some(4002)
+        );
         assert_eq!(
             code(WsError::Protocol(ProtocolError::UnmaskedFrameFromClient)),
             Some(1002)
