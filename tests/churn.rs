@@ -9,6 +9,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use common::resources::{eventually, memory_kib, open_fds};
+use common::ws::{is, Client};
 use common::{Response, Server};
 
 /// Memory the server may keep above its baseline after churn (allocator
@@ -100,4 +101,67 @@ fn hundreds_of_uploads_leave_descriptors_and_memory_at_baseline() {
         "{} files stored, expected one per kept upload and nothing else",
         stored()
     );
+}
+
+/// One chat visit, `n` deciding how it ends: a close handshake, a message and
+/// then the close, or the connection simply dropped.
+async fn chat_visit(server: &Server, token: &str, name: &str, n: usize) {
+    let mut client = Client::connect(server, token).await;
+    match n % 3 {
+        0 => client.ws.close(None).await.unwrap(),
+        1 => {
+            client.say(&format!("visit {n}")).await;
+            client
+                .wait_for(|e| {
+                    is(e, "message") && e["content"] == format!("visit {n}").as_str() && e["username"] == name
+                })
+                .await;
+            client.ws.close(None).await.unwrap();
+        }
+        _ => drop(client),
+    }
+}
+
+/// Runs `visits` chat visits from `clients` tasks at once, each as its own user.
+async fn chat_churn(server: &Server, tokens: &[(String, String)], visits: usize) {
+    let clients = tokens.len();
+    let tasks = tokens.iter().enumerate().map(|(client, (name, token))| async move {
+        for n in (client..visits).step_by(clients) {
+            chat_visit(server, token, name, n).await;
+        }
+    });
+    futures_util::future::join_all(tasks).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousands_of_chat_connections_leave_descriptors_and_memory_at_baseline() {
+    let server = Server::start_with(&["--ws-rate-limit=0"]);
+    let tokens: Vec<(String, String)> = (0..16)
+        .map(|i| {
+            let name = format!("visitor{i}");
+            let token = server.user(&name);
+            (name, token)
+        })
+        .collect();
+    let pid = server.pid();
+    chat_churn(&server, &tokens, 160).await;
+    let fds = open_fds(pid);
+    let resting = memory_kib(pid, "VmRSS");
+    chat_churn(&server, &tokens, 3000).await;
+    let settled = eventually(Duration::from_secs(15), || open_fds(pid) <= fds);
+    assert!(settled, "descriptors: {fds} before, {} after", open_fds(pid));
+    let rss = memory_kib(pid, "VmRSS");
+    assert!(
+        rss < resting + MEMORY_SLACK_KIB,
+        "resident memory {rss} KiB, {resting} KiB before"
+    );
+    // Every visitor has left the room: the next one is alone in it.
+    let (name, token) = &tokens[0];
+    let mut last = Client::connect(&server, token).await;
+    let join = last.wait_for(|e| is(e, "join")).await;
+    assert_eq!(
+        (&join["username"], &join["online"]),
+        (&serde_json::json!(name), &serde_json::json!(1))
+    );
+    last.post(name, "the room is empty again").await;
 }
