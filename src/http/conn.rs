@@ -21,7 +21,7 @@ use super::request::{self, HeadError, Method, Request};
 use super::response::{self, Response};
 use crate::error::ApiError;
 use crate::log::{self, Level};
-use crate::router::{self, Exchange};
+use crate::router::{Exchange, Service};
 use crate::server::{App, Shutdown};
 
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
@@ -95,7 +95,7 @@ enum HeadWait {
     Refuse(ApiError),
 }
 
-pub async fn serve(stream: TcpStream, app: Arc<App>, mut shutdown: Shutdown) {
+pub async fn serve(stream: TcpStream, app: Arc<App>, service: &impl Service, mut shutdown: Shutdown) {
     let _ = stream.set_nodelay(true);
     let mut conn = Connection::new(stream);
     let mut out = Vec::with_capacity(1024);
@@ -114,7 +114,7 @@ pub async fn serve(stream: TcpStream, app: Arc<App>, mut shutdown: Shutdown) {
         conn.consume(head_len);
         let started = Instant::now();
         let mut exchange = Exchange::new(&app, &request, Body::new(&mut conn, &request));
-        let (response, close) = match router::handle(&mut exchange).await {
+        let (response, close) = match service.handle(&mut exchange).await {
             Ok(response) => (response, false),
             Err(error) => {
                 let close = error.close;
