@@ -256,9 +256,10 @@ async fn a_hundred_thousand_tiny_messages_without_a_rate_limit_wait_in_the_socke
     sender.join().unwrap();
 }
 
-/// Pings at full speed from a client that never reads its pongs: the server
-/// keeps at most one pong waiting and goes on reading, and the connection
-/// still works once the flood stops and the client reads again.
+/// Pings at full speed from a client that never reads its pongs: the pongs
+/// wait in a bounded buffer (once it is full, a new pong replaces the one
+/// waiting), the server goes on reading, and the connection still works once
+/// the flood stops and the client reads again.
 #[tokio::test]
 async fn a_ping_flood_from_a_client_that_never_reads_is_absorbed() {
     let server = Server::start();
