@@ -17,8 +17,9 @@ use common::{is_closed, read_response, Response, Server};
 
 /// What the server may hold above its resting size while fending off one of
 /// these attacks. An attack that made it buffer what it was sent (a megabyte
-/// per connection, or the whole of a flood) would go far past this.
-const MEMORY_ALLOWANCE_KIB: u64 = 48 * 1024;
+/// per connection, or the whole of a flood), or 100 KiB for each of the
+/// slowloris connections, would go far past this.
+const MEMORY_ALLOWANCE_KIB: u64 = 16 * 1024;
 
 /// Writes `bytes` from another thread, since the server may answer and close
 /// long before it has read them all, and reads the one response. Returns the

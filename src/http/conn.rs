@@ -68,12 +68,20 @@ impl Connection {
     }
 
     /// Reads more bytes from the socket; `Ok(0)` is end of stream.
+    ///
+    /// The buffer grows (doubling, up to reads of [`READ_CHUNK`]) only once
+    /// what it holds fills half of it, so it stays within about twice what
+    /// the peer has really sent. Growing on every read instead would let a
+    /// peer that trickles a byte at a time (slowloris) double it with each
+    /// byte, to over 100 KiB per connection.
     pub async fn fill(&mut self) -> io::Result<usize> {
         if self.start > 0 {
             self.buf.drain(..self.start);
             self.start = 0;
         }
-        self.buf.reserve(READ_CHUNK.min(self.buf.capacity().max(4096)));
+        if self.buf.len() >= self.buf.capacity() / 2 {
+            self.buf.reserve(READ_CHUNK.min(self.buf.capacity().max(4096)));
+        }
         self.stream.read_buf(&mut self.buf).await
     }
 
