@@ -214,4 +214,28 @@ mod tests {
         assert_eq!(other.verify(&token).unwrap_err().status, 401);
         assert_eq!(auth.verify("not.a.token").unwrap_err().status, 401);
     }
+
+    #[test]
+    fn expiry_is_enforced_with_at_most_5_seconds_of_leeway() {
+        let secret = b"0123456789abcdef0123456789abcdef";
+        let auth = Auth::new(secret, 60, 4);
+        let now = clock::now_secs();
+        let token = |exp: u64| {
+            let claims = Claims {
+                sub: "alice".into(),
+                uid: 1,
+                iat: now - 100,
+                exp,
+            };
+            jsonwebtoken::encode(
+                &Header::new(Algorithm::HS256),
+                &claims,
+                &EncodingKey::from_secret(secret),
+            )
+            .unwrap()
+        };
+        assert!(auth.verify(&token(now - 2)).is_ok(), "within the leeway");
+        let expired = auth.verify(&token(now - LEEWAY_SECS - 1)).unwrap_err();
+        assert_eq!((expired.status, expired.detail.as_ref()), (401, "token expired"));
+    }
 }

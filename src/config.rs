@@ -94,24 +94,32 @@ where
     I: IntoIterator<Item = String>,
     E: Fn(&str) -> Option<String>,
 {
+    let args: Vec<String> = args.into_iter().collect();
+    // Help is always available, even with a bad value in the environment.
+    if args.iter().any(|arg| arg == "--help" || arg == "-h") {
+        return Ok(Command::Help);
+    }
     let mut config = Config::default();
     apply_env(&mut config, &env)?;
     let mut origins_from_flags = Vec::new();
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
-        if arg == "--help" || arg == "-h" {
-            return Ok(Command::Help);
-        }
-        if arg == "--secure-cookies" {
-            config.secure_cookies = true;
-            continue;
-        }
         let (flag, inline) = match arg.split_once('=') {
             Some((flag, value)) if flag.starts_with("--") => (flag.to_string(), Some(value.to_string())),
             _ => (arg.clone(), None),
         };
         if !flag.starts_with("--") {
             return Err(ConfigError(format!("unexpected argument '{arg}' (see --help)")));
+        }
+        if flag == "--secure-cookies" {
+            if inline.is_some() {
+                return Err(ConfigError("--secure-cookies takes no value".into()));
+            }
+            config.secure_cookies = true;
+            continue;
+        }
+        if flag != "--allowed-origin" && !VALUE_FLAGS.iter().any(|(_, known)| *known == flag) {
+            return Err(ConfigError(format!("unknown flag '{flag}' (see --help)")));
         }
         let value = match inline.or_else(|| args.next()) {
             Some(value) => value,
@@ -120,7 +128,7 @@ where
         if flag == "--allowed-origin" {
             origins_from_flags.push(parse_origin(&flag, &value)?);
         } else {
-            set(&mut config, &flag, &value)?;
+            set(&mut config, &flag, &flag, &value)?;
         }
     }
     if !origins_from_flags.is_empty() {
@@ -129,22 +137,24 @@ where
     Ok(Command::Serve(Box::new(config)))
 }
 
+/// The settings that take one value, with their environment variables.
+const VALUE_FLAGS: [(&str, &str); 10] = [
+    ("CHAT_ADDR", "--addr"),
+    ("CHAT_DB", "--db"),
+    ("CHAT_UPLOADS_DIR", "--uploads-dir"),
+    ("CHAT_JWT_SECRET", "--jwt-secret"),
+    ("CHAT_TOKEN_TTL", "--token-ttl"),
+    ("CHAT_BCRYPT_COST", "--bcrypt-cost"),
+    ("CHAT_MAX_UPLOAD_BYTES", "--max-upload-bytes"),
+    ("CHAT_WS_RATE_LIMIT", "--ws-rate-limit"),
+    ("CHAT_MAX_CONNECTIONS", "--max-connections"),
+    ("CHAT_LOG", "--log"),
+];
+
 fn apply_env<E: Fn(&str) -> Option<String>>(config: &mut Config, env: &E) -> Result<(), ConfigError> {
-    const PAIRS: [(&str, &str); 10] = [
-        ("CHAT_ADDR", "--addr"),
-        ("CHAT_DB", "--db"),
-        ("CHAT_UPLOADS_DIR", "--uploads-dir"),
-        ("CHAT_JWT_SECRET", "--jwt-secret"),
-        ("CHAT_TOKEN_TTL", "--token-ttl"),
-        ("CHAT_BCRYPT_COST", "--bcrypt-cost"),
-        ("CHAT_MAX_UPLOAD_BYTES", "--max-upload-bytes"),
-        ("CHAT_WS_RATE_LIMIT", "--ws-rate-limit"),
-        ("CHAT_MAX_CONNECTIONS", "--max-connections"),
-        ("CHAT_LOG", "--log"),
-    ];
-    for (var, flag) in PAIRS {
+    for (var, flag) in VALUE_FLAGS {
         if let Some(value) = env(var) {
-            set(config, flag, &value).map_err(|e| ConfigError(format!("{var}: {}", e.0)))?;
+            set(config, var, flag, &value)?;
         }
     }
     if let Some(list) = env("CHAT_ALLOWED_ORIGINS") {
@@ -169,21 +179,23 @@ fn apply_env<E: Fn(&str) -> Option<String>>(config: &mut Config, env: &E) -> Res
     Ok(())
 }
 
-fn set(config: &mut Config, flag: &str, value: &str) -> Result<(), ConfigError> {
+/// Sets the setting of `flag` from `value`; errors name `source` (the flag or
+/// the environment variable the value came from).
+fn set(config: &mut Config, source: &str, flag: &str, value: &str) -> Result<(), ConfigError> {
     match flag {
-        "--addr" => config.addr = parse_value(flag, value, "an address like 127.0.0.1:8001")?,
-        "--db" => config.db = non_empty_path(flag, value)?,
-        "--uploads-dir" => config.uploads_dir = non_empty_path(flag, value)?,
+        "--addr" => config.addr = parse_value(source, value, "an address like 127.0.0.1:8001")?,
+        "--db" => config.db = non_empty_path(source, value)?,
+        "--uploads-dir" => config.uploads_dir = non_empty_path(source, value)?,
         "--jwt-secret" if value.len() < 16 => {
-            return Err(ConfigError(format!("{flag} must be at least 16 bytes long")));
+            return Err(ConfigError(format!("{source}: must be at least 16 bytes long")));
         }
         "--jwt-secret" => config.jwt_secret = Some(value.to_string()),
-        "--token-ttl" => config.token_ttl = parse_range(flag, value, 1, 365 * 24 * 3600)?,
-        "--bcrypt-cost" => config.bcrypt_cost = parse_range(flag, value, 4, 31)? as u32,
-        "--max-upload-bytes" => config.max_upload_bytes = parse_range(flag, value, 0, u64::MAX)?,
-        "--ws-rate-limit" => config.ws_rate_limit = parse_range(flag, value, 0, 1_000_000)? as u32,
-        "--max-connections" => config.max_connections = parse_range(flag, value, 1, 1_000_000)? as usize,
-        "--log" => config.log = parse_value(flag, value, "one of error, warn, info, debug")?,
+        "--token-ttl" => config.token_ttl = parse_range(source, value, 1, 365 * 24 * 3600)?,
+        "--bcrypt-cost" => config.bcrypt_cost = parse_range(source, value, 4, 31)? as u32,
+        "--max-upload-bytes" => config.max_upload_bytes = parse_range(source, value, 0, u64::MAX)?,
+        "--ws-rate-limit" => config.ws_rate_limit = parse_range(source, value, 0, 1_000_000)? as u32,
+        "--max-connections" => config.max_connections = parse_range(source, value, 1, 1_000_000)? as usize,
+        "--log" => config.log = parse_value(source, value, "one of error, warn, info, debug")?,
         _ => return Err(ConfigError(format!("unknown flag '{flag}' (see --help)"))),
     }
     Ok(())
@@ -206,7 +218,7 @@ fn parse_range(flag: &str, value: &str, min: u64, max: u64) -> Result<u64, Confi
 
 fn non_empty_path(flag: &str, value: &str) -> Result<PathBuf, ConfigError> {
     if value.is_empty() {
-        return Err(ConfigError(format!("{flag} must not be empty")));
+        return Err(ConfigError(format!("{flag}: must not be empty")));
     }
     Ok(PathBuf::from(value))
 }
@@ -232,6 +244,7 @@ fn parse_origin(flag: &str, value: &str) -> Result<String, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn parse_args(args: &[&str], env: &[(&str, &str)]) -> Result<Command, ConfigError> {
         let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
@@ -294,6 +307,11 @@ mod tests {
             (vec!["--addr", "nowhere"], "--addr"),
             (vec!["--log", "loud"], "--log"),
             (vec!["--frobnicate", "1"], "unknown flag"),
+            (vec!["--frobnicate"], "unknown flag"),
+            (vec!["--secure-cookies=1"], "takes no value"),
+            (vec!["stray"], "unexpected argument"),
+            (vec!["--jwt-secret=short"], "at least 16 bytes"),
+            (vec!["--max-connections=0"], "--max-connections"),
             (vec!["--db"], "needs a value"),
             (vec!["--allowed-origin", "evil"], "origin"),
         ] {
@@ -301,14 +319,59 @@ mod tests {
             assert!(err.0.contains(needle), "{args:?}: {}", err.0);
             assert!(!err.0.contains('\n'));
         }
-        assert!(parse_args(&[], &[("CHAT_TOKEN_TTL", "soon")])
-            .unwrap_err()
-            .0
-            .starts_with("CHAT_TOKEN_TTL"));
+        for (var, value) in [
+            ("CHAT_TOKEN_TTL", "soon"),
+            ("CHAT_LOG", "loud"),
+            ("CHAT_SECURE_COOKIES", "maybe"),
+            ("CHAT_ALLOWED_ORIGINS", "evil"),
+            ("CHAT_JWT_SECRET", "short"),
+        ] {
+            let err = parse_args(&[], &[(var, value)]).unwrap_err().0;
+            assert!(err.starts_with(&format!("{var}: ")), "{err}");
+            assert!(!err.contains("--"), "names the variable, not a flag: {err}");
+        }
+    }
+
+    #[test]
+    fn every_setting_is_read_from_its_flag_and_its_variable() {
+        let values = [
+            ("127.0.0.1:0", "--addr"),
+            ("x.db", "--db"),
+            ("up", "--uploads-dir"),
+            ("0123456789abcdef", "--jwt-secret"),
+            ("77", "--token-ttl"),
+            ("5", "--bcrypt-cost"),
+            ("1000", "--max-upload-bytes"),
+            ("0", "--ws-rate-limit"),
+            ("3", "--max-connections"),
+            ("warn", "--log"),
+        ];
+        let expected = |c: &Config| {
+            c.addr.port() == 0
+                && c.db.as_path() == Path::new("x.db")
+                && c.uploads_dir.as_path() == Path::new("up")
+                && c.jwt_secret.as_deref() == Some("0123456789abcdef")
+                && (c.token_ttl, c.bcrypt_cost, c.max_upload_bytes) == (77, 5, 1000)
+                && (c.ws_rate_limit, c.max_connections, c.log) == (0, 3, Level::Warn)
+        };
+        let flags: Vec<String> = values.iter().map(|(v, flag)| format!("{flag}={v}")).collect();
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        assert!(expected(&config(&flags, &[])));
+        let env: Vec<(&str, &str)> = VALUE_FLAGS
+            .iter()
+            .map(|(var, flag)| (*var, values.iter().find(|(_, f)| f == flag).unwrap().0))
+            .collect();
+        assert!(expected(&config(&[], &env)));
+        assert!(config(&["--secure-cookies"], &[]).secure_cookies);
+        assert!(config(&[], &[("CHAT_SECURE_COOKIES", "1")]).secure_cookies);
     }
 
     #[test]
     fn help_is_recognised() {
         assert!(matches!(parse_args(&["--help"], &[]), Ok(Command::Help)));
+        assert!(matches!(
+            parse_args(&["--log=loud", "-h"], &[("CHAT_LOG", "loud")]),
+            Ok(Command::Help)
+        ));
     }
 }

@@ -94,6 +94,13 @@ impl From<DbError> for ApiError {
 impl From<BodyError> for ApiError {
     fn from(err: BodyError) -> ApiError {
         match err {
+            // Closed: bytes the client may send as an undeclared body would
+            // otherwise be read as the next request.
+            BodyError::LengthRequired => ApiError::new(
+                411,
+                "this request needs a body with Content-Length or chunked Transfer-Encoding",
+            )
+            .closing(),
             BodyError::TooLarge(limit) => {
                 ApiError::new(413, format!("request body is larger than {limit} bytes")).closing()
             }

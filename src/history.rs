@@ -9,6 +9,9 @@
 //! both forms (the oldest id of this page), each only while `has_more`: a
 //! client can switch from offsets to the cheaper keyset form at any page.
 
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use bytes::Bytes;
 use serde::Serialize;
 
 use crate::clock;
@@ -65,16 +68,74 @@ struct Page<'a> {
     next_before_id: Option<i64>,
 }
 
+/// The encoded body of `/history/last20`, kept until the next message is
+/// committed: the newest page is what every client asks for first, and
+/// between messages it does not change.
+///
+/// Whoever commits a message calls [`NewestPage::invalidate`] after the
+/// commit and before broadcasting it, so a client that has seen a message
+/// never gets a cached page without it. A page read from the database is
+/// kept only if no message was committed since its read began (the
+/// generation is unchanged), so a page read just before a commit is never
+/// kept after it.
+#[derive(Default)]
+pub struct NewestPage {
+    cached: Mutex<Cached>,
+}
+
+#[derive(Default)]
+struct Cached {
+    /// Counts invalidations.
+    generation: u64,
+    body: Option<Bytes>,
+}
+
+impl NewestPage {
+    pub fn invalidate(&self) {
+        let mut cached = self.lock();
+        cached.generation += 1;
+        cached.body = None;
+    }
+
+    /// The cached body, or the generation a fresh read must be stored under.
+    fn get(&self) -> Result<Bytes, u64> {
+        let cached = self.lock();
+        cached.body.clone().ok_or(cached.generation)
+    }
+
+    fn store(&self, generation: u64, body: Bytes) {
+        let mut cached = self.lock();
+        if cached.generation == generation {
+            cached.body = Some(body);
+        }
+    }
+
+    /// A poisoned lock still holds a consistent pair: both fields are
+    /// written under it with nothing that can panic in between.
+    fn lock(&self) -> MutexGuard<'_, Cached> {
+        self.cached.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 pub async fn last20(ex: &mut Exchange<'_, '_>) -> Result<Response, ApiError> {
     ex.authenticate()?;
-    let mut newest = ex
-        .app
-        .db
-        .read(|conn| messages::before_id(conn, i64::MAX, DEFAULT_LIMIT))
-        .await?;
-    newest.reverse();
-    let views: Vec<MessageView<'_>> = newest.iter().map(MessageView::from).collect();
-    Ok(Response::json(200, &views))
+    let cache = &ex.app.newest_page;
+    let body = match cache.get() {
+        Ok(body) => body,
+        Err(generation) => {
+            let mut newest = ex
+                .app
+                .db
+                .read(|conn| messages::before_id(conn, i64::MAX, DEFAULT_LIMIT))
+                .await?;
+            newest.reverse();
+            let views: Vec<MessageView<'_>> = newest.iter().map(MessageView::from).collect();
+            let body = Bytes::from(serde_json::to_vec(&views).expect("serializing plain data cannot fail"));
+            cache.store(generation, body.clone());
+            body
+        }
+    };
+    Ok(Response::bytes(200, "application/json", body))
 }
 
 pub async fn page(ex: &mut Exchange<'_, '_>) -> Result<Response, ApiError> {

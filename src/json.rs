@@ -8,3 +8,13 @@ use crate::error::ApiError;
 pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| ApiError::unprocessable(format!("invalid JSON body: {e}")))
 }
+
+/// As [`parse`], for a body that must be a JSON object. serde would also fill
+/// a struct from an array of its field values in order, which no client of a
+/// `{"field": ...}` API means to send.
+pub fn parse_object<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    if !body.trim_ascii_start().starts_with(b"{") {
+        return Err(ApiError::unprocessable("the body must be a JSON object"));
+    }
+    parse(body)
+}

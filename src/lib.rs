@@ -36,6 +36,7 @@ use std::io;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use crate::auth::Auth;
 use crate::config::Config;
@@ -63,13 +64,17 @@ impl std::fmt::Display for StartError {
 /// Binds, opens storage and serves until SIGINT or SIGTERM, then shuts down
 /// gracefully. The first line on stderr is the bound address.
 pub async fn run(config: Config) -> Result<(), StartError> {
+    // The handlers are in place before the first connection is accepted: a
+    // signal that arrives any time after that is a graceful shutdown, never
+    // the default action of killing the process.
+    let signals = Signals::install();
     let listener = TcpListener::bind(config.addr).await.map_err(StartError::Bind)?;
     let addr = listener.local_addr().map_err(StartError::Bind)?;
     eprintln!("listening on http://{addr}");
     let (trigger, shutdown) = ShutdownTrigger::new();
     let app = Arc::new(build_app(config, shutdown).await?);
     tokio::spawn(async move {
-        wait_for_signal().await;
+        signals.wait().await;
         crate::log!(Level::Info, "shutting down");
         trigger.trigger();
     });
@@ -109,20 +114,34 @@ pub async fn build_app(config: Config, shutdown: server::Shutdown) -> Result<App
         auth,
         shutdown,
         hub: Arc::new(Hub::default()),
+        newest_page: Arc::default(),
     })
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-        crate::log!(
-            Level::Error,
-            "cannot install signal handlers; stop the server with SIGKILL"
-        );
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+/// SIGTERM and SIGINT, caught from the moment [`Signals::install`] returns.
+struct Signals(std::io::Result<(Signal, Signal)>);
+
+impl Signals {
+    fn install() -> Signals {
+        Signals(signal(SignalKind::terminate()).and_then(|term| Ok((term, signal(SignalKind::interrupt())?))))
+    }
+
+    async fn wait(self) {
+        // Reported here rather than at install, so that the bound address
+        // stays the first line on stderr.
+        let (mut term, mut int) = match self.0 {
+            Ok(signals) => signals,
+            Err(e) => {
+                crate::log!(
+                    Level::Error,
+                    "cannot install signal handlers ({e}); stop the server with SIGKILL"
+                );
+                return std::future::pending().await;
+            }
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
     }
 }

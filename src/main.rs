@@ -2,10 +2,10 @@
 
 use std::process::ExitCode;
 
-use chat_server::config::{self, Command};
+use chat_server::config::{self, Command, ConfigError};
 
 fn main() -> ExitCode {
-    let command = config::parse(std::env::args().skip(1), |key| std::env::var(key).ok());
+    let command = args().and_then(|args| config::parse(args, env()?));
     let config = match command {
         Ok(Command::Serve(config)) => *config,
         Ok(Command::Help) => {
@@ -36,4 +36,28 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The arguments after the program name; one that is not UTF-8 is a bad
+/// argument like any other, not a panic.
+fn args() -> Result<Vec<String>, ConfigError> {
+    std::env::args_os()
+        .skip(1)
+        .map(|arg| {
+            arg.into_string()
+                .map_err(|arg| ConfigError(format!("argument {arg:?} is not valid UTF-8")))
+        })
+        .collect()
+}
+
+/// The environment lookup for the configuration. A `CHAT_` variable that
+/// is set but not UTF-8 is refused up front rather than silently ignored.
+fn env() -> Result<impl Fn(&str) -> Option<String>, ConfigError> {
+    for (key, value) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        if key.starts_with("CHAT_") && value.to_str().is_none() {
+            return Err(ConfigError(format!("{key}: the value is not valid UTF-8")));
+        }
+    }
+    Ok(|key: &str| std::env::var(key).ok())
 }

@@ -18,6 +18,7 @@ use crate::auth::Auth;
 use crate::config::Config;
 use crate::db::Db;
 use crate::error::ApiError;
+use crate::history::NewestPage;
 use crate::http;
 use crate::log::Level;
 use crate::router::Service;
@@ -35,6 +36,8 @@ pub struct App {
     /// The chat room; shared with the database writer, which broadcasts
     /// each message after its commit.
     pub hub: Arc<Hub>,
+    /// The cached `/history/last20` body, dropped on every commit of a message.
+    pub newest_page: Arc<NewestPage>,
 }
 
 /// A cloneable view of the shutdown signal.

@@ -422,3 +422,37 @@ async fn acknowledged_messages_survive_sigkill_exactly_once() {
     assert_eq!(stored, acknowledged);
     assert_eq!(page["has_more"], false);
 }
+
+#[tokio::test]
+async fn messages_sent_back_to_back_are_acknowledged_in_order_and_stored_despite_a_close() {
+    let server = Server::start_with(&["--ws-rate-limit=0"]);
+    let token = server.user("ann");
+    let mut ann = Client::join(&server, &token, "ann").await;
+    let sent: Vec<String> = (0..100).map(|i| format!("burst {i}")).collect();
+    for text in &sent {
+        ann.say(text).await;
+    }
+    let mut echoed = Vec::new();
+    while echoed.len() < sent.len() {
+        let event = ann.wait_for(|e| is(e, "message")).await;
+        echoed.push(event["content"].as_str().unwrap().to_string());
+    }
+    assert_eq!(echoed, sent);
+    let bob_token = server.user("bob");
+    let mut bob = Client::join(&server, &bob_token, "bob").await;
+    for text in ["last 1", "last 2"] {
+        ann.say(text).await;
+    }
+    ann.send(Message::Close(None)).await;
+    bob.wait_for(|e| is(e, "message") && e["content"] == "last 2").await;
+    let history = server.get("/history/last20", &bob_token).json();
+    let newest: Vec<&str> = history.as_array().unwrap()[18..]
+        .iter()
+        .map(|m| m["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        newest,
+        ["last 1", "last 2"],
+        "messages read before a close are still stored"
+    );
+}

@@ -129,3 +129,13 @@ fn history_needs_a_token() {
         "?token= is for WebSockets only"
     );
 }
+
+#[tokio::test]
+async fn last20_shows_a_new_message_as_soon_as_it_is_acknowledged() {
+    let (server, mut ids, token) = server_with_messages(3).await;
+    assert_eq!(ids_of(&server.get("/history/last20", &token).json()), ids);
+    assert_eq!(ids_of(&server.get("/history/last20", &token).json()), ids);
+    let mut ann = Client::join(&server, &token, "ann").await;
+    ids.push(ann.post("ann", "one more").await);
+    assert_eq!(ids_of(&server.get("/history/last20", &token).json()), ids);
+}

@@ -8,6 +8,7 @@
 //! their own connections; WAL lets them proceed while the writer commits.
 
 use std::fmt;
+use std::future::Future;
 use std::path::Path;
 use std::time::Duration;
 
@@ -142,11 +143,15 @@ impl Db {
     /// Like [`Db::write`], and runs `on_commit` on the writer thread right
     /// after the commit, before later transactions start: hooks therefore run
     /// in commit order, which is what keeps broadcast order equal to id order.
-    pub async fn write_and_then<T: Send + 'static>(
+    ///
+    /// The job is queued when this is called, not when the future is first
+    /// polled: a caller may queue several jobs before awaiting any, and they
+    /// commit in the order of the calls.
+    pub fn write_and_then<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, DbError> + Send + 'static,
         on_commit: impl FnOnce(&T) + Send + 'static,
-    ) -> Result<T, DbError> {
+    ) -> impl Future<Output = Result<T, DbError>> + Send + 'static {
         let (tx, rx) = oneshot::channel();
         let job: WriteJob = Box::new(move |conn| {
             let result = conn.map_err(DbError::clone).and_then(f);
@@ -164,11 +169,15 @@ impl Db {
             });
             (ok, completion)
         });
-        self.writer
+        let queued = self
+            .writer
             .try_send(job)
-            .map_err(|_| DbError::Unavailable("too many writes waiting".into()))?;
-        rx.await
-            .map_err(|_| DbError::Unavailable("storage writer stopped".into()))?
+            .map_err(|_| DbError::Unavailable("too many writes waiting".into()));
+        async move {
+            queued?;
+            rx.await
+                .map_err(|_| DbError::Unavailable("storage writer stopped".into()))?
+        }
     }
 }
 
@@ -246,5 +255,107 @@ fn run_batch(conn: &Connection, jobs: impl Iterator<Item = WriteJob>) {
     }
     for completion in completions {
         completion(commit.as_ref().map(|_| ()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pragma<T: rusqlite::types::FromSql>(conn: &Connection, name: &str) -> Result<T, DbError> {
+        Ok(conn.pragma_query_value(None, name, |row| row.get(0))?)
+    }
+
+    #[tokio::test]
+    async fn schema_is_versioned_and_reapplied_harmlessly_with_the_contract_pragmas() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("chat.db");
+        for _ in 0..2 {
+            let db = Db::open(&path).unwrap();
+            let read = db
+                .read(|conn| {
+                    Ok((
+                        pragma::<i64>(conn, "user_version")?,
+                        pragma::<String>(conn, "journal_mode")?,
+                        pragma::<bool>(conn, "foreign_keys")?,
+                        pragma::<i64>(conn, "busy_timeout")?,
+                    ))
+                })
+                .await
+                .unwrap();
+            assert_eq!(read, (SCHEMA_VERSION, "wal".to_string(), true, 5000));
+            let written = db
+                .write(|conn| {
+                    Ok((
+                        pragma::<bool>(conn, "foreign_keys")?,
+                        pragma::<i64>(conn, "busy_timeout")?,
+                    ))
+                })
+                .await
+                .unwrap();
+            assert_eq!(written, (true, 5000));
+            db.write(|conn| settings::jwt_secret(conn, b"first")).await.unwrap();
+        }
+        // The second start kept the data of the first.
+        let db = Db::open(&path).unwrap();
+        let secret = db.write(|conn| settings::jwt_secret(conn, b"second")).await.unwrap();
+        assert_eq!(secret, b"first");
+    }
+
+    #[test]
+    fn a_database_from_a_newer_server_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("chat.db");
+        Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        assert!(matches!(Db::open(&path), Err(DbError::Other(e)) if e.contains("newer")));
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_is_undone_without_undoing_the_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("chat.db")).unwrap();
+        let insert = |key: &'static str| {
+            move |conn: &Connection| -> Result<usize, DbError> {
+                Ok(conn.execute("INSERT INTO settings (key, value) VALUES (?1, x'00')", [key])?)
+            }
+        };
+        let failing = db.write(move |conn| {
+            insert("undone")(conn)?;
+            Err::<(), _>(DbError::Other("refused after writing".into()))
+        });
+        let (failed, kept) = tokio::join!(failing, db.write(insert("kept")));
+        assert!(failed.is_err());
+        assert_eq!(kept.unwrap(), 1);
+        let keys = db
+            .read(|conn| {
+                let mut statement = conn.prepare("SELECT key FROM settings ORDER BY key")?;
+                let keys = statement.query_map([], |row| row.get::<_, String>(0))?;
+                Ok(keys.collect::<Result<Vec<_>, _>>()?)
+            })
+            .await
+            .unwrap();
+        assert_eq!(keys, ["kept"]);
+    }
+
+    #[tokio::test]
+    async fn foreign_keys_are_enforced_and_readers_cannot_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("chat.db")).unwrap();
+        let orphan = db
+            .write(|conn| {
+                Ok(conn.execute(
+                    "INSERT INTO messages (user_id, username, content, created_at) VALUES (999, 'x', 'y', 0)",
+                    [],
+                )?)
+            })
+            .await;
+        assert!(matches!(orphan, Err(DbError::Other(_))), "{orphan:?}");
+        let from_reader = db
+            .read(|conn| Ok(conn.execute("INSERT INTO settings (key, value) VALUES ('r', x'00')", [])?))
+            .await;
+        assert!(from_reader.is_err());
     }
 }

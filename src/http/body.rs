@@ -6,6 +6,10 @@
 //! refuses the request without reading (say, 401 on an upload) answers before
 //! the client has sent a byte of its body, and the connection is then closed
 //! because the body the client may still send was never read.
+//!
+//! A request with neither `Content-Length` nor chunked encoding has no body
+//! (RFC 9112). A handler that needs one gets [`BodyError::LengthRequired`]
+//! (411) when it tries to read it; a handler that needs none never notices.
 
 use std::fmt;
 use std::time::Duration;
@@ -19,6 +23,8 @@ pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug)]
 pub enum BodyError {
+    /// The handler needs a body but the request declared no framing.
+    LengthRequired,
     TooLarge(u64),
     Chunked(ChunkedError),
     Truncated,
@@ -29,6 +35,7 @@ pub enum BodyError {
 impl fmt::Display for BodyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            BodyError::LengthRequired => f.write_str("no Content-Length or chunked encoding"),
             BodyError::TooLarge(limit) => write!(f, "body over {limit} bytes"),
             BodyError::Chunked(e) => write!(f, "bad chunked framing: {e}"),
             BodyError::Truncated => f.write_str("connection closed in the middle of the body"),
@@ -43,6 +50,8 @@ enum State {
         remaining: u64,
     },
     Chunked(ChunkedDecoder),
+    /// No framing was declared: there is no body to read or to drain.
+    Unframed,
     Done,
     /// A framing or I/O error happened: the rest of the stream is garbage.
     Broken,
@@ -60,13 +69,14 @@ pub struct Body<'c> {
 impl<'c> Body<'c> {
     pub fn new(conn: &'c mut Connection, request: &Request) -> Body<'c> {
         let state = match request.framing {
-            Framing::None | Framing::Length(0) => State::Done,
+            Framing::None => State::Unframed,
+            Framing::Length(0) => State::Done,
             Framing::Length(n) => State::Length { remaining: n },
             Framing::Chunked => State::Chunked(ChunkedDecoder::default()),
         };
         Body {
             conn,
-            continue_pending: request.expect_continue && !matches!(state, State::Done),
+            continue_pending: request.expect_continue && !matches!(state, State::Done | State::Unframed),
             state,
             lent: 0,
             received: 0,
@@ -82,7 +92,7 @@ impl<'c> Body<'c> {
     }
 
     pub fn is_complete(&self) -> bool {
-        matches!(self.state, State::Done)
+        matches!(self.state, State::Done | State::Unframed)
     }
 
     /// Whether the body is known before reading it to be over `limit`.
@@ -118,6 +128,7 @@ impl<'c> Body<'c> {
         loop {
             match &mut self.state {
                 State::Done => return Ok(None),
+                State::Unframed => return Err(BodyError::LengthRequired),
                 State::Broken => return Err(BodyError::Truncated),
                 State::Length { remaining } => {
                     let available = self.conn.buffered().len();
@@ -175,7 +186,7 @@ impl<'c> Body<'c> {
     pub async fn finish(mut self, drain_limit: u64) -> bool {
         self.conn.consume(std::mem::take(&mut self.lent));
         match self.state {
-            State::Done => return true,
+            State::Done | State::Unframed => return true,
             State::Broken => return false,
             _ if self.continue_pending => return false,
             State::Length { remaining } if remaining > drain_limit => return false,

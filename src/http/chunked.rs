@@ -17,7 +17,12 @@ enum State {
     Size {
         digits: u32,
     },
-    /// After the size: optional whitespace and `;extensions` up to CRLF.
+    /// Whitespace after the size: only `;` (an extension) or the line end may
+    /// follow, so `5 6` is refused rather than read as a size of 5.
+    SizeSpace {
+        len: usize,
+    },
+    /// `;extensions` up to CRLF, skipped.
     Extension {
         len: usize,
     },
@@ -127,9 +132,18 @@ impl ChunkedDecoder {
                 None => match byte {
                     b'\r' => State::SizeLf,
                     b'\n' => self.size_line_done(),
-                    b';' | b' ' | b'\t' => State::Extension { len: 1 },
+                    b';' => State::Extension { len: 1 },
+                    b' ' | b'\t' => State::SizeSpace { len: 1 },
                     _ => return Err(ChunkedError("invalid chunk size")),
                 },
+            },
+            State::SizeSpace { len } => match byte {
+                b'\r' => State::SizeLf,
+                b'\n' => self.size_line_done(),
+                b';' => State::Extension { len: len + 1 },
+                _ if len >= MAX_LINE => return Err(ChunkedError("chunk extension too long")),
+                b' ' | b'\t' => State::SizeSpace { len: len + 1 },
+                _ => return Err(ChunkedError("invalid chunk size")),
             },
             State::Extension { len } => match byte {
                 b'\r' => State::SizeLf,
@@ -253,6 +267,12 @@ mod tests {
     }
 
     #[test]
+    fn whitespace_before_an_extension_or_the_line_end_is_accepted() {
+        let input = b"5 \t;a=b\r\nhello\r\n3\t\r\n!!!\r\n0 \r\n\r\n";
+        assert_eq!(decode_every_split(input).unwrap().0, b"hello!!!");
+    }
+
+    #[test]
     fn accepts_upper_case_hex_and_bare_lf() {
         let input = b"A\n0123456789\n0\n\n";
         assert_eq!(decode_every_split(input).unwrap().0, b"0123456789");
@@ -273,6 +293,8 @@ mod tests {
             b"10000000000000000\r\n",
             b"5\r\nhello\rX",
             b"1;\x01\r\n",
+            b"5 6\r\nhello\r\n0\r\n\r\n",
+            b"5\t-\r\nhello\r\n0\r\n\r\n",
         ] {
             assert!(
                 decode_every_split(input).is_err(),
@@ -295,10 +317,83 @@ mod tests {
         let mut ext = b"1;".to_vec();
         ext.extend(std::iter::repeat_n(b'a', MAX_LINE + 1));
         assert!(ChunkedDecoder::default().step(&ext).is_err());
+        let mut spaces = b"1".to_vec();
+        spaces.extend(std::iter::repeat_n(b' ', MAX_LINE + 1));
+        assert!(ChunkedDecoder::default().step(&spaces).is_err());
         let mut trailers = b"0\r\n".to_vec();
         for _ in 0..1000 {
             trailers.extend_from_slice(b"X-Long-Trailer-Name: some value\r\n");
         }
         assert!(ChunkedDecoder::default().step(&trailers).is_err());
+    }
+
+    mod random {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// One chunk: its data, whether its size is written in upper case
+        /// with leading zeros, and an optional extension.
+        type Chunk = (Vec<u8>, bool, Option<String>);
+
+        fn encode(chunks: &[Chunk], trailers: &[String]) -> Vec<u8> {
+            let mut out = Vec::new();
+            for (data, upper, ext) in chunks {
+                let size = if *upper {
+                    format!("00{:X}", data.len())
+                } else {
+                    format!("{:x}", data.len())
+                };
+                out.extend_from_slice(size.as_bytes());
+                if let Some(ext) = ext {
+                    out.extend_from_slice(format!(";{ext}").as_bytes());
+                }
+                out.extend_from_slice(b"\r\n");
+                out.extend_from_slice(data);
+                out.extend_from_slice(b"\r\n");
+            }
+            out.extend_from_slice(b"0\r\n");
+            for trailer in trailers {
+                out.extend_from_slice(format!("{trailer}\r\n").as_bytes());
+            }
+            out.extend_from_slice(b"\r\n");
+            out
+        }
+
+        fn chunk() -> impl Strategy<Value = Chunk> {
+            (
+                prop::collection::vec(any::<u8>(), 1..40),
+                any::<bool>(),
+                prop::option::of("[a-z]{1,8}(=[a-z0-9]{0,8})?"),
+            )
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn any_encoding_in_any_pieces_decodes_to_the_body(
+                chunks in prop::collection::vec(chunk(), 0..6),
+                trailers in prop::collection::vec("X-[A-Za-z]{1,8}: [ -~]{0,20}", 0..3),
+                cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..8),
+            ) {
+                let encoded = encode(&chunks, &trailers);
+                let mut input = encoded.clone();
+                input.extend_from_slice(b"GET / HTTP/1.1\r\n");
+                let mut cuts: Vec<usize> = cuts.iter().map(|i| i.index(input.len() + 1)).collect();
+                cuts.push(0);
+                cuts.push(input.len());
+                cuts.sort_unstable();
+                let pieces: Vec<&[u8]> = cuts.windows(2).map(|w| &input[w[0]..w[1]]).collect();
+                let (body, used) = decode_in_pieces(&pieces).unwrap();
+                let expected: Vec<u8> = chunks.iter().flat_map(|(data, _, _)| data.clone()).collect();
+                prop_assert_eq!(body, expected);
+                prop_assert_eq!(used, encoded.len());
+            }
+
+            #[test]
+            fn arbitrary_bytes_never_panic_the_decoder(input in prop::collection::vec(any::<u8>(), 0..256)) {
+                let _ = decode_every_split(&input);
+            }
+        }
     }
 }

@@ -10,11 +10,12 @@
 
 use std::io;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::time::timeout_at;
+// Tokio's clock, not std's, so that tests can run the timeouts on a paused clock.
+use tokio::time::{timeout_at, Instant};
 
 use super::body::Body;
 use super::request::{self, HeadError, Method, Request};
@@ -89,9 +90,10 @@ impl Connection {
         self.stream.write_all(bytes).await
     }
 
-    fn into_parts(mut self) -> (TcpStream, Vec<u8>) {
-        self.buf.drain(..self.start);
-        (self.stream, self.buf)
+    /// The socket and the bytes read past what was consumed, in a buffer
+    /// of their own size (the read buffer may have grown far larger).
+    fn into_parts(self) -> (TcpStream, Vec<u8>) {
+        (self.stream, self.buf[self.start..].to_vec())
     }
 }
 
@@ -114,7 +116,14 @@ pub async fn serve(stream: TcpStream, app: Arc<App>, service: &impl Service, mut
             HeadWait::Close => return,
             HeadWait::Refuse(error) => {
                 crate::log!(Level::Info, "- - {} (refused: {})", error.status, error.detail);
-                let _ = write_response(&mut conn, &mut out, error.into_response(), false, false).await;
+                // The rest of a refused head (and any body) is still arriving.
+                if write_response(&mut conn, &mut out, error.into_response(), false, false)
+                    .await
+                    .is_ok()
+                {
+                    let _ = conn.stream.shutdown().await;
+                    linger(&mut conn).await;
+                }
                 return;
             }
         };
@@ -150,6 +159,10 @@ pub async fn serve(stream: TcpStream, app: Arc<App>, service: &impl Service, mut
         );
         match written {
             Ok(Some(upgrade)) => {
+                // The upgraded protocol may run for hours: what only HTTP
+                // needed is freed first, so an idle WebSocket costs no more
+                // than its own buffers.
+                drop((request, out));
                 let (stream, rest) = conn.into_parts();
                 upgrade(stream, rest).await;
                 return;
@@ -175,7 +188,7 @@ async fn linger(conn: &mut Connection) {
     let deadline = Instant::now() + LINGER;
     loop {
         conn.consume(conn.buffered().len());
-        match timeout_at(deadline.into(), conn.fill()).await {
+        match timeout_at(deadline, conn.fill()).await {
             Ok(Ok(n)) if n > 0 => {}
             _ => return,
         }
@@ -204,7 +217,7 @@ async fn read_head(conn: &mut Connection, first: bool, shutdown: &mut Shutdown) 
         scanned = buffered.len();
         let waiting_for_first_byte = buffered.is_empty();
         let read = tokio::select! {
-            read = timeout_at(deadline.into(), conn.fill()) => read,
+            read = timeout_at(deadline, conn.fill()) => read,
             _ = shutdown.triggered(), if waiting_for_first_byte => return HeadWait::Close,
         };
         match read {
@@ -294,4 +307,107 @@ fn log_request(request: &Request, status: u16, bytes: u64, started: Instant, use
         started.elapsed().as_millis(),
         user.unwrap_or("-")
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::ShutdownTrigger;
+    use tokio::net::TcpListener;
+
+    /// The server's end of a fresh loopback connection, and the client's.
+    async fn pair() -> (Connection, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        (Connection::new(server), client)
+    }
+
+    /// What `read_head` ended with, and after how long (on the paused clock).
+    async fn wait_for_head(conn: &mut Connection, first: bool, shutdown: &mut Shutdown) -> (Option<u16>, Duration) {
+        let start = Instant::now();
+        let status = match read_head(conn, first, shutdown).await {
+            HeadWait::Request(..) => Some(200),
+            HeadWait::Close => None,
+            HeadWait::Refuse(error) => Some(error.status),
+        };
+        (status, start.elapsed())
+    }
+
+    fn about(elapsed: Duration, expected: Duration) -> bool {
+        elapsed >= expected && elapsed < expected + Duration::from_secs(1)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_keep_alive_connection_is_closed_silently_after_60s() {
+        let (mut conn, _client) = pair().await;
+        let (_trigger, mut shutdown) = ShutdownTrigger::new();
+        let (status, elapsed) = wait_for_head(&mut conn, false, &mut shutdown).await;
+        assert_eq!(status, None);
+        assert!(about(elapsed, IDLE_TIMEOUT), "{elapsed:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_new_connection_that_sends_nothing_is_closed_silently_after_10s() {
+        let (mut conn, _client) = pair().await;
+        let (_trigger, mut shutdown) = ShutdownTrigger::new();
+        let (status, elapsed) = wait_for_head(&mut conn, true, &mut shutdown).await;
+        assert_eq!(status, None);
+        assert!(about(elapsed, HEAD_TIMEOUT), "{elapsed:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unfinished_first_head_gets_408_after_10s() {
+        let (mut conn, mut client) = pair().await;
+        client.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+        let (_trigger, mut shutdown) = ShutdownTrigger::new();
+        let (status, elapsed) = wait_for_head(&mut conn, true, &mut shutdown).await;
+        assert_eq!(status, Some(408));
+        assert!(about(elapsed, HEAD_TIMEOUT), "{elapsed:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_an_idle_pause_the_next_head_gets_10s_from_its_first_byte() {
+        let (mut conn, mut client) = pair().await;
+        let pause = Duration::from_secs(30);
+        tokio::spawn(async move {
+            tokio::time::sleep(pause).await;
+            client.write_all(b"GET /heal").await.unwrap();
+            // Keep the client's end open until the server gives up.
+            tokio::time::sleep(IDLE_TIMEOUT).await;
+        });
+        let (_trigger, mut shutdown) = ShutdownTrigger::new();
+        let (status, elapsed) = wait_for_head(&mut conn, false, &mut shutdown).await;
+        assert_eq!(status, Some(408));
+        assert!(about(elapsed, pause + HEAD_TIMEOUT), "{elapsed:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_closes_a_connection_waiting_for_its_next_request_at_once() {
+        let (mut conn, _client) = pair().await;
+        let (trigger, mut shutdown) = ShutdownTrigger::new();
+        trigger.trigger();
+        let (status, elapsed) = wait_for_head(&mut conn, false, &mut shutdown).await;
+        assert_eq!(status, None);
+        assert!(elapsed < Duration::from_secs(1), "{elapsed:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_head_arriving_in_pieces_is_read_whole() {
+        let (mut conn, mut client) = pair().await;
+        tokio::spawn(async move {
+            for piece in [&b"GET /healthz HT"[..], b"TP/1.1\r\nHost: x\r", b"\n\r\nnext"] {
+                client.write_all(piece).await.unwrap();
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            tokio::time::sleep(IDLE_TIMEOUT).await;
+        });
+        let (_trigger, mut shutdown) = ShutdownTrigger::new();
+        let HeadWait::Request(request, len) = read_head(&mut conn, true, &mut shutdown).await else {
+            panic!("no request");
+        };
+        assert_eq!(request.target, "/healthz");
+        conn.consume(len);
+        assert_eq!(conn.buffered(), b"next");
+    }
 }

@@ -27,6 +27,12 @@
     1011: 'The server had an internal error.',
     4002: 'Disconnected because the connection could not keep up with the chat.',
   };
+  // Error events that announce the server's close of the socket: the close
+  // handler says why, once, so these are not shown on their own.
+  const CLOSING_ERRORS = new Set([
+    'server_shutdown', 'protocol_error', 'binary_not_supported', 'invalid_utf8',
+    'message_too_large', 'internal_error', 'token_expired', 'slow_consumer',
+  ]);
 
   const el = (id) => document.getElementById(id);
   const ui = {
@@ -127,6 +133,7 @@
     ui.authNotice.hidden = true;
     ui.chat.hidden = false;
     clearMessages();
+    setStatus('Connecting…');
     ui.input.focus();
     loadRecent().then(connect);
   }
@@ -423,7 +430,9 @@
     });
   }
 
-  // Closes the socket on purpose: no reconnect follows.
+  // Closes the socket on purpose: no reconnect follows. The status line and
+  // the online count are reset at once, since the close event of a socket
+  // closed on purpose is ignored: a later login must not show them stale.
   function disconnect() {
     clearTimeout(state.retryTimer);
     ui.reconnectNow.hidden = true;
@@ -431,6 +440,8 @@
     state.ws = null;
     state.hadSocket = false;
     if (ws) ws.close(1000);
+    setStatus('Not connected');
+    ui.online.textContent = 'online: –';
   }
 
   async function onClose(code, opened) {
@@ -477,6 +488,7 @@
         }
         break;
       case 'error':
+        if (CLOSING_ERRORS.has(event.code)) break;
         addEvent('Error: ' + (event.detail || event.code), true);
         if (event.code === 'rate_limited' || event.code === 'empty_message' || event.code === 'message_too_long') {
           failOldestPending();

@@ -67,8 +67,8 @@ struct Presence {
 }
 
 impl Hub {
-    /// Adds a connection; announces `join` (to everyone, the newcomer
-    /// included) if it is the user's first.
+    /// Adds a connection; announces `join` to everyone if it is the user's
+    /// first, and to the newcomer alone otherwise.
     pub fn connect(&self, user_id: i64, username: &str) -> Membership {
         let (queue, events) = mpsc::channel(QUEUE_CAPACITY);
         let (evict, evicted) = oneshot::channel();
@@ -88,13 +88,18 @@ impl Hub {
             connections: 0,
         });
         presence.connections += 1;
-        if presence.connections == 1 {
-            let join = Event::Join {
-                username,
-                online: room.online.len(),
-            }
-            .encode();
+        let first = presence.connections == 1;
+        let join = Event::Join {
+            username,
+            online: room.online.len(),
+        }
+        .encode();
+        if first {
             room.broadcast(join);
+        } else if let Some(client) = room.clients.get(&id) {
+            // A second tab is no news to the others, but it must learn `online`
+            // too; its queue is new, so the offer cannot fail.
+            client.offer(&join);
         }
         Membership { id, events, evicted }
     }
@@ -210,7 +215,13 @@ mod tests {
         let hub = Hub::default();
         let mut ann = hub.connect(1, "ann");
         assert_eq!(drain(&mut ann), [r#"{"type":"join","username":"ann","online":1}"#]);
-        let ann_tab = hub.connect(1, "ann");
+        let mut ann_tab = hub.connect(1, "ann");
+        assert_eq!(
+            drain(&mut ann_tab),
+            [r#"{"type":"join","username":"ann","online":1}"#],
+            "a second tab learns the count from a join of its own"
+        );
+        assert!(drain(&mut ann).is_empty(), "the others hear nothing of a second tab");
         let bob = hub.connect(2, "bob");
         assert_eq!(drain(&mut ann), [r#"{"type":"join","username":"bob","online":2}"#]);
         hub.disconnect(ann_tab.id);

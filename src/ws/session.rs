@@ -19,10 +19,12 @@
 //! waits (at most [`CLOSE_TIMEOUT`]) for the client to finish the close.
 
 use std::borrow::Cow;
+use std::future::Future;
+use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::stream::{FuturesOrdered, SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -40,6 +42,7 @@ use super::limit::{RateLimit, Verdict};
 use crate::auth::Claims;
 use crate::clock;
 use crate::db::{messages, Db, DbError};
+use crate::history::NewestPage;
 use crate::log::Level;
 use crate::server::{App, Shutdown};
 
@@ -61,10 +64,14 @@ const DRAIN_LIMIT: usize = 256 * 1024;
 const SEND_BUFFER: u32 = 64 * 1024;
 /// Events written between two flushes at most.
 const BATCH: usize = 256;
+/// Messages of one connection read but not yet committed, at most.
+const IN_FLIGHT: usize = 64;
 
 type Socket = WebSocketStream<TcpStream>;
 type Sink = SplitSink<Socket, Message>;
 type Source = SplitStream<Socket>;
+/// A message's commit, resolved once it is durable and broadcast.
+type Posting = Pin<Box<dyn Future<Output = Result<(), DbError>> + Send>>;
 
 /// The tungstenite buffers are what an idle connection costs: the read
 /// buffer is allocated up front, so it is kept small (a larger message is
@@ -72,7 +79,7 @@ type Source = SplitStream<Socket>;
 /// waiting for a slow socket, and `feed` keeps it near one batch.
 pub fn config() -> WebSocketConfig {
     WebSocketConfig::default()
-        .read_buffer_size(4 * 1024)
+        .read_buffer_size(1024)
         .write_buffer_size(8 * 1024)
         .max_write_buffer_size(256 * 1024)
         .max_message_size(Some(MAX_MESSAGE_BYTES))
@@ -160,6 +167,7 @@ impl End {
 /// after the request that started it is gone.
 pub struct Session {
     hub: std::sync::Arc<Hub>,
+    newest_page: std::sync::Arc<NewestPage>,
     db: Db,
     shutdown: Shutdown,
     rate_limit: u32,
@@ -170,6 +178,7 @@ impl Session {
     pub fn new(app: &App, claims: Claims) -> Session {
         Session {
             hub: app.hub.clone(),
+            newest_page: app.newest_page.clone(),
             db: app.db.clone(),
             shutdown: app.shutdown.clone(),
             rate_limit: app.config.ws_rate_limit,
@@ -209,11 +218,28 @@ impl Session {
         let _ = timeout(CLOSE_TIMEOUT, finish(sink, source, events, end)).await;
     }
 
-    /// Reads frames until the session must end, and says why.
+    /// Reads frames until the session must end, and says why. It keeps
+    /// reading while earlier messages wait for their commit (up to
+    /// [`IN_FLIGHT`] of them), so a busy sender fills one group commit
+    /// instead of paying a disk sync per message; they are queued in the
+    /// order read, so they commit in it. A message read before the session
+    /// ends is already queued, so it is still stored and broadcast to the
+    /// others even if this connection is gone before its acknowledgement.
     async fn read(&self, source: &mut Source, id: ClientId) -> End {
         let mut limit = RateLimit::new(self.rate_limit, Instant::now());
+        let mut committing = FuturesOrdered::new();
         loop {
-            let text = match timeout(PEER_TIMEOUT, source.next()).await {
+            let frame = tokio::select! {
+                biased;
+                Some(stored) = committing.next(), if !committing.is_empty() => {
+                    if let Err(end) = self.check_stored(stored) {
+                        return end;
+                    }
+                    continue;
+                }
+                frame = timeout(PEER_TIMEOUT, source.next()), if committing.len() < IN_FLIGHT => frame,
+            };
+            let text = match frame {
                 Err(_) => return End::Gone("no pong in time".into()),
                 Ok(None) => return End::Gone("closed".into()),
                 Ok(Some(Err(e))) => return End::from_error(e),
@@ -239,11 +265,16 @@ impl Session {
                 self.tell(id, "message_too_long", "a message is at most 4096 characters");
                 continue;
             }
-            if let Err(e) = self.post(content).await {
-                crate::log!(Level::Error, "chat: user={} message not stored: {e}", self.claims.sub);
-                return End::Close(Close::INTERNAL);
-            }
+            committing.push_back(self.post(content));
         }
+    }
+
+    /// A message that could not be stored ends the session with 1011.
+    fn check_stored(&self, stored: Result<(), DbError>) -> Result<(), End> {
+        stored.map_err(|e| {
+            crate::log!(Level::Error, "chat: user={} message not stored: {e}", self.claims.sub);
+            End::Close(Close::INTERNAL)
+        })
     }
 
     /// Sends this connection alone an `error` event; it stays open.
@@ -251,18 +282,21 @@ impl Session {
         self.hub.send_to(id, Event::Error { code, detail }.encode());
     }
 
-    /// Commits the message, then (on the writer thread, in commit order)
-    /// broadcasts it: nobody sees a message that could still be lost.
-    async fn post(&self, content: &str) -> Result<(), DbError> {
+    /// Queues the message's commit, after which (on the writer thread, in
+    /// commit order) the cached newest history page is dropped and the
+    /// message broadcast: nobody sees a message that could still
+    /// be lost. The future resolves once it is committed.
+    fn post(&self, content: &str) -> Posting {
         let (user_id, username, content) = (self.claims.uid, self.claims.sub.clone(), content.to_string());
-        let hub = self.hub.clone();
-        self.db
-            .write_and_then(
-                move |conn| messages::insert(conn, user_id, &username, &content, clock::now_millis()),
-                move |stored| hub.broadcast(event::message(stored)),
-            )
-            .await
-            .map(drop)
+        let (hub, newest_page) = (self.hub.clone(), self.newest_page.clone());
+        let committed = self.db.write_and_then(
+            move |conn| messages::insert(conn, user_id, &username, &content, clock::now_millis()),
+            move |stored| {
+                newest_page.invalidate();
+                hub.broadcast(event::message(stored));
+            },
+        );
+        Box::pin(async move { committed.await.map(drop) })
     }
 }
 

@@ -3,6 +3,8 @@
 //! raw HTTP/1.1 to it over TCP.
 #![allow(dead_code)] // each test file uses its own subset of these helpers
 
+pub mod webdriver;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -15,13 +17,25 @@ pub mod ws;
 
 pub const PASSWORD: &str = "correct horse";
 
+/// Called by a test that needs a tool outside Cargo (a browser, a Python
+/// validator) when the tool is missing: the test skips with a note, so a bare
+/// machine can still run `cargo test`, but under CI (`CI` set, where
+/// `.ci/run` installs the tools) a missing tool is a failure.
+pub fn skip_without(tool: &str, why: &str) {
+    assert!(std::env::var_os("CI").is_none(), "{tool} is required under CI: {why}");
+    eprintln!("skipped: {tool} is not available ({why})");
+}
+
 /// A running server process. Killed when dropped; its temp dir goes with it.
 pub struct Server {
     pub addr: SocketAddr,
     child: Child,
     logs: Arc<Mutex<String>>,
+    /// Copies stderr into `logs` until the process exits.
+    log_reader: Option<std::thread::JoinHandle<()>>,
     dir: Arc<tempfile::TempDir>,
     args: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 impl Server {
@@ -29,21 +43,37 @@ impl Server {
         Server::start_with(&[])
     }
 
-    /// Starts with extra flags (after the test defaults, so they win).
+    /// Starts with extra flags (they win over the test defaults).
     pub fn start_with(args: &[&str]) -> Server {
-        let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
-        Server::spawn(dir, args.iter().map(|s| s.to_string()).collect())
+        Server::start_with_env(args, &[])
     }
 
-    fn spawn(dir: Arc<tempfile::TempDir>, args: Vec<String>) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_chat-server"))
-            .arg("--addr=127.0.0.1:0")
-            .arg(format!("--db={}", dir.path().join("chat.db").display()))
-            .arg(format!("--uploads-dir={}", dir.path().join("uploads").display()))
-            .arg("--bcrypt-cost=4")
-            .arg("--log=debug")
+    /// Starts with extra flags and environment variables. The test defaults
+    /// are passed as environment variables, so `env` can replace any of them
+    /// (and flags win over both, as in production).
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Server {
+        let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+        let args = args.iter().map(|s| s.to_string()).collect();
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Server::spawn(dir, args, env)
+    }
+
+    fn spawn(dir: Arc<tempfile::TempDir>, args: Vec<String>, env: Vec<(String, String)>) -> Server {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_chat-server"));
+        // Settings inherited from the shell running the tests must not leak in.
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("CHAT_") {
+                command.env_remove(key);
+            }
+        }
+        let mut child = command
+            .env("CHAT_ADDR", "127.0.0.1:0")
+            .env("CHAT_DB", dir.path().join("chat.db"))
+            .env("CHAT_UPLOADS_DIR", dir.path().join("uploads"))
+            .env("CHAT_BCRYPT_COST", "4")
+            .env("CHAT_LOG", "debug")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .args(&args)
-            .env_remove("CHAT_JWT_SECRET")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -60,7 +90,7 @@ impl Server {
             .expect("bound address");
         let logs = Arc::new(Mutex::new(String::new()));
         let sink = logs.clone();
-        std::thread::spawn(move || {
+        let log_reader = std::thread::spawn(move || {
             let mut line = String::new();
             while stderr.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
                 sink.lock().unwrap().push_str(&line);
@@ -71,8 +101,10 @@ impl Server {
             addr,
             child,
             logs,
+            log_reader: Some(log_reader),
             dir,
             args,
+            env,
         };
         server.wait_until_ready();
         server
@@ -144,18 +176,36 @@ impl Server {
         None
     }
 
+    /// Stops the server with SIGTERM and waits for it to exit; returns the
+    /// exit code. Afterwards [`Server::logs`] holds everything it wrote.
+    pub fn stop(&mut self) -> Option<i32> {
+        self.signal(libc::SIGTERM);
+        self.wait_for_exit()
+    }
+
+    /// Waits (up to well past the shutdown grace period) for the process to
+    /// exit and for its last log lines to be collected.
+    pub fn wait_for_exit(&mut self) -> Option<i32> {
+        let code = self.wait_exit(Duration::from_secs(15));
+        if code.is_some() {
+            if let Some(reader) = self.log_reader.take() {
+                let _ = reader.join();
+            }
+        }
+        code
+    }
+
     /// SIGKILLs the server and starts a new one on the same files.
     pub fn kill_and_restart(mut self) -> Server {
         self.signal(libc::SIGKILL);
         let _ = self.child.wait();
-        Server::spawn(self.dir.clone(), self.args.clone())
+        Server::spawn(self.dir.clone(), self.args.clone(), self.env.clone())
     }
 
     /// Stops the server gracefully (SIGTERM) and starts a new one on the same files.
     pub fn restart(mut self) -> Server {
-        self.signal(libc::SIGTERM);
-        assert_eq!(self.wait_exit(Duration::from_secs(15)), Some(0), "graceful exit");
-        Server::spawn(self.dir.clone(), self.args.clone())
+        assert_eq!(self.stop(), Some(0), "graceful exit");
+        Server::spawn(self.dir.clone(), self.args.clone(), self.env.clone())
     }
 
     pub fn connect(&self) -> TcpStream {
@@ -163,6 +213,27 @@ impl Server {
         stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         stream.set_nodelay(true).unwrap();
         stream
+    }
+
+    /// A kept-alive connection to send several requests on.
+    pub fn open(&self) -> Conn {
+        Conn::new(self.connect())
+    }
+
+    /// Opens a connection and waits until the server admits it: under
+    /// `--max-connections`, the place of a closed connection is freed only
+    /// once the server has finished with it.
+    pub fn admitted(&self) -> Conn {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let mut conn = self.open();
+            conn.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+            if conn.response().status == 200 {
+                return conn;
+            }
+            assert!(Instant::now() < deadline, "no connection was ever admitted");
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     fn try_request(&self, raw: &str) -> std::io::Result<Response> {
@@ -325,6 +396,41 @@ pub fn read_response(reader: &mut impl BufRead, head_only: bool) -> std::io::Res
         }
     }
     Ok(response)
+}
+
+/// One connection used for several requests: raw bytes out, responses in
+/// order.
+pub struct Conn {
+    reader: BufReader<TcpStream>,
+}
+
+impl Conn {
+    pub fn new(stream: TcpStream) -> Conn {
+        Conn {
+            reader: BufReader::new(stream),
+        }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        let stream = self.reader.get_mut();
+        stream.write_all(bytes).expect("write request");
+        stream.flush().expect("flush request");
+    }
+
+    /// Reads the next response (to a request other than HEAD).
+    pub fn response(&mut self) -> Response {
+        read_response(&mut self.reader, false).expect("read response")
+    }
+
+    /// Reads the next response to a HEAD request (a head, no body).
+    pub fn head_response(&mut self) -> Response {
+        read_response(&mut self.reader, true).expect("read response")
+    }
+
+    /// Whether the server closes the connection with nothing more to read.
+    pub fn is_closed(&mut self) -> bool {
+        self.reader.buffer().is_empty() && is_closed(self.reader.get_mut(), Duration::from_secs(5))
+    }
 }
 
 /// Whether the peer closes the connection within `within` (EOF or reset;

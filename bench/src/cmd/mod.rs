@@ -1,0 +1,254 @@
+//! The subcommands, one file each, and what they share: the run context, the
+//! table from a subcommand's name to its flags and help, and how the
+//! connections of a run ended.
+
+pub mod fanout;
+pub mod history;
+pub mod idle;
+pub mod login_storm;
+pub mod upload;
+
+use serde_json::json;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::api::{self, User};
+use crate::args::{bad, ArgError, Common, Flags, COMMON_HELP};
+use crate::chat::{End, Outcome};
+use crate::error::{Error, Result};
+use crate::http::Endpoint;
+use crate::report::Report;
+use crate::sys::{self, Memory};
+
+/// Subcommand names with a one-line summary, for the top-level help.
+pub const SUMMARIES: &[(&str, &str)] = &[
+    (
+        "fanout",
+        "N WebSocket clients, S senders: delivery latency, rates, losses, order",
+    ),
+    (
+        "history",
+        "GET /history requests over keep-alive connections: req/s, latency",
+    ),
+    (
+        "upload",
+        "stream a generated file up and down: MiB/s, SHA-256, server memory",
+    ),
+    (
+        "idle",
+        "N idle WebSocket connections: server memory per connection, broadcast time",
+    ),
+    (
+        "login-storm",
+        "chat latency before and during a burst of concurrent logins",
+    ),
+];
+
+pub enum Command {
+    Fanout(fanout::Options),
+    History(history::Options),
+    Upload(upload::Options),
+    Idle(idle::Options),
+    LoginStorm(login_storm::Options),
+}
+
+/// The help of a subcommand, its own flags then the common ones.
+pub fn help(name: &str) -> Option<String> {
+    let own = match name {
+        "fanout" => fanout::HELP,
+        "history" => history::HELP,
+        "upload" => upload::HELP,
+        "idle" => idle::HELP,
+        "login-storm" => login_storm::HELP,
+        _ => return None,
+    };
+    Some(format!("{own}\n\n{COMMON_HELP}"))
+}
+
+/// Parses the command line after the subcommand's name.
+pub fn parse(name: &str, argv: &[String]) -> std::result::Result<(Common, Command), ArgError> {
+    let known = match name {
+        "fanout" => fanout::FLAGS,
+        "history" => history::FLAGS,
+        "upload" => upload::FLAGS,
+        "idle" => idle::FLAGS,
+        "login-storm" => login_storm::FLAGS,
+        _ => return Err(bad(format!("unknown subcommand '{name}'"))),
+    };
+    let flags = Flags::parse(argv, known)?;
+    let command = match name {
+        "fanout" => Command::Fanout(fanout::Options::from_flags(&flags)?),
+        "history" => Command::History(history::Options::from_flags(&flags)?),
+        "upload" => Command::Upload(upload::Options::from_flags(&flags)?),
+        "idle" => Command::Idle(idle::Options::from_flags(&flags)?),
+        _ => Command::LoginStorm(login_storm::Options::from_flags(&flags)?),
+    };
+    Ok((Common::from_flags(&flags)?, command))
+}
+
+/// What every subcommand runs with.
+pub struct Ctx {
+    pub endpoint: Endpoint,
+    pub password: String,
+    pub server_pid: Option<u32>,
+    /// The run's end, set-up included (`--timeout`).
+    pub deadline: Instant,
+    /// Random per run: user names and probe messages carry it.
+    pub tag: String,
+}
+
+impl Ctx {
+    pub async fn create_users(&self, count: usize) -> Result<Vec<User>> {
+        api::create_users(&self.endpoint, &self.tag, count, &self.password).await
+    }
+
+    /// The server's memory, when `--server-pid` was given.
+    pub fn server_memory(&self) -> Result<Option<Memory>> {
+        self.server_pid.map(sys::process_memory).transpose()
+    }
+}
+
+pub async fn run(ctx: &Ctx, command: &Command) -> Result<Report> {
+    match command {
+        Command::Fanout(options) => fanout::run(ctx, options).await,
+        Command::History(options) => history::run(ctx, options).await,
+        Command::Upload(options) => upload::run(ctx, options).await,
+        Command::Idle(options) => idle::run(ctx, options).await,
+        Command::LoginStorm(options) => login_storm::run(ctx, options).await,
+    }
+}
+
+/// Waits for a spawned task; a panic in it becomes an error of the run.
+pub async fn join<T>(task: JoinHandle<T>) -> Result<T> {
+    task.await.map_err(|e| Error::new(format!("a client task failed: {e}")))
+}
+
+/// How the chat connections of a run ended, beyond the expected way.
+#[derive(Debug, Default, PartialEq)]
+pub struct Ends {
+    closed: usize,
+    first_close: Option<String>,
+    timed_out: usize,
+    errors: u64,
+    first_error: Option<String>,
+}
+
+impl Ends {
+    pub fn tally(outcomes: &[Outcome]) -> Ends {
+        let mut ends = Ends::default();
+        for outcome in outcomes {
+            match &outcome.end {
+                End::Closed(why) => {
+                    ends.closed += 1;
+                    ends.first_close.get_or_insert_with(|| why.clone());
+                }
+                End::Deadline => ends.timed_out += 1,
+                End::Done | End::Stopped => {}
+            }
+            ends.errors += outcome.errors;
+            if let Some(code) = &outcome.first_error {
+                ends.first_error.get_or_insert_with(|| code.clone());
+            }
+        }
+        ends
+    }
+
+    /// Adds the figures, and a line and a failure for each kind of trouble.
+    pub fn add_to(&self, report: &mut Report) {
+        report.figure("connections_closed_early", self.closed);
+        report.figure("connections_timed_out", self.timed_out);
+        report.figure("error_events", self.errors);
+        if let Some(why) = &self.first_close {
+            let text = format!("{} connections closed early (first: {why})", self.closed);
+            report.line(format!("  {text}"));
+            report.fail(text);
+        }
+        if self.timed_out > 0 {
+            let text = format!("{} connections still waiting at --timeout", self.timed_out);
+            report.line(format!("  {text}"));
+            report.fail(text);
+        }
+        if let Some(code) = &self.first_error {
+            let hint = match code.as_str() {
+                "rate_limited" => " - start the server with --ws-rate-limit 0",
+                _ => "",
+            };
+            let text = format!("{} error events (first: {code}){hint}", self.errors);
+            report.line(format!("  {text}"));
+            report.fail(text);
+        }
+    }
+}
+
+/// Server memory before and after, when `--server-pid` was given: the
+/// figures every run reports.
+pub fn add_memory(report: &mut Report, before: Option<Memory>, after: Option<Memory>) {
+    let (Some(before), Some(after)) = (before, after) else {
+        return;
+    };
+    report.line(format!(
+        "  server RSS {} -> {} KiB, peak (VmHWM) {} KiB",
+        before.rss_kib, after.rss_kib, after.hwm_kib
+    ));
+    report.figure(
+        "server_memory_kib",
+        json!({
+            "rss_before": before.rss_kib,
+            "rss_after": after.rss_kib,
+            "hwm_before": before.hwm_kib,
+            "hwm_after": after.hwm_kib,
+        }),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(end: End, errors: u64, first_error: Option<&str>) -> Outcome {
+        Outcome {
+            sent: 0,
+            acked: 0,
+            first_sent_ns: None,
+            last_ack_ns: None,
+            errors,
+            first_error: first_error.map(str::to_string),
+            end,
+        }
+    }
+
+    #[test]
+    fn every_subcommand_has_help_and_parses_its_defaults() {
+        for (name, _) in SUMMARIES {
+            assert!(help(name).unwrap().contains("Common flags"), "{name}");
+            assert!(parse(name, &[]).is_ok(), "{name}");
+        }
+        assert!(help("nope").is_none());
+        assert!(matches!(parse("nope", &[]), Err(ArgError::Bad(_))));
+    }
+
+    #[test]
+    fn trouble_is_counted_and_fails_the_run() {
+        let ends = Ends::tally(&[
+            outcome(End::Done, 0, None),
+            outcome(End::Closed("4002 slow consumer".into()), 2, Some("rate_limited")),
+            outcome(End::Closed("reset".into()), 0, None),
+            outcome(End::Deadline, 0, None),
+        ]);
+        assert_eq!(ends.closed, 2);
+        assert_eq!(ends.first_close.as_deref(), Some("4002 slow consumer"));
+        assert_eq!(ends.timed_out, 1);
+        assert_eq!(ends.errors, 2);
+        let mut report = Report::new("t");
+        ends.add_to(&mut report);
+        assert_eq!(report.failures().len(), 3);
+        assert!(report.failures()[2].contains("--ws-rate-limit 0"));
+    }
+
+    #[test]
+    fn a_clean_run_has_no_failures() {
+        let mut report = Report::new("t");
+        Ends::tally(&[outcome(End::Done, 0, None), outcome(End::Stopped, 0, None)]).add_to(&mut report);
+        assert!(report.failures().is_empty());
+    }
+}

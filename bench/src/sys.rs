@@ -1,0 +1,150 @@
+//! What the operating system tells about this process and the server's:
+//! CPU time used, the open-file limit, and memory from `/proc/PID/status`.
+//!
+//! The generator runs on one thread; its CPU time next to the wall time shows
+//! whether the client itself was saturated (near 100 % of one core), in which
+//! case the figures measure the client, not the server.
+
+use std::time::{Duration, Instant};
+
+use crate::error::{Context, Result};
+
+/// User plus system CPU time of this process so far.
+pub fn cpu_time() -> Duration {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage fills the whole struct for RUSAGE_SELF and only
+    // reads the pointer, which points at a properly sized, writable rusage.
+    let usage = unsafe {
+        if libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) != 0 {
+            return Duration::ZERO;
+        }
+        usage.assume_init()
+    };
+    let time = |tv: libc::timeval| Duration::from_secs(tv.tv_sec as u64) + Duration::from_micros(tv.tv_usec as u64);
+    time(usage.ru_utime) + time(usage.ru_stime)
+}
+
+/// Wall and CPU time since a start, for one phase of a run.
+pub struct Meter {
+    wall: Instant,
+    cpu: Duration,
+}
+
+pub struct Usage {
+    pub wall: Duration,
+    pub cpu: Duration,
+}
+
+impl Meter {
+    pub fn start() -> Meter {
+        Meter {
+            wall: Instant::now(),
+            cpu: cpu_time(),
+        }
+    }
+
+    pub fn read(&self) -> Usage {
+        Usage {
+            wall: self.wall.elapsed(),
+            cpu: cpu_time().saturating_sub(self.cpu),
+        }
+    }
+}
+
+impl Usage {
+    /// CPU time as a percentage of wall time, to a tenth: 100 means one
+    /// core saturated.
+    pub fn cpu_percent(&self) -> f64 {
+        if self.wall.is_zero() {
+            return 0.0;
+        }
+        (1000.0 * self.cpu.as_secs_f64() / self.wall.as_secs_f64()).round() / 10.0
+    }
+}
+
+/// Raises the soft open-file limit to the hard limit; returns the new soft
+/// limit. Each WebSocket connection costs one descriptor.
+pub fn raise_open_files_limit() -> Result<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit through a valid pointer.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("getrlimit(RLIMIT_NOFILE)");
+    }
+    let mut wanted = limit.rlim_max;
+    if wanted == libc::RLIM_INFINITY {
+        // The kernel refuses an infinite descriptor limit; nr_open is its real ceiling.
+        wanted = std::fs::read_to_string("/proc/sys/fs/nr_open")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(1 << 20);
+    }
+    if limit.rlim_cur < wanted {
+        limit.rlim_cur = wanted;
+        // SAFETY: setrlimit reads one rlimit through a valid pointer.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
+            return Err(std::io::Error::last_os_error()).context("setrlimit(RLIMIT_NOFILE)");
+        }
+    }
+    Ok(limit.rlim_cur)
+}
+
+/// A process's memory, in KiB, as `/proc/PID/status` reports it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Memory {
+    /// Resident set size now.
+    pub rss_kib: u64,
+    /// The highest resident set size since the process started.
+    pub hwm_kib: u64,
+}
+
+/// Reads VmRSS and VmHWM out of the text of `/proc/PID/status`.
+pub fn parse_status(text: &str) -> Option<Memory> {
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|rest| rest.trim().strip_suffix("kB"))
+            .and_then(|n| n.trim().parse().ok())
+    };
+    Some(Memory {
+        rss_kib: field("VmRSS:")?,
+        hwm_kib: field("VmHWM:")?,
+    })
+}
+
+pub fn process_memory(pid: u32) -> Result<Memory> {
+    let path = format!("/proc/{pid}/status");
+    let text = std::fs::read_to_string(&path).context(format!("--server-pid: cannot read {path}"))?;
+    parse_status(&text).ok_or_else(|| crate::error::Error::new(format!("{path} has no VmRSS/VmHWM")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_text_gives_rss_and_peak() {
+        let text = "Name:\tchat-server\nVmPeak:\t  900000 kB\nVmHWM:\t   20480 kB\nVmRSS:\t   10240 kB\nThreads:\t3\n";
+        assert_eq!(
+            parse_status(text),
+            Some(Memory {
+                rss_kib: 10240,
+                hwm_kib: 20480
+            })
+        );
+        assert_eq!(parse_status("Name:\tkthreadd\n"), None);
+    }
+
+    #[test]
+    fn this_process_can_be_measured() {
+        let memory = process_memory(std::process::id()).unwrap();
+        assert!(memory.rss_kib > 0 && memory.hwm_kib >= memory.rss_kib);
+        let mut x = 0u64;
+        for i in 0..2_000_000u64 {
+            x = x.wrapping_mul(31).wrapping_add(i);
+        }
+        assert!(x != 1 && cpu_time() > Duration::ZERO);
+    }
+}

@@ -1,0 +1,183 @@
+//! WebSocket connections to `/ws/chat` and the chat events they carry.
+//!
+//! Connections are opened a bounded number at a time and handed to the
+//! caller as soon as each is up, so that the caller can start reading it at
+//! once: a connection left unread while thousands of others join would fill
+//! its queue on the server with join events and be dropped as a slow consumer.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde_json::Value;
+use tokio::net::TcpStream;
+use tokio::time::{timeout, timeout_at, Instant};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Error as WsError;
+use tokio_tungstenite::WebSocketStream;
+
+use crate::error::{Context, Error, Result};
+use crate::http::Endpoint;
+
+pub type Ws = WebSocketStream<TcpStream>;
+
+/// Handshakes in flight at once: enough to open thousands of connections
+/// quickly, few enough not to overflow the server's accept backlog.
+const OPEN_CONCURRENCY: usize = 64;
+
+/// Opens one authenticated chat connection.
+pub async fn connect(endpoint: &Endpoint, token: &str) -> Result<Ws> {
+    let tcp = endpoint.dial().await?;
+    let url = format!("ws://{}/ws/chat?token={token}", endpoint.authority);
+    // Small buffers: the default 128 KiB read buffer, allocated up front,
+    // would make ten thousand idle connections cost the client 1.3 GB.
+    let config = WebSocketConfig::default()
+        .read_buffer_size(8 * 1024)
+        .write_buffer_size(8 * 1024);
+    match tokio_tungstenite::client_async_with_config(url, tcp, Some(config)).await {
+        Ok((ws, _)) => Ok(ws),
+        Err(WsError::Http(response)) => {
+            let body = response
+                .body()
+                .as_deref()
+                .map(String::from_utf8_lossy)
+                .unwrap_or_default();
+            Err(Error::new(format!(
+                "GET /ws/chat: handshake refused with HTTP {} {}",
+                response.status(),
+                body.trim()
+            )))
+        }
+        Err(e) => Err(Error::new(format!("GET /ws/chat: handshake failed: {e}"))),
+    }
+}
+
+/// Opens `count` connections, spread round-robin over `tokens`, and hands
+/// each to `start` with its index as soon as it is open.
+pub async fn open_many(
+    endpoint: &Endpoint,
+    tokens: &[String],
+    count: usize,
+    deadline: Instant,
+    mut start: impl FnMut(usize, Ws),
+) -> Result<()> {
+    let mut opening = futures_util::stream::iter(0..count)
+        .map(|i| {
+            let token = &tokens[i % tokens.len()];
+            async move { (i, connect(endpoint, token).await) }
+        })
+        .buffer_unordered(OPEN_CONCURRENCY);
+    let mut opened = 0;
+    loop {
+        let next = timeout_at(deadline, opening.next()).await.map_err(|_| {
+            Error::new(format!(
+                "only {opened} of {count} WebSocket connections opened within --timeout"
+            ))
+        })?;
+        let Some((i, ws)) = next else {
+            return Ok(());
+        };
+        let ws = ws.context(format!(
+            "WebSocket connection {} of {count} (after {opened} opened)",
+            i + 1
+        ))?;
+        opened += 1;
+        start(i, ws);
+    }
+}
+
+/// Closes connections politely: a close frame, then reading until the
+/// server's answer, so that neither side sees a reset.
+pub async fn close_all(sockets: Vec<Ws>) {
+    futures_util::stream::iter(sockets)
+        .for_each_concurrent(OPEN_CONCURRENCY, |mut ws| async move {
+            let _ = timeout(Duration::from_secs(2), async {
+                if ws.close(None).await.is_ok() {
+                    while let Some(Ok(_)) = ws.next().await {}
+                }
+            })
+            .await;
+        })
+        .await;
+}
+
+/// A server-to-client chat event, reduced to what the benchmarks use.
+#[derive(Debug, PartialEq)]
+pub enum Event {
+    Message {
+        id: i64,
+        content: String,
+    },
+    Error {
+        code: String,
+    },
+    /// Join and leave events, and anything not understood.
+    Other,
+}
+
+pub fn parse_event(text: &str) -> Event {
+    let Ok(Value::Object(mut event)) = serde_json::from_str::<Value>(text) else {
+        return Event::Other;
+    };
+    match event.get("type").and_then(Value::as_str) {
+        Some("message") => {
+            let id = event.get("id").and_then(Value::as_i64);
+            match (id, event.remove("content")) {
+                (Some(id), Some(Value::String(content))) => Event::Message { id, content },
+                _ => Event::Other,
+            }
+        }
+        Some("error") => Event::Error {
+            code: event
+                .get("code")
+                .and_then(Value::as_str)
+                .unwrap_or("unknown")
+                .to_string(),
+        },
+        _ => Event::Other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_events_give_id_and_content() {
+        let text = r#"{"type":"message","id":42,"username":"alice","content":"Hello","created_at":"2025-01-01T00:00:00.000Z"}"#;
+        assert_eq!(
+            parse_event(text),
+            Event::Message {
+                id: 42,
+                content: "Hello".into()
+            }
+        );
+    }
+
+    #[test]
+    fn error_events_give_their_code() {
+        assert_eq!(
+            parse_event(r#"{"type":"error","code":"rate_limited","detail":"slow down"}"#),
+            Event::Error {
+                code: "rate_limited".into()
+            }
+        );
+    }
+
+    #[test]
+    fn joins_leaves_and_garbage_are_other() {
+        assert_eq!(
+            parse_event(r#"{"type":"join","username":"bob","online":3}"#),
+            Event::Other
+        );
+        assert_eq!(
+            parse_event(r#"{"type":"leave","username":"bob","online":2}"#),
+            Event::Other
+        );
+        assert_eq!(
+            parse_event(r#"{"type":"message","id":"x","content":"c"}"#),
+            Event::Other
+        );
+        assert_eq!(parse_event("not json"), Event::Other);
+        assert_eq!(parse_event("[1,2]"), Event::Other);
+    }
+}
