@@ -228,8 +228,9 @@ async fn a_hundred_thousand_tiny_messages_at_the_default_rate_close_with_1008() 
 }
 
 /// Without a rate limit every message is taken, at the pace the database
-/// commits them: the rest of the burst waits in the socket, not in the
-/// server's memory, and other members are not held up by it.
+/// commits them (a bounded number of a connection's messages wait for
+/// their commit at a time): the rest of the burst waits in the socket, not
+/// in the server's memory, and other members are not held up by it.
 #[tokio::test]
 async fn a_hundred_thousand_tiny_messages_without_a_rate_limit_wait_in_the_socket() {
     let server = Server::start_with(&["--ws-rate-limit=0"]);
