@@ -6,8 +6,9 @@
 //!
 //! The write probe records the time of the check in `settings`. It goes
 //! through the writer's group commit like any other write, so it costs at
-//! most a share of one commit, and when the database is locked it waits out
-//! the busy timeout (5 s) before answering 503, as every write does.
+//! most one commit (shared with whatever else is being written then), and
+//! when the database is locked it waits out the busy timeout (5 s) before
+//! answering 503, as every write does.
 
 use crate::clock;
 use crate::db::settings;
