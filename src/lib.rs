@@ -78,11 +78,14 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         crate::log!(Level::Info, "shutting down");
         trigger.trigger();
     });
-    server::serve(listener, app).await;
+    server::serve(listener, app, Arc::new(router::Routes)).await;
     Ok(())
 }
 
-async fn build_app(config: Config, shutdown: server::Shutdown) -> Result<App, StartError> {
+/// Opens storage, recovers the uploads directory and sets up tokens: the
+/// application [`run`] serves. Public so that a test build can serve the same
+/// application from a listener of its own (see [`router::Service`]).
+pub async fn build_app(config: Config, shutdown: server::Shutdown) -> Result<App, StartError> {
     let db_path = config.db.clone();
     let db = tokio::task::spawn_blocking(move || Db::open(&db_path))
         .await

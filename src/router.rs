@@ -4,6 +4,8 @@
 //! `HEAD` is answered by the `GET` route (the connection drops the body);
 //! a path that exists with another method gets 405 with `Allow`.
 
+use std::future::Future;
+
 use crate::auth::{self, Claims, TokenSource};
 use crate::error::ApiError;
 use crate::http::body::Body;
@@ -98,6 +100,30 @@ impl<'a, 'c> Exchange<'a, 'c> {
         let claims = self.app.auth.verify(&token)?;
         self.user = Some(claims.sub.clone());
         Ok((claims, source))
+    }
+}
+
+/// What answers the requests of a connection. The server answers with
+/// [`Routes`]; the trait lets a test build put a route of its own in front
+/// of the table (the WebSocket conformance suite's echo endpoint) while
+/// everything else (accept loop, connection bound, keep-alive, upgrade)
+/// stays the server's own.
+pub trait Service: Send + Sync + 'static {
+    fn handle<'e>(
+        &'e self,
+        ex: &'e mut Exchange<'_, '_>,
+    ) -> impl Future<Output = Result<Response, ApiError>> + Send + 'e;
+}
+
+/// The route table above, dispatched by [`handle`].
+pub struct Routes;
+
+impl Service for Routes {
+    fn handle<'e>(
+        &'e self,
+        ex: &'e mut Exchange<'_, '_>,
+    ) -> impl Future<Output = Result<Response, ApiError>> + Send + 'e {
+        handle(ex)
     }
 }
 

@@ -21,6 +21,7 @@ use crate::error::ApiError;
 use crate::history::NewestPage;
 use crate::http;
 use crate::log::Level;
+use crate::router::Service;
 use crate::ws::hub::Hub;
 
 /// In-flight requests get this long to finish once shutdown begins.
@@ -68,9 +69,10 @@ impl ShutdownTrigger {
     }
 }
 
-/// Accepts connections until `shutdown` fires, then waits up to
-/// [`SHUTDOWN_GRACE`] for the connection tasks to finish.
-pub async fn serve(listener: TcpListener, app: Arc<App>) {
+/// Accepts connections until `shutdown` fires, answering their requests
+/// with `service`, then waits up to [`SHUTDOWN_GRACE`] for the connection
+/// tasks to finish.
+pub async fn serve(listener: TcpListener, app: Arc<App>, service: Arc<impl Service>) {
     let permits = Arc::new(Semaphore::new(app.config.max_connections));
     let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
     let mut shutdown = app.shutdown.clone();
@@ -93,10 +95,11 @@ pub async fn serve(listener: TcpListener, app: Arc<App>) {
             continue;
         };
         let app = app.clone();
+        let service = service.clone();
         let done = done_tx.clone();
         tokio::spawn(async move {
             let connection_shutdown = app.shutdown.clone();
-            http::conn::serve(stream, app, connection_shutdown).await;
+            http::conn::serve(stream, app, &*service, connection_shutdown).await;
             drop(permit);
             drop(done);
         });

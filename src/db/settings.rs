@@ -18,3 +18,15 @@ pub fn jwt_secret(conn: &Connection, fresh: &[u8]) -> Result<Vec<u8>, DbError> {
         .optional()?;
     stored.ok_or_else(|| DbError::Other("JWT secret missing right after storing it".into()))
 }
+
+const LAST_HEALTH_CHECK: &str = "last_health_check";
+
+/// Records when `/healthz` last wrote to the database: a real write (a page
+/// changes), so it fails where any other write would.
+pub fn record_health_check(conn: &Connection, now_millis: i64) -> Result<(), DbError> {
+    conn.prepare_cached(
+        "INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    )?
+    .execute((LAST_HEALTH_CHECK, now_millis))?;
+    Ok(())
+}

@@ -22,7 +22,7 @@ use super::request::{self, HeadError, Method, Request};
 use super::response::{self, Response};
 use crate::error::ApiError;
 use crate::log::{self, Level};
-use crate::router::{self, Exchange};
+use crate::router::{Exchange, Service};
 use crate::server::{App, Shutdown};
 
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
@@ -69,12 +69,20 @@ impl Connection {
     }
 
     /// Reads more bytes from the socket; `Ok(0)` is end of stream.
+    ///
+    /// The buffer grows (doubling, up to reads of [`READ_CHUNK`]) only once
+    /// what it holds fills half of it, so it stays within about twice what
+    /// the peer has really sent. Growing on every read instead would let a
+    /// peer that trickles a byte at a time (slowloris) double it with each
+    /// byte, to over 100 KiB per connection.
     pub async fn fill(&mut self) -> io::Result<usize> {
         if self.start > 0 {
             self.buf.drain(..self.start);
             self.start = 0;
         }
-        self.buf.reserve(READ_CHUNK.min(self.buf.capacity().max(4096)));
+        if self.buf.len() >= self.buf.capacity() / 2 {
+            self.buf.reserve(READ_CHUNK.min(self.buf.capacity().max(4096)));
+        }
         self.stream.read_buf(&mut self.buf).await
     }
 
@@ -97,7 +105,7 @@ enum HeadWait {
     Refuse(ApiError),
 }
 
-pub async fn serve(stream: TcpStream, app: Arc<App>, mut shutdown: Shutdown) {
+pub async fn serve(stream: TcpStream, app: Arc<App>, service: &impl Service, mut shutdown: Shutdown) {
     let _ = stream.set_nodelay(true);
     let mut conn = Connection::new(stream);
     let mut out = Vec::with_capacity(1024);
@@ -123,7 +131,7 @@ pub async fn serve(stream: TcpStream, app: Arc<App>, mut shutdown: Shutdown) {
         conn.consume(head_len);
         let started = Instant::now();
         let mut exchange = Exchange::new(&app, &request, Body::new(&mut conn, &request));
-        let (response, close) = match router::handle(&mut exchange).await {
+        let (response, close) = match service.handle(&mut exchange).await {
             Ok(response) => (response, false),
             Err(error) => {
                 let close = error.close;

@@ -77,7 +77,7 @@ type Posting = Pin<Box<dyn Future<Output = Result<(), DbError>> + Send>>;
 /// buffer is allocated up front, so it is kept small (a larger message is
 /// read in several steps); the write buffer grows only while events are
 /// waiting for a slow socket, and `feed` keeps it near one batch.
-fn config() -> WebSocketConfig {
+pub fn config() -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(1024)
         .write_buffer_size(8 * 1024)
@@ -109,6 +109,26 @@ impl Close {
     const fn new(code: u16, error: &'static str, detail: &'static str) -> Close {
         Close { code, error, detail }
     }
+
+    /// The close that what tungstenite reports, reading or writing, calls
+    /// for; `None` when the connection is gone and nothing more can be said.
+    /// A full write buffer means the client has stopped reading what it is
+    /// sent (pongs to its own ping flood, say) while tungstenite already
+    /// holds as much for it as it may: it is as far behind as a slow
+    /// consumer whose queue overflowed.
+    pub fn for_error(error: &WsError) -> Option<Close> {
+        match error {
+            WsError::WriteBufferFull(_) => Some(Close::SLOW_CONSUMER),
+            WsError::Capacity(_) => Some(Close::TOO_LARGE),
+            WsError::Utf8(_) => Some(Close::INVALID_UTF8),
+            WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake)
+            | WsError::ConnectionClosed
+            | WsError::AlreadyClosed
+            | WsError::Io(_) => None,
+            WsError::Protocol(_) => Some(Close::PROTOCOL),
+            _ => Some(Close::INTERNAL),
+        }
+    }
 }
 
 /// How a session ended.
@@ -132,17 +152,13 @@ impl std::fmt::Display for End {
 }
 
 impl End {
-    /// Maps what tungstenite reports, reading or writing, to the close it
-    /// calls for.
+    /// See [`Close::for_error`].
     fn from_error(error: WsError) -> End {
-        match error {
-            WsError::Capacity(_) => End::Close(Close::TOO_LARGE),
-            WsError::Utf8(_) => End::Close(Close::INVALID_UTF8),
-            WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => End::Gone("reset".into()),
-            WsError::Protocol(_) => End::Close(Close::PROTOCOL),
-            WsError::ConnectionClosed | WsError::AlreadyClosed => End::Gone("closed".into()),
-            WsError::Io(e) => End::Gone(e.to_string().into()),
-            _ => End::Close(Close::INTERNAL),
+        match (Close::for_error(&error), error) {
+            (Some(close), _) => End::Close(close),
+            (None, WsError::Io(e)) => End::Gone(e.to_string().into()),
+            (None, WsError::Protocol(_)) => End::Gone("reset".into()),
+            (None, _) => End::Gone("closed".into()),
         }
     }
 }
@@ -411,6 +427,10 @@ mod tests {
         };
         assert_eq!(code(WsError::Capacity(too_long)), Some(1009));
         assert_eq!(code(WsError::Utf8("bad".into())), Some(1007));
+        assert_eq!(
+            code(WsError::WriteBufferFull(Message::Ping(Bytes::new()).into())),
+            Some(4002)
+        );
         assert_eq!(
             code(WsError::Protocol(ProtocolError::UnmaskedFrameFromClient)),
             Some(1002)

@@ -15,7 +15,7 @@ use crate::auth::TokenSource;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::http::request::{Method, Request};
-use crate::http::response::Response;
+use crate::http::response::{Response, Upgrade};
 use crate::router::Exchange;
 
 /// Why a request is not a handshake this server accepts.
@@ -29,7 +29,7 @@ pub enum HandshakeError {
 }
 
 impl HandshakeError {
-    fn into_response(self) -> Response {
+    pub fn into_response(self) -> Response {
         match self {
             HandshakeError::NotWebSocket => ApiError::new(426, "this endpoint speaks WebSocket only")
                 .into_response()
@@ -56,14 +56,21 @@ pub async fn chat(ex: &mut Exchange<'_, '_>) -> Result<Response, ApiError> {
         ));
     }
     let session = Session::new(ex.app, claims);
+    Ok(switching_protocols(
+        key,
+        Box::new(move |stream, leftover| Box::pin(session.run(stream, leftover))),
+    ))
+}
+
+/// The `101` that accepts a handshake whose key is `key`; once it is sent,
+/// the connection is handed to `session`.
+pub fn switching_protocols(key: &str, session: Upgrade) -> Response {
     let mut response = Response::new(101)
         .header("Upgrade", "websocket")
         .header("Connection", "Upgrade")
         .header("Sec-WebSocket-Accept", derive_accept_key(key.as_bytes()));
-    response.upgrade = Some(Box::new(move |stream, leftover| {
-        Box::pin(session.run(stream, leftover))
-    }));
-    Ok(response)
+    response.upgrade = Some(session);
+    response
 }
 
 /// Checks the handshake and returns its `Sec-WebSocket-Key`.

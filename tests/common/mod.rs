@@ -12,6 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub mod resources;
 pub mod ws;
 
 pub const PASSWORD: &str = "correct horse";
