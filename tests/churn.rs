@@ -95,7 +95,7 @@ fn hundreds_of_uploads_leave_descriptors_and_memory_at_baseline() {
         rss < resting + MEMORY_SLACK_KIB,
         "resident memory {rss} KiB, {resting} KiB before"
     );
-    let stored = || std::fs::read_dir(server.uploads_dir()).unwrap().count();
+    let stored = || server.stored_files().len();
     assert!(
         eventually(Duration::from_secs(10), || stored() == 220),
         "{} files stored, expected one per kept upload and nothing else",

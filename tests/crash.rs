@@ -13,16 +13,11 @@ use std::time::Duration;
 
 use common::resources::eventually;
 use common::ws::{is, Client};
-use common::{read_response, Server};
+use common::{read_response, sha256_hex, Server};
 use futures_util::{SinkExt, StreamExt};
-use sha2::{Digest, Sha256};
 use tokio_tungstenite::tungstenite::Message;
 
 const BOUNDARY: &str = "crash-boundary";
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
-}
 
 /// Uploads `content` in pieces (so the server is often caught part-way) and
 /// returns the id the server acknowledged, or `None` if the server went away.
@@ -45,15 +40,6 @@ fn upload(addr: SocketAddr, token: &str, content: &[u8]) -> Option<String> {
     let response = read_response(&mut BufReader::new(stream), false).ok()?;
     assert_eq!(response.status, 201, "{}", response.text());
     Some(response.json()["id"].as_str()?.to_string())
-}
-
-fn stored_names(server: &Server) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(server.uploads_dir())
-        .unwrap()
-        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
-        .collect();
-    names.sort();
-    names
 }
 
 #[test]
@@ -87,7 +73,7 @@ fn killed_during_concurrent_uploads_every_row_has_its_bytes_and_every_file_its_r
     // Kill once uploads have been both acknowledged and caught in flight.
     let busy = eventually(Duration::from_secs(30), || {
         acknowledged.lock().unwrap().len() >= 2 * UPLOADERS
-            && stored_names(&server).iter().any(|name| name.starts_with(".tmp-"))
+            && server.stored_files().iter().any(|name| name.starts_with(".tmp-"))
     });
     assert!(busy, "uploads did not get going");
     let server = server.kill_and_restart();
@@ -117,7 +103,7 @@ fn killed_during_concurrent_uploads_every_row_has_its_bytes_and_every_file_its_r
         assert_eq!(rows.get(id).map(|(_, s)| s), Some(sha), "acknowledged upload {id} lost");
     }
     assert_eq!(
-        stored_names(&server),
+        server.stored_files(),
         rows.keys().cloned().collect::<Vec<_>>(),
         "files on disk and rows disagree (temp files or orphans left, or rows without bytes)"
     );

@@ -9,9 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{is_closed, read_response, Response, Server};
+use common::{is_closed, read_response, sha256_hex, Response, Server};
 use percent_encoding::percent_decode_str;
-use sha2::{Digest, Sha256};
 
 const BOUNDARY: &str = "----chat-test-7MA4YWxkTrZu0gW";
 
@@ -67,20 +66,6 @@ fn request_with(server: &Server, method: &str, path: &str, token: &str, headers:
     read_response(&mut BufReader::new(stream), method == "HEAD").unwrap()
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// The names of the files in the uploads directory, sorted.
-fn stored_files(server: &Server) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(server.uploads_dir())
-        .unwrap()
-        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
-        .collect();
-    names.sort();
-    names
-}
-
 fn is_id(name: &str) -> bool {
     name.len() == 32 && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
@@ -90,11 +75,11 @@ fn wait_for_files(server: &Server, expected: &[String]) {
     let mut expected = expected.to_vec();
     expected.sort();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while stored_files(server) != expected {
+    while server.stored_files() != expected {
         assert!(
             Instant::now() < deadline,
             "uploads dir holds {:?}, expected {expected:?}",
-            stored_files(server)
+            server.stored_files()
         );
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -104,7 +89,7 @@ fn wait_for_files(server: &Server, expected: &[String]) {
 /// begun writing it.
 fn wait_for_temp_file(server: &Server) {
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !stored_files(server).iter().any(|name| name.starts_with(".tmp-")) {
+    while !server.stored_files().iter().any(|name| name.starts_with(".tmp-")) {
         assert!(Instant::now() < deadline, "no temp file appeared");
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -187,7 +172,7 @@ fn uploaded_bytes_and_metadata_round_trip() {
             Some("attachment; filename=\"data.bin\"; filename*=UTF-8''data.bin")
         );
     }
-    let files = stored_files(&server);
+    let files = server.stored_files();
     assert_eq!(files.len(), contents.len());
     assert!(files.iter().all(|name| is_id(name)), "{files:?}");
 }
@@ -325,7 +310,7 @@ fn declared_length_over_the_limit_is_413_before_the_body() {
     let response = read_response(&mut reader, false).unwrap();
     assert_eq!(response.status, 413, "{}", response.text());
     assert!(is_closed(&mut stream, Duration::from_secs(5)));
-    assert!(stored_files(&server).is_empty());
+    assert!(server.stored_files().is_empty());
 }
 
 #[test]
@@ -339,7 +324,7 @@ fn unauthenticated_upload_gets_401_without_100_and_writes_nothing() {
     assert_eq!(response.status, 401);
     assert_eq!(response.header("www-authenticate"), Some("Bearer"));
     assert!(is_closed(&mut stream, Duration::from_secs(5)));
-    assert!(stored_files(&server).is_empty());
+    assert!(server.stored_files().is_empty());
 }
 
 #[test]
@@ -352,7 +337,7 @@ fn upload_that_is_not_multipart_is_415() {
     }
     let response = server.request("POST", "/files/upload", Some(&token), None);
     assert_eq!(response.status, 415);
-    assert!(stored_files(&server).is_empty());
+    assert!(server.stored_files().is_empty());
 }
 
 #[test]
@@ -363,7 +348,7 @@ fn form_without_a_file_part_is_422() {
     let response = upload_body(&server, &token, &body);
     assert_eq!(response.status, 422, "{}", response.text());
     assert!(response.detail().contains("file"));
-    assert!(stored_files(&server).is_empty());
+    assert!(server.stored_files().is_empty());
 }
 
 #[test]
@@ -479,7 +464,7 @@ fn hostile_file_names_stay_metadata() {
             "{fallback:?}"
         );
     }
-    let files = stored_files(&server);
+    let files = server.stored_files();
     assert_eq!(files.len(), cases.len());
     assert!(files.iter().all(|name| is_id(name)), "{files:?}");
     let parent: Vec<PathBuf> = std::fs::read_dir(server.dir())
@@ -532,7 +517,7 @@ fn concurrent_uploads_are_each_stored_intact() {
         assert!(download(&server, &token, id).body == *content, "{id}");
     }
     assert_eq!(listed_ids(&server, &token, "").len(), 6);
-    assert_eq!(stored_files(&server).len(), 6);
+    assert_eq!(server.stored_files().len(), 6);
 }
 
 #[test]
@@ -735,7 +720,7 @@ fn only_the_uploader_may_delete_and_the_bytes_go_with_the_row() {
     assert_eq!(download(&server, &bob, &id).body, b"mine");
     assert_eq!(server.request("DELETE", &path, None, None).status, 401);
     assert_eq!(server.request("DELETE", &path, Some(&alice), None).status, 204);
-    assert!(stored_files(&server).is_empty());
+    assert!(server.stored_files().is_empty());
     assert_eq!(download(&server, &alice, &id).status, 404);
     assert_eq!(server.request("DELETE", &path, Some(&alice), None).status, 404);
     assert!(listed_ids(&server, &alice, "").is_empty());
@@ -764,7 +749,7 @@ fn killed_server_leaves_no_temp_file_or_orphan_after_restart() {
     std::fs::write(&orphan, b"no row").unwrap();
     let server = server.kill_and_restart();
     drop(stream);
-    assert_eq!(stored_files(&server), std::slice::from_ref(&kept));
+    assert_eq!(server.stored_files(), std::slice::from_ref(&kept));
     assert_eq!(download(&server, &token, &kept).body, b"still here");
     assert_eq!(listed_ids(&server, &token, ""), [kept]);
 }

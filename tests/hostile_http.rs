@@ -223,9 +223,7 @@ fn multipart_type() -> String {
 
 /// After a refused upload nothing is left in the uploads directory.
 fn assert_nothing_stored(server: &Server) {
-    let empty = common::resources::eventually(Duration::from_secs(10), || {
-        std::fs::read_dir(server.uploads_dir()).unwrap().count() == 0
-    });
+    let empty = common::resources::eventually(Duration::from_secs(10), || server.stored_files().is_empty());
     assert!(empty, "a refused upload left a file behind");
 }
 

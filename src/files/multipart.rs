@@ -12,6 +12,8 @@ use std::fmt;
 
 use percent_encoding::percent_decode_str;
 
+use crate::http::is_token;
+
 /// RFC 2046: a boundary is 1 to 70 characters.
 const MAX_BOUNDARY_LEN: usize = 70;
 const CRLF: &[u8] = b"\r\n";
@@ -467,14 +469,6 @@ fn split_header_line(line: &[u8]) -> Result<(&[u8], String), MultipartError> {
         return Err(MultipartError::MalformedPartHeader);
     }
     Ok((name, String::from_utf8_lossy(value.trim_ascii()).into_owned()))
-}
-
-/// RFC 9110 `token`: header and parameter names.
-fn is_token(name: &[u8]) -> bool {
-    !name.is_empty()
-        && name
-            .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// A form field's name and, for a file field, the client's file name.

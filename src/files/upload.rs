@@ -18,6 +18,7 @@ use super::FileView;
 use crate::clock;
 use crate::db::files::{self, FileRow};
 use crate::error::ApiError;
+use crate::http::is_token;
 use crate::http::response::Response;
 use crate::log::Level;
 use crate::router::Exchange;
@@ -201,7 +202,7 @@ fn media_type(value: &str) -> Option<String> {
     let mut pieces = value.split(';');
     let essence = pieces.next()?.trim();
     let (kind, subtype) = essence.split_once('/')?;
-    if !is_token(kind) || !is_token(subtype) {
+    if !is_token(kind.as_bytes()) || !is_token(subtype.as_bytes()) {
         return None;
     }
     let mut normal = essence.to_ascii_lowercase();
@@ -215,7 +216,7 @@ fn media_type(value: &str) -> Option<String> {
                     .chars()
                     .all(|c| c == ' ' || (c.is_ascii_graphic() && c != '"' && c != '\\'))
             });
-        if !is_token(name) || !(is_token(value) || quoted) {
+        if !is_token(name.as_bytes()) || !(is_token(value.as_bytes()) || quoted) {
             return None;
         }
         normal.push_str("; ");
@@ -224,13 +225,6 @@ fn media_type(value: &str) -> Option<String> {
         normal.push_str(value);
     }
     (normal.len() <= MAX_CONTENT_TYPE_LEN).then_some(normal)
-}
-
-/// RFC 9110 `token`.
-fn is_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 #[cfg(test)]

@@ -8,3 +8,11 @@ pub mod conn;
 pub mod form;
 pub mod request;
 pub mod response;
+
+/// Whether `s` is an RFC 9110 `token` (header names, media types, parameter
+/// names).
+pub fn is_token(s: &[u8]) -> bool {
+    !s.is_empty()
+        && s.iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}

@@ -131,6 +131,16 @@ impl Server {
         self.dir.path().join("uploads")
     }
 
+    /// The names of the entries in the uploads directory, sorted.
+    pub fn stored_files(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(self.uploads_dir())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    }
+
     pub fn db_path(&self) -> PathBuf {
         self.dir.path().join("chat.db")
     }
@@ -313,6 +323,12 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Lower-case hex SHA-256, as the server reports it.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[derive(Debug)]
