@@ -99,9 +99,16 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, service: Arc<impl Servi
         let done = done_tx.clone();
         tokio::spawn(async move {
             let connection_shutdown = app.shutdown.clone();
-            http::conn::serve(stream, app, &*service, connection_shutdown).await;
-            drop(permit);
-            drop(done);
+            if let Some(upgraded) = http::conn::serve(stream, app, &*service, connection_shutdown).await {
+                // A task of its own, sized for the new protocol alone: the
+                // HTTP loop's state is freed, so an idle WebSocket costs only
+                // what the session holds. It keeps the permit and the
+                // shutdown guard until it ends.
+                tokio::spawn(async move {
+                    upgraded.await;
+                    drop((permit, done));
+                });
+            }
         });
     }
     drop(listener);

@@ -105,7 +105,14 @@ enum HeadWait {
     Refuse(ApiError),
 }
 
-pub async fn serve(stream: TcpStream, app: Arc<App>, service: &impl Service, mut shutdown: Shutdown) {
+/// Serves requests until the connection closes or switches protocols; in
+/// the latter case returns the new protocol for the caller to run.
+pub async fn serve(
+    stream: TcpStream,
+    app: Arc<App>,
+    service: &impl Service,
+    mut shutdown: Shutdown,
+) -> Option<response::Upgraded> {
     let _ = stream.set_nodelay(true);
     let mut conn = Connection::new(stream);
     let mut out = Vec::with_capacity(1024);
@@ -113,7 +120,7 @@ pub async fn serve(stream: TcpStream, app: Arc<App>, service: &impl Service, mut
     loop {
         let (request, head_len) = match read_head(&mut conn, first, &mut shutdown).await {
             HeadWait::Request(request, len) => (request, len),
-            HeadWait::Close => return,
+            HeadWait::Close => return None,
             HeadWait::Refuse(error) => {
                 crate::log!(Level::Info, "- - {} (refused: {})", error.status, error.detail);
                 // The rest of a refused head (and any body) is still arriving.
@@ -124,7 +131,7 @@ pub async fn serve(stream: TcpStream, app: Arc<App>, service: &impl Service, mut
                     let _ = conn.stream.shutdown().await;
                     linger(&mut conn).await;
                 }
-                return;
+                return None;
             }
         };
         first = false;
@@ -159,13 +166,8 @@ pub async fn serve(stream: TcpStream, app: Arc<App>, service: &impl Service, mut
         );
         match written {
             Ok(Some(upgrade)) => {
-                // The upgraded protocol may run for hours: what only HTTP
-                // needed is freed first, so an idle WebSocket costs no more
-                // than its own buffers.
-                drop((request, out));
                 let (stream, rest) = conn.into_parts();
-                upgrade(stream, rest).await;
-                return;
+                return Some(upgrade(stream, rest));
             }
             Ok(None) if keep_alive && !upgrade => {}
             _ => {
@@ -173,7 +175,7 @@ pub async fn serve(stream: TcpStream, app: Arc<App>, service: &impl Service, mut
                 if !body_done {
                     linger(&mut conn).await;
                 }
-                return;
+                return None;
             }
         }
     }

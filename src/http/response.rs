@@ -12,7 +12,10 @@ use crate::clock;
 
 /// Takes over the connection after a `101 Switching Protocols`, with any bytes
 /// the client sent after its handshake.
-pub type Upgrade = Box<dyn FnOnce(TcpStream, Vec<u8>) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
+pub type Upgrade = Box<dyn FnOnce(TcpStream, Vec<u8>) -> Upgraded + Send>;
+
+/// The protocol a connection switched to, run to its end.
+pub type Upgraded = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 pub enum Body {
     Bytes(Bytes),

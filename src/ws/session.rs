@@ -1,8 +1,8 @@
 //! One chat connection after its `101`, from the first frame to the close.
 //!
-//! The session runs inside the connection's own task (the upgrade future),
-//! which holds the connection permit until the session is over; it spawns
-//! nothing, so nothing outlives it. Within it, a reader and a writer run
+//! The session runs in a task of its own (the upgrade future, spawned by the
+//! accept loop), which holds the connection permit until the session is
+//! over; it spawns nothing, so nothing outlives it. Within it, a reader and a writer run
 //! side by side on the two halves of the socket, raced against the reasons
 //! the server may end the session (eviction by the hub, shutdown, token
 //! expiry):
@@ -382,7 +382,9 @@ async fn linger(stream: &mut TcpStream) {
     if stream.shutdown().await.is_err() {
         return;
     }
-    let mut scratch = [0u8; 4096];
+    // On the heap: an array here would be part of every session's future,
+    // idle ones included, for the few seconds of a close.
+    let mut scratch = vec![0u8; 4096];
     let mut drained = 0;
     while drained < DRAIN_LIMIT {
         match stream.read(&mut scratch).await {
