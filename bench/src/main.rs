@@ -125,6 +125,7 @@ async fn run(common: Common, command: Command) -> Result<Report> {
         tag: Rng::from_entropy().hex(8),
     };
     let before = ctx.server_memory()?;
+    let server_cpu_before = ctx.server_cpu()?;
     let mut report = tokio::time::timeout_at(ctx.deadline + GRACE, cmd::run(&ctx, &command))
         .await
         .map_err(|_| Error::new("the run did not finish within --timeout"))??;
@@ -137,6 +138,11 @@ async fn run(common: Common, command: Command) -> Result<Report> {
         usage.cpu.as_secs_f64(),
         usage.cpu_percent()
     ));
+    if let (Some(start), Some(end)) = (server_cpu_before, ctx.server_cpu()?) {
+        let used = end.saturating_sub(start);
+        report.line(format!("  server CPU {:.3} s over the run", used.as_secs_f64()));
+        report.figure("server_cpu_s", stats::round3(used.as_secs_f64()));
+    }
     report.figure("run_s", stats::round3(usage.wall.as_secs_f64()));
     report.figure("client_cpu_s", stats::round3(usage.cpu.as_secs_f64()));
     report.figure("run_tag", ctx.tag.as_str());

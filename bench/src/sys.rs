@@ -1,5 +1,6 @@
 //! What the operating system tells about this process and the server's:
-//! CPU time used, the open-file limit, and memory from `/proc/PID/status`.
+//! CPU time used (its own and the server's), the open-file limit, and memory
+//! from `/proc/PID/status`.
 //!
 //! The generator runs on one thread; its CPU time next to the wall time shows
 //! whether the client itself was saturated (near 100 % of one core), in which
@@ -120,6 +121,28 @@ pub fn process_memory(pid: u32) -> Result<Memory> {
     parse_status(&text).ok_or_else(|| crate::error::Error::new(format!("{path} has no VmRSS/VmHWM")))
 }
 
+/// CPU time a process has used so far, all its threads together, from
+/// `/proc/PID/task/*/schedstat` (nanoseconds, unlike the clock ticks of
+/// `/proc/PID/stat`, which are too coarse for a phase of a few milliseconds).
+/// Threads that ended before the call are not counted.
+pub fn process_cpu(pid: u32) -> Result<Duration> {
+    let dir = format!("/proc/{pid}/task");
+    let mut total = Duration::ZERO;
+    for task in std::fs::read_dir(&dir).context(format!("--server-pid: cannot read {dir}"))? {
+        let path = task.context(format!("reading {dir}"))?.path().join("schedstat");
+        // A thread may end between the listing and the read.
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            total += parse_schedstat(&text).unwrap_or_default();
+        }
+    }
+    Ok(total)
+}
+
+/// The time on CPU, the first of the three numbers in a `schedstat` file.
+fn parse_schedstat(text: &str) -> Option<Duration> {
+    text.split_whitespace().next()?.parse().ok().map(Duration::from_nanos)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,6 +161,15 @@ mod tests {
     }
 
     #[test]
+    fn schedstat_gives_the_time_on_cpu() {
+        assert_eq!(
+            parse_schedstat("123456789 5000 42\n"),
+            Some(Duration::from_nanos(123_456_789))
+        );
+        assert_eq!(parse_schedstat(""), None);
+    }
+
+    #[test]
     fn this_process_can_be_measured() {
         let memory = process_memory(std::process::id()).unwrap();
         assert!(memory.rss_kib > 0 && memory.hwm_kib >= memory.rss_kib);
@@ -146,5 +178,6 @@ mod tests {
             x = x.wrapping_mul(31).wrapping_add(i);
         }
         assert!(x != 1 && cpu_time() > Duration::ZERO);
+        assert!(process_cpu(std::process::id()).unwrap() > Duration::ZERO);
     }
 }

@@ -117,6 +117,8 @@ pub async fn run(ctx: &Ctx, options: &Options) -> Result<Report> {
         ctx.deadline,
         |_| ControlFlow::Break(()),
     );
+    let server_cpu = ctx.server_cpu()?;
+    let broadcasting = Meter::start();
     phase.send_replace(Phase::Sending);
     let all_arrived = async {
         while arrivals.borrow().latency.count() < options.connections as u64 {
@@ -124,6 +126,11 @@ pub async fn run(ctx: &Ctx, options: &Options) -> Result<Report> {
         }
     };
     let _ = timeout_at(ctx.deadline, all_arrived).await;
+    let broadcast = broadcasting.read();
+    let broadcast_server_cpu = match (server_cpu, ctx.server_cpu()?) {
+        (Some(start), Some(end)) => Some(end.saturating_sub(start)),
+        _ => None,
+    };
     phase.send_replace(Phase::Stopping);
     let (announced, announcer) = join(announcing).await?;
     let mut outcomes = vec![announced];
@@ -184,6 +191,13 @@ pub async fn run(ctx: &Ctx, options: &Options) -> Result<Report> {
     report.figure("broadcast_received", received);
     report.figure("broadcast_all_ms", round3(spread as f64 / 1e6));
     report.figure("broadcast_latency_ms", latency.json());
+    let mut cpu = format!("  while it spread: client CPU {}", ms(broadcast.cpu.as_nanos() as u64));
+    report.figure("broadcast_client_cpu_ms", round3(broadcast.cpu.as_secs_f64() * 1e3));
+    if let Some(server) = broadcast_server_cpu {
+        cpu += &format!(", server CPU {}", ms(server.as_nanos() as u64));
+        report.figure("broadcast_server_cpu_ms", round3(server.as_secs_f64() * 1e3));
+    }
+    report.line(cpu);
     Ends::tally(&outcomes).add_to(&mut report);
     if received < n as u64 {
         report.fail(format!("the message reached only {received} of {n} connections"));

@@ -10,6 +10,8 @@ pub mod upload;
 
 use serde_json::json;
 use tokio::task::JoinHandle;
+use std::time::Duration;
+
 use tokio::time::Instant;
 
 use crate::api::{self, User};
@@ -105,6 +107,11 @@ impl Ctx {
     /// The server's memory, when `--server-pid` was given.
     pub fn server_memory(&self) -> Result<Option<Memory>> {
         self.server_pid.map(sys::process_memory).transpose()
+    }
+
+    /// The server's CPU time so far, when `--server-pid` was given.
+    pub fn server_cpu(&self) -> Result<Option<Duration>> {
+        self.server_pid.map(sys::process_cpu).transpose()
     }
 }
 
