@@ -12,10 +12,11 @@ use rusqlite::{Connection, Row};
 use super::DbError;
 
 /// The newest messages with `id < ?1`, newest first, at most `?2` of them.
-const BEFORE_ID: &str =
+pub(super) const BEFORE_ID: &str =
     "SELECT id, username, content, created_at FROM messages WHERE id < ?1 ORDER BY id DESC LIMIT ?2";
 /// Skips the `?2` newest messages and takes the next `?1`, newest first.
-const AT_OFFSET: &str = "SELECT id, username, content, created_at FROM messages ORDER BY id DESC LIMIT ?1 OFFSET ?2";
+pub(super) const AT_OFFSET: &str =
+    "SELECT id, username, content, created_at FROM messages ORDER BY id DESC LIMIT ?1 OFFSET ?2";
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Message {

@@ -12,6 +12,7 @@ use std::future::Future;
 use std::path::Path;
 use std::time::Duration;
 
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 use tokio::sync::{mpsc, oneshot};
 
@@ -190,6 +191,11 @@ fn open_connection(path: &Path) -> Result<Connection, DbError> {
     // acknowledged message survives a power cut, not only a killed process.
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", true)?;
+    // Without the planner's stability guarantee, SQLite plans `LIMIT ?` for
+    // the value bound when the statement was prepared, and binding another
+    // value makes the cached statement prepare itself again on its next
+    // step: a parse and plan for every history page.
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }
@@ -261,9 +267,25 @@ fn run_batch(conn: &Connection, jobs: impl Iterator<Item = WriteJob>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rusqlite::StatementStatus;
 
     fn pragma<T: rusqlite::types::FromSql>(conn: &Connection, name: &str) -> Result<T, DbError> {
         Ok(conn.pragma_query_value(None, name, |row| row.get(0))?)
+    }
+
+    #[test]
+    fn a_cached_statement_is_not_prepared_again_for_other_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = open_connection(&dir.path().join("chat.db")).unwrap();
+        migrate(&mut conn).unwrap();
+        for (before_id, limit) in [(10, 21), (5, 3), (1_000, 101)] {
+            messages::before_id(&conn, before_id, limit).unwrap();
+            messages::at_offset(&conn, before_id, limit).unwrap();
+        }
+        for sql in [messages::BEFORE_ID, messages::AT_OFFSET] {
+            let statement = conn.prepare_cached(sql).unwrap();
+            assert_eq!(statement.get_status(StatementStatus::RePrepare), 0, "{sql}");
+        }
     }
 
     #[tokio::test]

@@ -8,10 +8,10 @@ pub mod idle;
 pub mod login_storm;
 pub mod upload;
 
-use serde_json::json;
-use tokio::task::JoinHandle;
 use std::time::Duration;
 
+use serde_json::json;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::api::{self, User};
