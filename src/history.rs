@@ -9,6 +9,7 @@
 //! both forms (the oldest id of this page), each only while `has_more`: a
 //! client can switch from offsets to the cheaper keyset form at any page.
 
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
@@ -19,6 +20,7 @@ use crate::db::messages::{self, Message};
 use crate::error::ApiError;
 use crate::http::form;
 use crate::http::response::Response;
+use crate::json;
 use crate::router::Exchange;
 
 /// The size of `/history/last20`, and the default `limit`.
@@ -117,6 +119,66 @@ impl NewestPage {
     }
 }
 
+/// Bytes of encoded pages [`SealedPages`] keeps at most.
+const SEALED_PAGES_BUDGET: usize = 4 * 1024 * 1024;
+
+/// Encoded `before_id` pages that can never change, so that clients
+/// scrolling back through the same history (every client starts from the
+/// same newest page, so their `next_before_id`s coincide) are served from
+/// memory.
+///
+/// Messages are never edited or deleted, and a new message always gets an
+/// id above every existing one. So once the page below `before_id` holds
+/// the message `before_id - 1`, no message can ever join it, and neither its
+/// rows nor its `has_more` can change: it is sealed. A page that is not
+/// (it reaches the newest end of the room, or the ids have a gap) is never
+/// kept. The oldest entries are dropped first once the budget is reached.
+#[derive(Default)]
+pub struct SealedPages {
+    pages: Mutex<Sealed>,
+}
+
+#[derive(Default)]
+struct Sealed {
+    bodies: HashMap<PageKey, Bytes>,
+    /// Keys in the order they were stored, oldest first.
+    order: VecDeque<PageKey>,
+    bytes: usize,
+}
+
+/// `before_id` and `limit`.
+type PageKey = (i64, u32);
+
+impl SealedPages {
+    fn get(&self, key: PageKey) -> Option<Bytes> {
+        self.lock().bodies.get(&key).cloned()
+    }
+
+    /// A page already kept is left as it is: being sealed, it is the same.
+    fn store(&self, key: PageKey, body: Bytes) {
+        let mut sealed = self.lock();
+        let sealed = &mut *sealed;
+        if body.len() > SEALED_PAGES_BUDGET || sealed.bodies.contains_key(&key) {
+            return;
+        }
+        while sealed.bytes + body.len() > SEALED_PAGES_BUDGET {
+            let Some(oldest) = sealed.order.pop_front() else { break };
+            if let Some(dropped) = sealed.bodies.remove(&oldest) {
+                sealed.bytes -= dropped.len();
+            }
+        }
+        sealed.bytes += body.len();
+        sealed.bodies.insert(key, body);
+        sealed.order.push_back(key);
+    }
+
+    /// Every update leaves the map, the order and the byte count agreeing
+    /// before anything that could panic, so a poisoned lock is still sound.
+    fn lock(&self) -> MutexGuard<'_, Sealed> {
+        self.pages.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 pub async fn last20(ex: &mut Exchange<'_, '_>) -> Result<Response, ApiError> {
     ex.authenticate()?;
     let cache = &ex.app.newest_page;
@@ -130,7 +192,7 @@ pub async fn last20(ex: &mut Exchange<'_, '_>) -> Result<Response, ApiError> {
                 .await?;
             newest.reverse();
             let views: Vec<MessageView<'_>> = newest.iter().map(MessageView::from).collect();
-            let body = Bytes::from(serde_json::to_vec(&views).expect("serializing plain data cannot fail"));
+            let body = json::encode(&views);
             cache.store(generation, body.clone());
             body
         }
@@ -141,6 +203,14 @@ pub async fn last20(ex: &mut Exchange<'_, '_>) -> Result<Response, ApiError> {
 pub async fn page(ex: &mut Exchange<'_, '_>) -> Result<Response, ApiError> {
     ex.authenticate()?;
     let query = parse_query(ex.request.query())?;
+    let sealed = &ex.app.sealed_pages;
+    let key = match query.start {
+        Start::BeforeId(id) => Some((id, query.limit)),
+        Start::Offset(_) => None,
+    };
+    if let Some(body) = key.and_then(|key| sealed.get(key)) {
+        return Ok(Response::bytes(200, "application/json", body));
+    }
     let fetch = query.limit + 1;
     let rows = ex
         .app
@@ -150,7 +220,13 @@ pub async fn page(ex: &mut Exchange<'_, '_>) -> Result<Response, ApiError> {
             Start::BeforeId(id) => messages::before_id(conn, id, fetch),
         })
         .await?;
-    Ok(Response::json(200, &paginate(&rows, query)))
+    let body = json::encode(&paginate(&rows, query));
+    if let Some((before_id, limit)) = key {
+        if rows.first().is_some_and(|newest| newest.id == before_id - 1) {
+            sealed.store((before_id, limit), body.clone());
+        }
+    }
+    Ok(Response::bytes(200, "application/json", body))
 }
 
 /// Builds the envelope from up to `limit + 1` rows, newest first.
@@ -208,6 +284,27 @@ mod tests {
             content: format!("m{id}"),
             created_at: 0,
         }
+    }
+
+    #[test]
+    fn sealed_pages_keep_to_their_budget_dropping_the_oldest() {
+        let pages = SealedPages::default();
+        let quarter = Bytes::from(vec![b'x'; SEALED_PAGES_BUDGET / 4]);
+        for id in 1..=4 {
+            pages.store((id, 20), quarter.clone());
+        }
+        pages.store((2, 20), quarter.clone());
+        assert!(
+            (1..=4).all(|id| pages.get((id, 20)).is_some()),
+            "a full budget is kept whole"
+        );
+        pages.store((5, 20), Bytes::from_static(b"[]"));
+        assert!(pages.get((1, 20)).is_none(), "the oldest goes first");
+        assert_eq!(pages.get((5, 20)).as_deref(), Some(&b"[]"[..]));
+        assert!(pages.get((5, 21)).is_none(), "the limit is part of the key");
+        pages.store((6, 20), Bytes::from(vec![b'x'; SEALED_PAGES_BUDGET + 1]));
+        assert!(pages.get((6, 20)).is_none(), "a page over the whole budget is not kept");
+        assert!(pages.lock().bytes <= SEALED_PAGES_BUDGET);
     }
 
     #[test]

@@ -1,7 +1,10 @@
-//! JSON request bodies: a body that is not JSON, misses a field or has a
-//! wrong type is a 422 whose detail says what was wrong.
+//! JSON bodies. Requests: a body that is not JSON, misses a field or has a
+//! wrong type is a 422 whose detail says what was wrong. Responses: encoded
+//! once into shareable bytes, which caches can keep.
 
+use bytes::Bytes;
 use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 use crate::error::ApiError;
 
@@ -17,4 +20,10 @@ pub fn parse_object<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
         return Err(ApiError::unprocessable("the body must be a JSON object"));
     }
     parse(body)
+}
+
+/// Our response types are plain data (strings, numbers, options, vectors):
+/// serializing them cannot fail.
+pub fn encode(value: &impl Serialize) -> Bytes {
+    Bytes::from(serde_json::to_vec(value).expect("serializing plain data cannot fail"))
 }

@@ -115,6 +115,7 @@ pub async fn build_app(config: Config, shutdown: server::Shutdown) -> Result<App
         shutdown,
         hub: Arc::new(Hub::default()),
         newest_page: Arc::default(),
+        sealed_pages: history::SealedPages::default(),
     })
 }
 

@@ -18,7 +18,7 @@ use crate::auth::Auth;
 use crate::config::Config;
 use crate::db::Db;
 use crate::error::ApiError;
-use crate::history::NewestPage;
+use crate::history::{NewestPage, SealedPages};
 use crate::http;
 use crate::log::Level;
 use crate::router::Service;
@@ -38,6 +38,8 @@ pub struct App {
     pub hub: Arc<Hub>,
     /// The cached `/history/last20` body, dropped on every commit of a message.
     pub newest_page: Arc<NewestPage>,
+    /// Encoded keyset pages that can no longer change.
+    pub sealed_pages: SealedPages,
 }
 
 /// A cloneable view of the shutdown signal.

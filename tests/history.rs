@@ -139,3 +139,28 @@ async fn last20_shows_a_new_message_as_soon_as_it_is_acknowledged() {
     ids.push(ann.post("ann", "one more").await);
     assert_eq!(ids_of(&server.get("/history/last20", &token).json()), ids);
 }
+
+#[tokio::test]
+async fn a_keyset_page_that_reaches_the_newest_message_still_grows() {
+    let (server, mut ids, token) = server_with_messages(3).await;
+    let beyond = format!("/history?before_id={}", ids[2] + 50);
+    let sealed = format!("/history?before_id={}&limit=2", ids[2]);
+    for _ in 0..2 {
+        assert_eq!(ids_of(&server.get(&beyond, &token).json()["messages"]), ids);
+        assert_eq!(ids_of(&server.get(&sealed, &token).json()["messages"]), ids[..2]);
+    }
+    let mut ann = Client::join(&server, &token, "ann").await;
+    ids.push(ann.post("ann", "one more").await);
+    assert_eq!(
+        ids_of(&server.get(&beyond, &token).json()["messages"]),
+        ids,
+        "a page above the newest id is not kept"
+    );
+    let page = server.get(&sealed, &token).json();
+    assert_eq!(
+        ids_of(&page["messages"]),
+        ids[..2],
+        "a sealed page is the same from memory"
+    );
+    assert_eq!(page["has_more"], false);
+}

@@ -51,8 +51,7 @@ impl Response {
     }
 
     pub fn json(status: u16, value: &impl serde::Serialize) -> Response {
-        let body = serde_json::to_vec(value).expect("serializing plain data cannot fail");
-        Response::bytes(status, "application/json", body)
+        Response::bytes(status, "application/json", crate::json::encode(value))
     }
 
     pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Response {
