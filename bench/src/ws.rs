@@ -5,10 +5,11 @@
 //! once: a connection left unread while thousands of others join would fill
 //! its queue on the server with join events and be dropped as a slow consumer.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use serde_json::Value;
+use serde::Deserialize;
 use tokio::net::TcpStream;
 use tokio::time::{timeout, timeout_at, Instant};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -100,12 +101,13 @@ pub async fn close_all(sockets: Vec<Ws>) {
         .await;
 }
 
-/// A server-to-client chat event, reduced to what the benchmarks use.
+/// A server-to-client chat event, reduced to what the benchmarks use. The
+/// content borrows from the frame unless it had escapes to undo.
 #[derive(Debug, PartialEq)]
-pub enum Event {
+pub enum Event<'a> {
     Message {
         id: i64,
-        content: String,
+        content: Cow<'a, str>,
     },
     Error {
         code: String,
@@ -114,24 +116,27 @@ pub enum Event {
     Other,
 }
 
-pub fn parse_event(text: &str) -> Event {
-    let Ok(Value::Object(mut event)) = serde_json::from_str::<Value>(text) else {
+/// The fields of any event that the benchmarks read; the others are
+/// skipped without being built, which matters at a million events a second.
+#[derive(Deserialize)]
+struct Fields<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    id: Option<i64>,
+    #[serde(borrow)]
+    content: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    code: Option<Cow<'a, str>>,
+}
+
+pub fn parse_event(text: &str) -> Event<'_> {
+    let Ok(fields) = serde_json::from_str::<Fields<'_>>(text) else {
         return Event::Other;
     };
-    match event.get("type").and_then(Value::as_str) {
-        Some("message") => {
-            let id = event.get("id").and_then(Value::as_i64);
-            match (id, event.remove("content")) {
-                (Some(id), Some(Value::String(content))) => Event::Message { id, content },
-                _ => Event::Other,
-            }
-        }
-        Some("error") => Event::Error {
-            code: event
-                .get("code")
-                .and_then(Value::as_str)
-                .unwrap_or("unknown")
-                .to_string(),
+    match (&*fields.kind, fields.id, fields.content) {
+        ("message", Some(id), Some(content)) => Event::Message { id, content },
+        ("error", ..) => Event::Error {
+            code: fields.code.as_deref().unwrap_or("unknown").to_string(),
         },
         _ => Event::Other,
     }
@@ -149,6 +154,17 @@ mod tests {
             Event::Message {
                 id: 42,
                 content: "Hello".into()
+            }
+        );
+    }
+
+    #[test]
+    fn escaped_content_is_unescaped() {
+        assert_eq!(
+            parse_event(r#"{"type":"message","id":7,"content":"say \"hi\"\n"}"#),
+            Event::Message {
+                id: 7,
+                content: "say \"hi\"\n".into()
             }
         );
     }
