@@ -1,12 +1,11 @@
 //! The chat room: every open chat connection and who is online.
 //!
-//! Each connection has its own bounded queue of encoded events, drained by
-//! its session's writer. [`Hub::broadcast`] never waits: it offers the event
-//! to every queue with `try_send`, so a slow or stalled reader costs the
-//! others nothing. A connection whose queue is full has fallen
-//! [`QUEUE_CAPACITY`] events behind; it is evicted on the spot (its session
-//! then closes it with 4002) rather than allowed to hold memory or delay
-//! anyone.
+//! Each connection has its own bounded [`Outbox`] of encoded events, drained
+//! by its session's writer. [`Hub::broadcast`] never waits: it offers the
+//! event to every outbox, so a slow or stalled reader costs the others
+//! nothing. A connection whose outbox is full has fallen [`QUEUE_CAPACITY`]
+//! events behind; it is evicted on the spot (its session then closes it
+//! with 4002) rather than allowed to hold memory or delay anyone.
 //!
 //! Everything happens under one short lock, and every event is queued to
 //! every connection before the lock is released: all connections therefore
@@ -19,9 +18,11 @@
 //! is the number of distinct users connected.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::future::poll_fn;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::Poll;
 
-use tokio::sync::{mpsc, oneshot};
+use futures_util::task::AtomicWaker;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::event::Event;
@@ -29,6 +30,11 @@ use super::event::Event;
 /// Events a connection may fall behind before it is dropped as a slow
 /// consumer.
 pub const QUEUE_CAPACITY: usize = 1024;
+
+/// An empty outbox keeps at most this much room for events: a burst may
+/// grow it to [`QUEUE_CAPACITY`], but an idle connection should not keep
+/// that memory.
+const IDLE_ROOM: usize = 64;
 
 pub type ClientId = u64;
 
@@ -40,11 +46,100 @@ pub struct Hub {
 /// What a session holds while it is in the room.
 pub struct Membership {
     pub id: ClientId,
-    /// Events to write to this connection, in broadcast order. Ends once
-    /// the hub lets go of the connection.
-    pub events: mpsc::Receiver<Utf8Bytes>,
-    /// Resolves when the hub evicts the connection for falling behind.
-    pub evicted: oneshot::Receiver<()>,
+    /// Events to write to this connection, in broadcast order.
+    pub outbox: Arc<Outbox>,
+}
+
+/// One connection's queue of events, written by the hub and drained by the
+/// session's writer. Lighter than a channel for what it has to do: one lock
+/// for the queue and the eviction flag together, no memory until the first
+/// event, and a wake-up only when the queue was empty (otherwise the writer
+/// is already due to run).
+#[derive(Default)]
+pub struct Outbox {
+    queue: Mutex<Queue>,
+    /// The session's writer, waiting for events.
+    writer: AtomicWaker,
+    /// The session itself, watching for eviction: its writer may be stuck
+    /// on a full socket, which is the usual reason for being evicted.
+    watcher: AtomicWaker,
+}
+
+#[derive(Default)]
+struct Queue {
+    events: VecDeque<Utf8Bytes>,
+    evicted: bool,
+}
+
+impl Outbox {
+    /// Waits for events and moves up to `max` of them into `batch`, oldest
+    /// first.
+    pub async fn next_batch(&self, batch: &mut Vec<Utf8Bytes>, max: usize) {
+        poll_fn(|cx| {
+            // Registered before looking, so an event queued after the look
+            // finds the waker and wakes it.
+            self.writer.register(cx.waker());
+            let mut queue = self.lock();
+            if queue.events.is_empty() {
+                return Poll::Pending;
+            }
+            let n = queue.events.len().min(max);
+            batch.extend(queue.events.drain(..n));
+            if queue.events.is_empty() && queue.events.capacity() > IDLE_ROOM {
+                queue.events.shrink_to(IDLE_ROOM);
+            }
+            Poll::Ready(())
+        })
+        .await
+    }
+
+    /// Resolves once the hub has evicted the connection for falling behind.
+    pub async fn evicted(&self) {
+        poll_fn(|cx| {
+            self.watcher.register(cx.waker());
+            if self.lock().evicted {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await
+    }
+
+    /// Takes every event still queued (what a closing session still owes).
+    pub fn take_all(&self) -> VecDeque<Utf8Bytes> {
+        std::mem::take(&mut self.lock().events)
+    }
+
+    /// Queues `event`; false only if the outbox is full. An evicted
+    /// outbox takes nothing more but counts as delivered: its session is
+    /// ending.
+    fn offer(&self, event: &Utf8Bytes) -> bool {
+        let mut queue = self.lock();
+        if queue.evicted {
+            return true;
+        }
+        if queue.events.len() >= QUEUE_CAPACITY {
+            return false;
+        }
+        let was_empty = queue.events.is_empty();
+        queue.events.push_back(event.clone());
+        drop(queue);
+        if was_empty {
+            self.writer.wake();
+        }
+        true
+    }
+
+    fn evict(&self) {
+        self.lock().evicted = true;
+        self.watcher.wake();
+    }
+
+    /// Nothing under the lock can panic half-way.
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 #[derive(Default)]
@@ -57,8 +152,7 @@ struct Room {
 
 struct Client {
     user_id: i64,
-    queue: mpsc::Sender<Utf8Bytes>,
-    evicted: oneshot::Sender<()>,
+    outbox: Arc<Outbox>,
 }
 
 struct Presence {
@@ -70,8 +164,7 @@ impl Hub {
     /// Adds a connection; announces `join` to everyone if it is the user's
     /// first, and to the newcomer alone otherwise.
     pub fn connect(&self, user_id: i64, username: &str) -> Membership {
-        let (queue, events) = mpsc::channel(QUEUE_CAPACITY);
-        let (evict, evicted) = oneshot::channel();
+        let outbox = Arc::new(Outbox::default());
         let mut room = self.lock();
         let id = room.next_id;
         room.next_id += 1;
@@ -79,8 +172,7 @@ impl Hub {
             id,
             Client {
                 user_id,
-                queue,
-                evicted: evict,
+                outbox: outbox.clone(),
             },
         );
         let presence = room.online.entry(user_id).or_insert_with(|| Presence {
@@ -96,12 +188,12 @@ impl Hub {
         .encode();
         if first {
             room.broadcast(join);
-        } else if let Some(client) = room.clients.get(&id) {
+        } else {
             // A second tab is no news to the others, but it must learn `online`
-            // too; its queue is new, so the offer cannot fail.
-            client.offer(&join);
+            // too; its outbox is new, so the offer cannot fail.
+            outbox.offer(&join);
         }
-        Membership { id, events, evicted }
+        Membership { id, outbox }
     }
 
     /// Removes a connection (a no-op if it was evicted); announces `leave`
@@ -122,7 +214,7 @@ impl Hub {
     /// order with what is broadcast to it.
     pub fn send_to(&self, id: ClientId, event: Utf8Bytes) {
         let mut room = self.lock();
-        let full = room.clients.get(&id).is_some_and(|client| !client.offer(&event));
+        let full = room.clients.get(&id).is_some_and(|client| !client.outbox.offer(&event));
         if full {
             for leave in room.evict(&[id]) {
                 room.broadcast(leave);
@@ -137,17 +229,6 @@ impl Hub {
     }
 }
 
-impl Client {
-    /// Queues `event`; false only if the queue is full. A closed queue
-    /// counts as delivered: its session is ending and removes itself.
-    fn offer(&self, event: &Utf8Bytes) -> bool {
-        !matches!(
-            self.queue.try_send(event.clone()),
-            Err(mpsc::error::TrySendError::Full(_))
-        )
-    }
-}
-
 impl Room {
     /// Queues `event` everywhere, then evicts the connections that could not
     /// take it and broadcasts the `leave` events that causes, the same way.
@@ -157,7 +238,7 @@ impl Room {
             let behind: Vec<ClientId> = self
                 .clients
                 .iter()
-                .filter(|(_, client)| !client.offer(&event))
+                .filter(|(_, client)| !client.outbox.offer(&event))
                 .map(|(id, _)| *id)
                 .collect();
             if !behind.is_empty() {
@@ -172,7 +253,7 @@ impl Room {
         let mut leaves = Vec::new();
         for id in ids {
             if let Some((client, leave)) = self.remove(*id) {
-                let _ = client.evicted.send(());
+                client.outbox.evict();
                 leaves.extend(leave);
             }
         }
@@ -203,11 +284,12 @@ mod tests {
     use super::*;
 
     fn drain(membership: &mut Membership) -> Vec<String> {
-        let mut got = Vec::new();
-        while let Ok(event) = membership.events.try_recv() {
-            got.push(event.as_str().to_string());
-        }
-        got
+        let events = membership.outbox.take_all();
+        events.iter().map(|event| event.as_str().to_string()).collect()
+    }
+
+    fn is_evicted(membership: &Membership) -> bool {
+        membership.outbox.lock().evicted
     }
 
     #[test]
@@ -241,9 +323,9 @@ mod tests {
         drain(&mut b);
         let event = Utf8Bytes::from("{\"type\":\"message\"}");
         hub.broadcast(event.clone());
-        let (got_a, got_b) = (a.events.try_recv().unwrap(), b.events.try_recv().unwrap());
-        assert_eq!(got_a.as_ptr(), event.as_ptr());
-        assert_eq!(got_b.as_ptr(), event.as_ptr());
+        let (got_a, got_b) = (a.outbox.take_all(), b.outbox.take_all());
+        assert_eq!(got_a[0].as_ptr(), event.as_ptr());
+        assert_eq!(got_b[0].as_ptr(), event.as_ptr());
     }
 
     #[test]
@@ -253,7 +335,7 @@ mod tests {
         let mut reader = hub.connect(2, "fast");
         drain(&mut reader);
         let mut sent = 0;
-        while stalled.evicted.try_recv().is_err() {
+        while !is_evicted(&stalled) {
             assert!(sent < QUEUE_CAPACITY, "never evicted");
             hub.broadcast(Utf8Bytes::from(sent.to_string()));
             sent += 1;
@@ -274,5 +356,45 @@ mod tests {
             ["only you"],
             "no second leave, and direct events arrive"
         );
+    }
+
+    #[tokio::test]
+    async fn the_writer_takes_batches_and_the_session_learns_of_its_eviction() {
+        let outbox = Arc::new(Outbox::default());
+        let mut batch = Vec::new();
+        for i in 0..5 {
+            assert!(outbox.offer(&Utf8Bytes::from(i.to_string())));
+        }
+        outbox.next_batch(&mut batch, 3).await;
+        outbox.next_batch(&mut batch, 3).await;
+        let got: Vec<&str> = batch.iter().map(Utf8Bytes::as_str).collect();
+        assert_eq!(got, ["0", "1", "2", "3", "4"]);
+        let writer = tokio::spawn({
+            let outbox = outbox.clone();
+            async move {
+                let mut batch = Vec::new();
+                outbox.next_batch(&mut batch, 3).await;
+                batch
+            }
+        });
+        let watcher = tokio::spawn({
+            let outbox = outbox.clone();
+            async move { outbox.evicted().await }
+        });
+        tokio::task::yield_now().await;
+        outbox.offer(&Utf8Bytes::from("late"));
+        assert_eq!(
+            writer.await.unwrap(),
+            [Utf8Bytes::from("late")],
+            "an event wakes the writer"
+        );
+        assert!(!watcher.is_finished());
+        outbox.evict();
+        watcher.await.unwrap();
+        assert!(
+            outbox.offer(&Utf8Bytes::from("after")),
+            "an evicted outbox takes nothing, silently"
+        );
+        assert!(outbox.take_all().is_empty());
     }
 }

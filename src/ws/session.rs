@@ -19,6 +19,7 @@
 //! waits (at most [`CLOSE_TIMEOUT`]) for the client to finish the close.
 
 use std::borrow::Cow;
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
@@ -28,7 +29,6 @@ use futures_util::stream::{FuturesOrdered, SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
 use tokio::time::{interval_at, timeout, MissedTickBehavior};
 use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
@@ -37,7 +37,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 
 use super::event::{self, Event};
-use super::hub::{ClientId, Hub, Membership};
+use super::hub::{ClientId, Hub, Membership, Outbox};
 use super::limit::{RateLimit, Verdict};
 use crate::auth::Claims;
 use crate::clock;
@@ -194,17 +194,13 @@ impl Session {
         }
         let socket = WebSocketStream::from_partially_read(stream, leftover, Role::Server, Some(config())).await;
         let (mut sink, mut source) = socket.split();
-        let Membership {
-            id,
-            mut events,
-            mut evicted,
-        } = self.hub.connect(self.claims.uid, &self.claims.sub);
+        let Membership { id, outbox } = self.hub.connect(self.claims.uid, &self.claims.sub);
         let expired = tokio::time::sleep(until_expiry(self.claims.exp));
         let mut shutdown = self.shutdown.clone();
         let end = tokio::select! {
             end = self.read(&mut source, id) => end,
-            end = write(&mut sink, &mut events) => end,
-            _ = &mut evicted => End::Close(Close::SLOW_CONSUMER),
+            end = write(&mut sink, &outbox) => end,
+            _ = outbox.evicted() => End::Close(Close::SLOW_CONSUMER),
             _ = shutdown.triggered() => End::Close(Close::SHUTDOWN),
             _ = expired => End::Close(Close::EXPIRED),
         };
@@ -215,7 +211,7 @@ impl Session {
             Level::Info
         };
         crate::log!(level, "chat: user={} {end}", self.claims.sub);
-        let _ = timeout(CLOSE_TIMEOUT, finish(sink, source, events, end)).await;
+        let _ = timeout(CLOSE_TIMEOUT, finish(sink, source, &outbox, end)).await;
     }
 
     /// Reads frames until the session must end, and says why. It keeps
@@ -301,16 +297,14 @@ impl Session {
 }
 
 /// Writes queued events in batches, with a ping every [`PING_EVERY`], until
-/// the socket fails or the hub lets go of the connection.
-async fn write(sink: &mut Sink, events: &mut mpsc::Receiver<Utf8Bytes>) -> End {
+/// the socket fails.
+async fn write(sink: &mut Sink, outbox: &Outbox) -> End {
     let mut ping = interval_at((Instant::now() + PING_EVERY).into(), PING_EVERY);
     ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut batch = Vec::new();
     loop {
         let written = tokio::select! {
-            first = events.recv() => match first {
-                Some(first) => write_batch(sink, first, events).await,
-                None => return End::Close(Close::SLOW_CONSUMER),
-            },
+            () = outbox.next_batch(&mut batch, BATCH) => write_batch(sink, &mut batch).await,
             _ = ping.tick() => sink.send(Message::Ping(Bytes::new())).await,
         };
         if let Err(e) = written {
@@ -319,11 +313,9 @@ async fn write(sink: &mut Sink, events: &mut mpsc::Receiver<Utf8Bytes>) -> End {
     }
 }
 
-/// Feeds `first` and whatever else is already queued, then flushes once.
-async fn write_batch(sink: &mut Sink, first: Utf8Bytes, events: &mut mpsc::Receiver<Utf8Bytes>) -> Result<(), WsError> {
-    sink.feed(Message::Text(first)).await?;
-    for _ in 1..BATCH {
-        let Ok(event) = events.try_recv() else { break };
+/// Feeds every event of the batch, then flushes once.
+async fn write_batch(sink: &mut Sink, batch: &mut Vec<Utf8Bytes>) -> Result<(), WsError> {
+    for event in batch.drain(..) {
         sink.feed(Message::Text(event)).await?;
     }
     sink.flush().await
@@ -333,13 +325,13 @@ async fn write_batch(sink: &mut Sink, first: Utf8Bytes, events: &mut mpsc::Recei
 /// (acknowledgements, `rate_limited` errors) still go out before the
 /// server's own close, unless the connection is being dropped for being too
 /// far behind.
-async fn finish(mut sink: Sink, source: Source, mut events: mpsc::Receiver<Utf8Bytes>, end: End) {
+async fn finish(mut sink: Sink, source: Source, outbox: &Outbox, end: End) {
     let said = match end {
         End::Gone(_) => return,
         End::ClosedByClient => sink.close().await,
         End::Close(close) => {
             let backlog = close != Close::SLOW_CONSUMER;
-            goodbye(&mut sink, backlog.then_some(&mut events), &close).await
+            goodbye(&mut sink, backlog.then(|| outbox.take_all()), &close).await
         }
     };
     if said.is_err() {
@@ -352,15 +344,9 @@ async fn finish(mut sink: Sink, source: Source, mut events: mpsc::Receiver<Utf8B
 
 /// What is left of the queue (if given), the `error` event, then the close
 /// frame.
-async fn goodbye(
-    sink: &mut Sink,
-    backlog: Option<&mut mpsc::Receiver<Utf8Bytes>>,
-    close: &Close,
-) -> Result<(), WsError> {
-    if let Some(events) = backlog {
-        while let Ok(event) = events.try_recv() {
-            sink.feed(Message::Text(event)).await?;
-        }
+async fn goodbye(sink: &mut Sink, backlog: Option<VecDeque<Utf8Bytes>>, close: &Close) -> Result<(), WsError> {
+    for event in backlog.into_iter().flatten() {
+        sink.feed(Message::Text(event)).await?;
     }
     let event = Event::Error {
         code: close.error,
