@@ -9,8 +9,8 @@ pub mod login_storm;
 pub mod upload;
 
 use serde_json::json;
-use tokio::task::JoinHandle;
 use std::time::Duration;
+use tokio::task::JoinHandle;
 
 use tokio::time::Instant;
 
