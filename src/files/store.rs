@@ -181,7 +181,7 @@ async fn write_in_order(
 
 /// A file being received. Bytes are gathered into [`WRITE_CHUNK`]-sized
 /// buffers; a full buffer goes to the upload's writer task, which hashes
-/// and writes it on a blocking thread while the caller receives into another
+/// and writes it on blocking threads while the caller receives into another
 /// one. At most [`BUFFERS`] exist, so memory stays bounded whatever the size
 /// of the file: when all are taken, the caller waits for one to come back.
 ///
