@@ -521,6 +521,28 @@ fn concurrent_uploads_are_each_stored_intact() {
 }
 
 #[test]
+fn a_file_of_many_send_buffers_downloads_whole_and_in_ranges() {
+    let server = Server::start();
+    let token = server.user("alice");
+    // Larger than the most the server moves to the socket in one go.
+    let content: Vec<u8> = (0..(20 << 20) + 4321u32).map(|i| (i ^ (i >> 11)) as u8).collect();
+    let id = upload(&server, &token, "many.bin", &content)["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let whole = download(&server, &token, &id);
+    assert_eq!(whole.status, 200);
+    assert!(whole.body == content);
+    let path = format!("/files/{id}");
+    for (first, last) in [(1, content.len() - 2), ((9 << 20) - 1, (17 << 20) + 1)] {
+        let range = format!("bytes={first}-{last}");
+        let response = request_with(&server, "GET", &path, &token, &[("Range", &range)]);
+        assert_eq!(response.status, 206, "{range}");
+        assert!(response.body == content[first..=last], "{range}");
+    }
+}
+
+#[test]
 fn single_ranges_are_206_and_others_are_200_or_416() {
     let server = Server::start();
     let token = server.user("alice");

@@ -15,17 +15,26 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 /// Random bytes in an id: 128 bits, written as 32 lowercase hex digits.
 const ID_BYTES: usize = 16;
 const TEMP_PREFIX: &str = ".tmp-";
-/// Received bytes are written in pieces of about this size, each by one
-/// blocking task, while the next piece is being received.
-const WRITE_CHUNK: usize = 256 * 1024;
+/// Received bytes are hashed and written in pieces of this size, each by one
+/// blocking task, while the next pieces are being received.
+const WRITE_CHUNK: usize = 1024 * 1024;
+/// Buffers one upload may hold: one being filled on the event loop, the
+/// others queued for or in the blocking write. With several, a write that
+/// stalls for a moment (the disk, a busy blocking pool) does not stop the
+/// receiving at once. The memory of an upload is bounded by
+/// `BUFFERS * WRITE_CHUNK`.
+const BUFFERS: usize = 4;
 
 /// A fresh id that is unguessable and safe in a URL and a file name.
 fn new_id() -> io::Result<String> {
@@ -92,28 +101,106 @@ impl Drop for Discard {
     }
 }
 
-/// The open temp file and the digest of what has been written to it; moved
-/// to a blocking thread for each write and handed back.
-struct Writer {
+/// The temp file and how much has been written to it.
+struct Disk {
     file: File,
+    written: u64,
+}
+
+impl Disk {
+    /// Writes one piece and has the kernel start writing it to the disk now:
+    /// left to itself the kernel would hold the whole upload in dirty pages
+    /// and write it all during the final fsync, after the last byte arrived;
+    /// started early, the disk works while the rest arrives. Blocking.
+    fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.file.write_all(bytes)?;
+        let offset = libc::off64_t::try_from(self.written).map_err(io::Error::other)?;
+        let len = libc::off64_t::try_from(bytes.len()).map_err(io::Error::other)?;
+        self.written += bytes.len() as u64;
+        // SAFETY: a plain system call on a descriptor `self` owns.
+        let started = unsafe { libc::sync_file_range(self.file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE) };
+        if started != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
+/// The temp file and the digest of what has been written to it.
+struct Writer {
+    file: Disk,
     hasher: Sha256,
 }
 
-type WriteTask = JoinHandle<(Writer, Vec<u8>, io::Result<()>)>;
+/// Writes the buffers that come in on `full`, in order, and sends them back
+/// on `empty` for reuse. Ends when `full` is closed (the upload is complete
+/// or abandoned) or at the first error.
+///
+/// This is a task of its own, so the writing goes on while the upload's
+/// handler waits for the socket, and the handler goes on receiving while a
+/// write is in progress. Each buffer is hashed and written at the same time,
+/// on two blocking threads: copying into the page cache and SHA-256 are the
+/// two largest costs of an upload, and one after the other they made the
+/// writing slower than the receiving.
+async fn write_in_order(
+    mut writer: Writer,
+    mut full: mpsc::Receiver<Vec<u8>>,
+    empty: mpsc::Sender<Vec<u8>>,
+) -> io::Result<Writer> {
+    while let Some(buffer) = full.recv().await {
+        let buffer = Arc::new(buffer);
+        let Writer { mut file, mut hasher } = writer;
+        let (hashed, written) = {
+            let (to_hash, to_write) = (Arc::clone(&buffer), Arc::clone(&buffer));
+            tokio::join!(
+                tokio::task::spawn_blocking(move || {
+                    hasher.update(&*to_hash);
+                    hasher
+                }),
+                tokio::task::spawn_blocking(move || {
+                    let result = file.write(&to_write);
+                    (file, result)
+                })
+            )
+        };
+        let (file, result) = written.map_err(io::Error::other)?;
+        result?;
+        writer = Writer {
+            file,
+            hasher: hashed.map_err(io::Error::other)?,
+        };
+        // Both threads are done with it, so it is ours again (were it not, an
+        // empty one stands in: the handler counts on getting one back). The
+        // handler may be gone already; the buffer is then just freed.
+        let mut buffer = Arc::try_unwrap(buffer).unwrap_or_default();
+        buffer.clear();
+        let _ = empty.try_send(buffer);
+    }
+    Ok(writer)
+}
 
 /// A file being received. Bytes are gathered into [`WRITE_CHUNK`]-sized
-/// buffers; a full buffer is hashed and written on a blocking thread while
-/// the caller goes on receiving into the other one, so memory stays at two
-/// buffers whatever the size of the file.
+/// buffers; a full buffer goes to the upload's writer task, which hashes
+/// and writes it on blocking threads while the caller receives into another
+/// one. At most [`BUFFERS`] exist, so memory stays bounded whatever the size
+/// of the file: when all are taken, the caller waits for one to come back.
+///
+/// Dropped before [`Incoming::commit`], the writer task finishes the buffers
+/// it already has (the [`Discard`] guard removes the file meanwhile; bytes
+/// written to a removed file are freed when it is closed) and ends.
 pub struct Incoming {
     id: String,
     dir: PathBuf,
     /// Removes the temp file unless the upload is committed.
     discard: Discard,
-    /// `None` while a write task holds it.
-    writer: Option<Writer>,
     buffer: Vec<u8>,
-    in_flight: Option<WriteTask>,
+    /// Buffers that exist, the one being filled included.
+    buffers: usize,
+    /// `None` once closed at commit, which lets the writer task end.
+    full: Option<mpsc::Sender<Vec<u8>>>,
+    empty: mpsc::Receiver<Vec<u8>>,
+    /// `None` once awaited (after an error or at commit).
+    writer: Option<JoinHandle<io::Result<Writer>>>,
     len: u64,
 }
 
@@ -137,16 +224,22 @@ impl Incoming {
             OpenOptions::new().write(true).create_new(true).mode(0o600).open(opened)
         })
         .await?;
+        // Neither channel can fill: there are never more than BUFFERS buffers.
+        let (full, to_write) = mpsc::channel(BUFFERS);
+        let (written, empty) = mpsc::channel(BUFFERS);
+        let writer = Writer {
+            file: Disk { file, written: 0 },
+            hasher: Sha256::new(),
+        };
         Ok(Incoming {
             id,
             dir: dir.to_path_buf(),
             discard: Discard::new(temp),
-            writer: Some(Writer {
-                file,
-                hasher: Sha256::new(),
-            }),
             buffer: Vec::with_capacity(WRITE_CHUNK),
-            in_flight: None,
+            buffers: 1,
+            full: Some(full),
+            empty,
+            writer: Some(tokio::spawn(write_in_order(writer, to_write, written))),
             len: 0,
         })
     }
@@ -156,49 +249,76 @@ impl Incoming {
         self.len
     }
 
-    pub async fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.buffer.extend_from_slice(bytes);
+    pub async fn write(&mut self, mut bytes: &[u8]) -> io::Result<()> {
         self.len += bytes.len() as u64;
-        if self.buffer.len() >= WRITE_CHUNK {
-            self.flush().await?;
+        while !bytes.is_empty() {
+            let room = WRITE_CHUNK - self.buffer.len();
+            let (now, later) = bytes.split_at(room.min(bytes.len()));
+            self.buffer.extend_from_slice(now);
+            bytes = later;
+            if self.buffer.len() == WRITE_CHUNK {
+                self.hand_over().await?;
+            }
         }
         Ok(())
     }
 
-    /// Starts writing the buffer on a blocking thread, once the previous
-    /// write has finished (whose error, if any, is reported here).
-    async fn flush(&mut self) -> io::Result<()> {
-        let spare = self.settle().await?;
-        let mut writer = self.writer.take().ok_or_else(|| io::Error::other("writer lost"))?;
-        let full = std::mem::replace(&mut self.buffer, spare);
-        self.in_flight = Some(tokio::task::spawn_blocking(move || {
-            writer.hasher.update(&full);
-            let result = writer.file.write_all(&full);
-            (writer, full, result)
-        }));
-        Ok(())
+    /// Queues the full buffer for writing and takes an empty one: a new one
+    /// while fewer than [`BUFFERS`] exist, else the next the writer gives back.
+    async fn hand_over(&mut self) -> io::Result<()> {
+        let next = if self.buffers < BUFFERS {
+            self.buffers += 1;
+            Vec::with_capacity(WRITE_CHUNK)
+        } else {
+            match self.empty.recv().await {
+                Some(buffer) => buffer,
+                None => return Err(self.writer_failure().await),
+            }
+        };
+        let full = std::mem::replace(&mut self.buffer, next);
+        self.queue(full).await
     }
 
-    /// Waits for the write in flight, if any, and returns an empty buffer
-    /// to receive into next.
-    async fn settle(&mut self) -> io::Result<Vec<u8>> {
-        let Some(task) = self.in_flight.take() else {
-            return Ok(Vec::with_capacity(WRITE_CHUNK));
+    async fn queue(&mut self, buffer: Vec<u8>) -> io::Result<()> {
+        let sent = match &self.full {
+            Some(full) => full.send(buffer).await.is_ok(),
+            None => false,
         };
-        let (writer, mut buffer, result) = task.await.map_err(io::Error::other)?;
-        self.writer = Some(writer);
-        result?;
-        buffer.clear();
-        Ok(buffer)
+        if sent {
+            Ok(())
+        } else {
+            Err(self.writer_failure().await)
+        }
+    }
+
+    /// Why the writer task stopped before it was told to: its error.
+    async fn writer_failure(&mut self) -> io::Error {
+        match self.finish_writing().await {
+            Err(e) => e,
+            Ok(_) => io::Error::other("the writer stopped early"),
+        }
+    }
+
+    /// Closes the queue, waits for the writer task to write what is in it
+    /// and end, and takes back the file and the digest.
+    async fn finish_writing(&mut self) -> io::Result<Writer> {
+        self.full = None;
+        let task = self.writer.take().ok_or_else(|| io::Error::other("writer lost"))?;
+        task.await.map_err(io::Error::other)?
     }
 
     /// Writes what is left, makes the file durable and moves it to its final
     /// name: after this a crash keeps the bytes (and the sweep removes them
     /// unless the caller commits a row).
     pub async fn commit(mut self) -> io::Result<Stored> {
-        self.flush().await?;
-        self.settle().await?;
-        let Writer { file, hasher } = self.writer.take().ok_or_else(|| io::Error::other("writer lost"))?;
+        let last = std::mem::take(&mut self.buffer);
+        if !last.is_empty() {
+            self.queue(last).await?;
+        }
+        let Writer {
+            file: Disk { file, .. },
+            hasher,
+        } = self.finish_writing().await?;
         let temp = self.dir.join(format!("{TEMP_PREFIX}{}", self.id));
         let target = path(&self.dir, &self.id);
         let dir = self.dir.clone();
@@ -357,8 +477,9 @@ mod tests {
     async fn committed_file_has_its_bytes_and_digest() {
         let dir = tempfile::tempdir().unwrap();
         let mut incoming = Incoming::create(dir.path()).await.unwrap();
-        let content: Vec<u8> = (0..WRITE_CHUNK * 2 + 7).map(|i| i as u8).collect();
-        for piece in content.chunks(1000) {
+        // Enough for every buffer to be written and reused more than once.
+        let content: Vec<u8> = (0..WRITE_CHUNK * BUFFERS * 2 + 7).map(|i| (i % 253) as u8).collect();
+        for piece in content.chunks(100_000) {
             incoming.write(piece).await.unwrap();
         }
         let stored = incoming.commit().await.unwrap();

@@ -62,10 +62,21 @@ pub async fn upload(ex: &mut Exchange<'_, '_>) -> Result<Response, ApiError> {
             if received > max_body {
                 return Err(too_large(max_file));
             }
-            pending.extend_from_slice(piece);
         }
-        let (consumed, ended) = form.feed(&pending, eof).await?;
-        pending.drain(..consumed);
+        // What the parser leaves unconsumed (at most a possible delimiter)
+        // waits in `pending` for the next piece. Without such a tail, the
+        // piece is parsed where it lies, in the connection's buffer.
+        let ended = if pending.is_empty() {
+            let input = piece.unwrap_or_default();
+            let (consumed, ended) = form.feed(input, eof).await?;
+            pending.extend_from_slice(&input[consumed..]);
+            ended
+        } else {
+            pending.extend_from_slice(piece.unwrap_or_default());
+            let (consumed, ended) = form.feed(&pending, eof).await?;
+            pending.drain(..consumed);
+            ended
+        };
         if ended {
             break;
         }

@@ -8,11 +8,13 @@
 //! complete it within [`HEAD_TIMEOUT`]. A head that times out part-way gets
 //! 408; a connection that sent nothing is closed without a word.
 
+use std::fs::File;
 use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 // Tokio's clock, not std's, so that tests can run the timeouts on a paused clock.
 use tokio::time::{timeout_at, Instant};
@@ -33,7 +35,11 @@ const DRAIN_LIMIT: u64 = 64 * 1024;
 const READ_CHUNK: usize = 64 * 1024;
 /// Bodies up to this size go out in the same write as the head.
 const COALESCE_LIMIT: usize = 16 * 1024;
-const FILE_CHUNK: usize = 256 * 1024;
+/// The most one `sendfile(2)` call is asked to move. The socket takes only
+/// what fits in its send buffer (a few MiB at most), so this bounds how long
+/// one call can keep a blocking thread reading from a slow disk, while a call
+/// per send buffer keeps the round trips to the blocking pool rare.
+const SENDFILE_CHUNK: usize = 8 * 1024 * 1024;
 /// The longest a closing connection discards the rest of an unread body.
 const LINGER: Duration = Duration::from_secs(3);
 
@@ -268,7 +274,7 @@ async fn write_response(
         response::Body::File { file, offset, len } => {
             conn.write_all(out).await?;
             if has_body {
-                copy_file(conn, file, offset, len).await?;
+                send_file(conn, file, offset, len).await?;
             }
         }
     }
@@ -276,25 +282,92 @@ async fn write_response(
     Ok(upgrade)
 }
 
-async fn copy_file(conn: &mut Connection, file: std::fs::File, offset: u64, len: u64) -> io::Result<()> {
-    use tokio::io::AsyncSeekExt;
-    let mut file = tokio::fs::File::from_std(file);
-    file.seek(io::SeekFrom::Start(offset)).await?;
-    let mut remaining = len;
-    let mut chunk = vec![0u8; FILE_CHUNK.min(len as usize)];
-    while remaining > 0 {
-        let want = (remaining as usize).min(chunk.len());
-        let n = file.read(&mut chunk[..want]).await?;
-        if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "file shorter than its record",
-            ));
+/// Sends `len` bytes of `file` from `offset` with `sendfile(2)`: the bytes go
+/// from the page cache to the socket without passing through user space.
+///
+/// `sendfile` blocks while it reads pages that are not cached, and an async
+/// worker must never wait for the disk, so each call runs on a blocking
+/// thread, and only once the socket has room: the socket is non-blocking, so
+/// the call moves what fits and returns. Waiting for room happens here, on
+/// the event loop, where a slow or vanished client costs no thread.
+async fn send_file(conn: &mut Connection, file: File, mut offset: u64, len: u64) -> io::Result<()> {
+    let end = offset
+        .checked_add(len)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "range past the largest offset"))?;
+    let mut transfer = Transfer {
+        file,
+        socket: conn.stream.as_fd().try_clone_to_owned()?,
+    };
+    while offset < end {
+        conn.stream.writable().await?;
+        let count = usize::try_from(end - offset).map_or(SENDFILE_CHUNK, |left| left.min(SENDFILE_CHUNK));
+        let (returned, sent) = tokio::task::spawn_blocking(move || {
+            let sent = transfer.send(offset, count);
+            (transfer, sent)
+        })
+        .await
+        .map_err(io::Error::other)?;
+        transfer = returned;
+        match sent {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "file shorter than its record",
+                ))
+            }
+            Ok(n) => offset += n as u64,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => forget_stale_writable(&conn.stream)?,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
-        conn.write_all(&chunk[..n]).await?;
-        remaining -= n as u64;
     }
     Ok(())
+}
+
+/// What one `sendfile` call needs, moved to a blocking thread and back.
+struct Transfer {
+    file: File,
+    /// A duplicate of the socket's descriptor. Should the connection be
+    /// dropped while a call runs (at shutdown), the socket stays open until
+    /// the call returns, so its descriptor number cannot meanwhile be reused
+    /// by another connection that would then receive this file's bytes.
+    socket: OwnedFd,
+}
+
+impl Transfer {
+    /// One `sendfile` of up to `count` bytes from `offset`. Blocking.
+    fn send(&self, offset: u64, count: usize) -> io::Result<usize> {
+        let mut offset = libc::off_t::try_from(offset).map_err(io::Error::other)?;
+        // SAFETY: both descriptors are open for the whole call (owned by
+        // `self`), and `offset` is a valid `off_t` the call may update.
+        let sent = unsafe { libc::sendfile(self.socket.as_raw_fd(), self.file.as_raw_fd(), &mut offset, count) };
+        usize::try_from(sent).map_err(|_| io::Error::last_os_error())
+    }
+}
+
+/// `sendfile` found the socket full although tokio last saw it writable:
+/// that readiness is stale and must be cleared, or `writable()` would answer
+/// at once forever. It is cleared only if the socket has no room now, checked
+/// inside `try_io`: a wakeup that came after the full `sendfile` is then
+/// either seen by the check or makes tokio ignore the clearing, never lost.
+fn forget_stale_writable(stream: &TcpStream) -> io::Result<()> {
+    let checked = stream.try_io(Interest::WRITABLE, || {
+        let mut poll = libc::pollfd {
+            fd: stream.as_raw_fd(),
+            events: libc::POLLOUT,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, and a zero timeout: this never blocks.
+        match unsafe { libc::poll(&mut poll, 1, 0) } {
+            0 => Err(io::ErrorKind::WouldBlock.into()),
+            n if n > 0 => Ok(()),
+            _ => Err(io::Error::last_os_error()),
+        }
+    });
+    match checked {
+        Err(e) if e.kind() != io::ErrorKind::WouldBlock => Err(e),
+        _ => Ok(()),
+    }
 }
 
 fn log_request(request: &Request, status: u16, bytes: u64, started: Instant, user: Option<&str>) {
@@ -392,6 +465,61 @@ mod tests {
         let (status, elapsed) = wait_for_head(&mut conn, false, &mut shutdown).await;
         assert_eq!(status, None);
         assert!(elapsed < Duration::from_secs(1), "{elapsed:?}");
+    }
+
+    /// A temp file holding `len` bytes that differ from one offset to the next.
+    fn patterned_file(len: usize) -> (File, Vec<u8>) {
+        use std::io::Write;
+        let content: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(&content).unwrap();
+        (file, content)
+    }
+
+    #[tokio::test]
+    async fn a_range_larger_than_one_sendfile_call_arrives_whole_even_to_a_slow_reader() {
+        let (mut conn, mut client) = pair().await;
+        let (file, content) = patterned_file(2 * SENDFILE_CHUNK + 12_345);
+        let (offset, len) = (1000, content.len() - 2000);
+        let reader = tokio::spawn(async move {
+            // The send buffer fills before the first byte is read.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let mut received = Vec::new();
+            client.read_to_end(&mut received).await.unwrap();
+            received
+        });
+        send_file(&mut conn, file, offset as u64, len as u64).await.unwrap();
+        drop(conn);
+        assert!(reader.await.unwrap() == content[offset..offset + len]);
+    }
+
+    #[tokio::test]
+    async fn a_file_shorter_than_its_record_is_an_error_after_what_it_has() {
+        let (mut conn, mut client) = pair().await;
+        let (file, content) = patterned_file(1000);
+        let reader = tokio::spawn(async move {
+            let mut received = Vec::new();
+            client.read_to_end(&mut received).await.unwrap();
+            received
+        });
+        let error = send_file(&mut conn, file, 0, 2000).await.unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof);
+        drop(conn);
+        assert!(reader.await.unwrap() == content);
+    }
+
+    #[tokio::test]
+    async fn a_client_gone_mid_file_ends_the_transfer_with_an_error() {
+        let (mut conn, client) = pair().await;
+        let (file, _) = patterned_file(2 * SENDFILE_CHUNK);
+        drop(client);
+        let error = send_file(&mut conn, file, 0, 2 * SENDFILE_CHUNK as u64)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error.kind(), io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset),
+            "{error}"
+        );
     }
 
     #[tokio::test(start_paused = true)]
