@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore, SemaphorePermit};
 use tokio::task::JoinHandle;
 
 /// Random bytes in an id: 128 bits, written as 32 lowercase hex digits.
@@ -35,6 +35,12 @@ const WRITE_CHUNK: usize = 1024 * 1024;
 /// receiving at once. The memory of an upload is bounded by
 /// `BUFFERS * WRITE_CHUNK`.
 const BUFFERS: usize = 4;
+
+/// Buffers beyond its first that all uploads together may hold, so that many
+/// uploads at once cost one buffer each plus at most this many: an upload
+/// that finds none to spare works with the one it has, receiving while
+/// nothing is being written.
+static SPARE_BUFFERS: Semaphore = Semaphore::const_new(32);
 
 /// A fresh id that is unguessable and safe in a URL and a file name.
 fn new_id() -> io::Result<String> {
@@ -194,8 +200,8 @@ pub struct Incoming {
     /// Removes the temp file unless the upload is committed.
     discard: Discard,
     buffer: Vec<u8>,
-    /// Buffers that exist, the one being filled included.
-    buffers: usize,
+    /// One for each buffer this upload has beyond its first.
+    spares: Vec<SemaphorePermit<'static>>,
     /// `None` once closed at commit, which lets the writer task end.
     full: Option<mpsc::Sender<Vec<u8>>>,
     empty: mpsc::Receiver<Vec<u8>>,
@@ -224,7 +230,7 @@ impl Incoming {
             OpenOptions::new().write(true).create_new(true).mode(0o600).open(opened)
         })
         .await?;
-        // Neither channel can fill: there are never more than BUFFERS buffers.
+        // Neither channel can fill: an upload never has more than BUFFERS buffers.
         let (full, to_write) = mpsc::channel(BUFFERS);
         let (written, empty) = mpsc::channel(BUFFERS);
         let writer = Writer {
@@ -236,7 +242,7 @@ impl Incoming {
             dir: dir.to_path_buf(),
             discard: Discard::new(temp),
             buffer: Vec::with_capacity(WRITE_CHUNK),
-            buffers: 1,
+            spares: Vec::new(),
             full: Some(full),
             empty,
             writer: Some(tokio::spawn(write_in_order(writer, to_write, written))),
@@ -264,10 +270,12 @@ impl Incoming {
     }
 
     /// Queues the full buffer for writing and takes an empty one: a new one
-    /// while fewer than [`BUFFERS`] exist, else the next the writer gives back.
+    /// while this upload may have more and [`SPARE_BUFFERS`] allows, else
+    /// the next the writer gives back.
     async fn hand_over(&mut self) -> io::Result<()> {
-        let next = if self.buffers < BUFFERS {
-            self.buffers += 1;
+        let full = std::mem::take(&mut self.buffer);
+        self.queue(full).await?;
+        self.buffer = if self.take_spare() {
             Vec::with_capacity(WRITE_CHUNK)
         } else {
             match self.empty.recv().await {
@@ -275,8 +283,20 @@ impl Incoming {
                 None => return Err(self.writer_failure().await),
             }
         };
-        let full = std::mem::replace(&mut self.buffer, next);
-        self.queue(full).await
+        Ok(())
+    }
+
+    fn take_spare(&mut self) -> bool {
+        if self.spares.len() + 1 >= BUFFERS {
+            return false;
+        }
+        match SPARE_BUFFERS.try_acquire() {
+            Ok(permit) => {
+                self.spares.push(permit);
+                true
+            }
+            Err(_) => false,
+        }
     }
 
     async fn queue(&mut self, buffer: Vec<u8>) -> io::Result<()> {
@@ -489,6 +509,22 @@ mod tests {
         assert_eq!(fs::read(&on_disk).unwrap(), content);
         stored.discard.keep();
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_upload_with_no_buffer_to_spare_still_completes() {
+        let dir = tempfile::tempdir().unwrap();
+        let all = SPARE_BUFFERS.acquire_many(32).await.unwrap();
+        let mut incoming = Incoming::create(dir.path()).await.unwrap();
+        let content: Vec<u8> = (0..WRITE_CHUNK * 3 + 5).map(|i| (i % 241) as u8).collect();
+        for piece in content.chunks(300_000) {
+            incoming.write(piece).await.unwrap();
+        }
+        assert!(incoming.spares.is_empty());
+        let stored = incoming.commit().await.unwrap();
+        drop(all);
+        assert_eq!(stored.sha256, hex(&Sha256::digest(&content)));
+        assert_eq!(fs::read(path(dir.path(), &stored.id)).unwrap(), content);
     }
 
     #[tokio::test]
