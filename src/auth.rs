@@ -4,7 +4,8 @@
 //! `iat` and `exp`; the validator accepts HS256 and nothing else, so a token
 //! with `alg: none` or another algorithm is refused before its signature is
 //! looked at. Passwords are hashed with bcrypt on a pool of low-priority
-//! threads: a storm of logins can use idle CPU but never the event loop's.
+//! threads, one fewer than the cores: a storm of logins can use idle CPU but
+//! never the event loop's.
 
 use std::sync::{Arc, OnceLock};
 
@@ -55,7 +56,11 @@ impl Auth {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = LEEWAY_SECS;
         validation.set_required_spec_claims(&["exp", "sub"]);
-        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        // One core is always left to the rest of the server: at nice 19 the
+        // hashers yield to it, but a hasher still holds its core until the
+        // scheduler preempts it, which costs a woken event loop milliseconds.
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let threads = cores.saturating_sub(1).max(1);
         let options = pool::Options {
             name: "bcrypt",
             threads,
