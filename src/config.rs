@@ -7,6 +7,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use crate::db::Synchronous;
 use crate::log::Level;
 
 #[derive(Clone, Debug)]
@@ -24,6 +25,7 @@ pub struct Config {
     /// Messages a second per WebSocket connection; 0 disables the limit.
     pub ws_rate_limit: u32,
     pub max_connections: usize,
+    pub synchronous: Synchronous,
     pub log: Level,
 }
 
@@ -41,6 +43,7 @@ impl Default for Config {
             secure_cookies: false,
             ws_rate_limit: 20,
             max_connections: 10_000,
+            synchronous: Synchronous::Normal,
             log: Level::Info,
         }
     }
@@ -81,6 +84,8 @@ USAGE: chat-server [FLAGS]
 | Secure flag on the cookie             | --secure-cookies       | CHAT_SECURE_COOKIES=1   | off            |
 | WebSocket messages/s per connection   | --ws-rate-limit (0=off)| CHAT_WS_RATE_LIMIT      | 20 (burst 40)  |
 | most concurrent connections           | --max-connections      | CHAT_MAX_CONNECTIONS    | 10000          |
+| commits survive (normal: a kill;      | --synchronous          | CHAT_SYNCHRONOUS        | normal         |
+|   full: also a power cut)             |                        |                         |                |
 | log level (error|warn|info|debug)     | --log                  | CHAT_LOG                | info           |
 
 Flags take their value as `--flag VALUE` or `--flag=VALUE`; flags win over env.
@@ -138,7 +143,7 @@ where
 }
 
 /// The settings that take one value, with their environment variables.
-const VALUE_FLAGS: [(&str, &str); 10] = [
+const VALUE_FLAGS: [(&str, &str); 11] = [
     ("CHAT_ADDR", "--addr"),
     ("CHAT_DB", "--db"),
     ("CHAT_UPLOADS_DIR", "--uploads-dir"),
@@ -148,6 +153,7 @@ const VALUE_FLAGS: [(&str, &str); 10] = [
     ("CHAT_MAX_UPLOAD_BYTES", "--max-upload-bytes"),
     ("CHAT_WS_RATE_LIMIT", "--ws-rate-limit"),
     ("CHAT_MAX_CONNECTIONS", "--max-connections"),
+    ("CHAT_SYNCHRONOUS", "--synchronous"),
     ("CHAT_LOG", "--log"),
 ];
 
@@ -195,6 +201,7 @@ fn set(config: &mut Config, source: &str, flag: &str, value: &str) -> Result<(),
         "--max-upload-bytes" => config.max_upload_bytes = parse_range(source, value, 0, u64::MAX)?,
         "--ws-rate-limit" => config.ws_rate_limit = parse_range(source, value, 0, 1_000_000)? as u32,
         "--max-connections" => config.max_connections = parse_range(source, value, 1, 1_000_000)? as usize,
+        "--synchronous" => config.synchronous = parse_value(source, value, "normal or full")?,
         "--log" => config.log = parse_value(source, value, "one of error, warn, info, debug")?,
         _ => return Err(ConfigError(format!("unknown flag '{flag}' (see --help)"))),
     }
@@ -306,6 +313,7 @@ mod tests {
             (vec!["--bcrypt-cost", "99"], "--bcrypt-cost"),
             (vec!["--addr", "nowhere"], "--addr"),
             (vec!["--log", "loud"], "--log"),
+            (vec!["--synchronous", "off"], "normal or full"),
             (vec!["--frobnicate", "1"], "unknown flag"),
             (vec!["--frobnicate"], "unknown flag"),
             (vec!["--secure-cookies=1"], "takes no value"),
@@ -344,6 +352,7 @@ mod tests {
             ("1000", "--max-upload-bytes"),
             ("0", "--ws-rate-limit"),
             ("3", "--max-connections"),
+            ("FULL", "--synchronous"),
             ("warn", "--log"),
         ];
         let expected = |c: &Config| {
@@ -353,6 +362,7 @@ mod tests {
                 && c.jwt_secret.as_deref() == Some("0123456789abcdef")
                 && (c.token_ttl, c.bcrypt_cost, c.max_upload_bytes) == (77, 5, 1000)
                 && (c.ws_rate_limit, c.max_connections, c.log) == (0, 3, Level::Warn)
+                && c.synchronous == Synchronous::Full
         };
         let flags: Vec<String> = values.iter().map(|(v, flag)| format!("{flag}={v}")).collect();
         let flags: Vec<&str> = flags.iter().map(String::as_str).collect();

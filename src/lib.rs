@@ -86,8 +86,8 @@ pub async fn run(config: Config) -> Result<(), StartError> {
 /// application [`run`] serves. Public so that a test build can serve the same
 /// application from a listener of its own (see [`router::Service`]).
 pub async fn build_app(config: Config, shutdown: server::Shutdown) -> Result<App, StartError> {
-    let db_path = config.db.clone();
-    let db = tokio::task::spawn_blocking(move || Db::open(&db_path))
+    let (db_path, synchronous) = (config.db.clone(), config.synchronous);
+    let db = tokio::task::spawn_blocking(move || Db::open(&db_path, synchronous))
         .await
         .map_err(|e| StartError::Storage(e.to_string()))?
         .map_err(|e| StartError::Storage(e.to_string()))?;
