@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Download speed as curl sees it, without chat-bench's SHA-256 check (which
+# bounds its own download figure at what one core hashes): starts a release
+# server on a temp directory, uploads SIZE bytes of zeros with curl, then
+# downloads the file RUNS times to /dev/null and prints curl's speed.
+#
+# Usage: bench/scripts/curl_download.sh [SIZE_MIB] [RUNS]
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+size_mib=${1:-1024}
+runs=${2:-3}
+port=${PORT:-18002}
+base="http://127.0.0.1:$port"
+dir=$(mktemp -d "${TMPDIR:-/tmp}/chat-bench.XXXXXX")
+mkdir -p "$dir/uploads"
+"${SERVER_BIN:-$root/target/release/chat-server}" --addr "127.0.0.1:$port" --db "$dir/chat.db" \
+    --uploads-dir "$dir/uploads" --log warn 2>"$dir/server.log" &
+pid=$!
+trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$dir"' EXIT
+for _ in $(seq 200); do
+    curl -sf "$base/healthz" >/dev/null && break
+    sleep 0.05
+done
+field() { python3 -c "import json, sys; print(json.load(sys.stdin)['$1'])"; }
+curl -sf -H 'Content-Type: application/json' -d '{"username":"curlbench","password":"curlbench-pass"}' \
+    "$base/register" >/dev/null
+token=$(curl -sf -d 'username=curlbench&password=curlbench-pass' "$base/token" | field access_token)
+head -c "$((size_mib * 1024 * 1024))" /dev/zero >"$dir/file.bin"
+id=$(curl -sf -H "Authorization: Bearer $token" -F "file=@$dir/file.bin" "$base/files/upload" | field id)
+rm "$dir/file.bin"
+echo "load: $(cut -d' ' -f1-3 /proc/loadavg)"
+for _ in $(seq "$runs"); do
+    curl -sf -o /dev/null -H "Authorization: Bearer $token" -w '%{size_download} %{speed_download}\n' "$base/files/$id" |
+        awk '{ printf "curl download: %d bytes at %.0f MiB/s\n", $1, $2 / 1048576 }'
+done
