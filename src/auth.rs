@@ -7,7 +7,8 @@
 //! threads, one fewer than the cores: a storm of logins can use idle CPU but
 //! never the event loop's.
 
-use std::sync::{Arc, OnceLock};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -19,6 +20,8 @@ use crate::pool::{self, Pool, PoolError};
 
 /// Clock skew tolerated on `exp` (the contract allows at most 5 s).
 const LEEWAY_SECS: u64 = 5;
+/// Tokens [`Auth::verify`] remembers at most; when full it starts afresh.
+const VERIFIED_CAPACITY: usize = 4096;
 /// The one detail for every refused credential, so a response never tells
 /// which part was wrong.
 pub const BAD_LOGIN: &str = "incorrect username or password";
@@ -46,6 +49,14 @@ pub struct Auth {
     pub ttl: u64,
     cost: u32,
     hasher: Pool<()>,
+    /// Tokens whose signature has been checked, with their claims: every
+    /// request carries one and most carry the same few, and checking the
+    /// HMAC and decoding the JSON again was the largest part of answering
+    /// a cached `/history/last20`. Keyed by the whole token, so only the
+    /// exact bytes that were verified are ever found; the expiry is still
+    /// checked on every use. The secret never changes while the server
+    /// runs, so an entry can only go stale by expiring.
+    verified: Mutex<HashMap<String, Claims>>,
     /// A real hash at the configured cost, checked against when the user does
     /// not exist so both failures cost one bcrypt verify.
     dummy_hash: Arc<OnceLock<String>>,
@@ -75,6 +86,7 @@ impl Auth {
             cost,
             hasher: Pool::start(options, || Ok::<_, ()>(())).expect("hasher threads start"),
             dummy_hash: Arc::new(OnceLock::new()),
+            verified: Mutex::default(),
         }
     }
 
@@ -91,7 +103,18 @@ impl Auth {
     }
 
     pub fn verify(&self, token: &str) -> Result<Claims, ApiError> {
-        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+        let mut verified = self.verified.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(claims) = verified.get(token) {
+            // The same rule as the validator's: expired once `exp` is more
+            // than the leeway in the past.
+            if claims.exp.saturating_add(LEEWAY_SECS) >= clock::now_secs() {
+                return Ok(claims.clone());
+            }
+            verified.remove(token);
+            return Err(ApiError::unauthorized("token expired"));
+        }
+        drop(verified);
+        let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map(|data| data.claims)
             .map_err(|e| {
                 let detail = match e.kind() {
@@ -99,7 +122,13 @@ impl Auth {
                     _ => "invalid token",
                 };
                 ApiError::unauthorized(detail)
-            })
+            })?;
+        let mut verified = self.verified.lock().unwrap_or_else(PoisonError::into_inner);
+        if verified.len() >= VERIFIED_CAPACITY {
+            verified.clear();
+        }
+        verified.insert(token.to_string(), claims.clone());
+        Ok(claims)
     }
 
     pub async fn hash_password(&self, password: String) -> Result<String, ApiError> {
@@ -242,5 +271,30 @@ mod tests {
         assert!(auth.verify(&token(now - 2)).is_ok(), "within the leeway");
         let expired = auth.verify(&token(now - LEEWAY_SECS - 1)).unwrap_err();
         assert_eq!((expired.status, expired.detail.as_ref()), (401, "token expired"));
+    }
+
+    #[test]
+    fn a_remembered_token_still_expires_and_a_tampered_one_is_checked_afresh() {
+        let auth = Auth::new(b"0123456789abcdef0123456789abcdef", 60, 4);
+        let token = auth.issue(7, "alice");
+        for _ in 0..2 {
+            assert_eq!(auth.verify(&token).unwrap().sub, "alice");
+        }
+        let mut tampered = token.clone();
+        tampered.push('x');
+        assert_eq!(auth.verify(&tampered).unwrap_err().detail, "invalid token");
+        // The token's lifetime runs out while it is remembered.
+        auth.verified.lock().unwrap().get_mut(&token).unwrap().exp = clock::now_secs() - LEEWAY_SECS - 1;
+        let expired = auth.verify(&token).unwrap_err();
+        assert_eq!((expired.status, expired.detail.as_ref()), (401, "token expired"));
+    }
+
+    #[test]
+    fn the_remembered_tokens_stay_bounded() {
+        let auth = Auth::new(b"0123456789abcdef0123456789abcdef", 60, 4);
+        for uid in 0..=VERIFIED_CAPACITY as i64 {
+            auth.verify(&auth.issue(uid, "bob")).unwrap();
+        }
+        assert!(auth.verified.lock().unwrap().len() <= VERIFIED_CAPACITY);
     }
 }
