@@ -11,16 +11,9 @@ size_mib=${1:-1024}
 runs=${2:-3}
 port=${PORT:-18002}
 base="http://127.0.0.1:$port"
-dir=$(mktemp -d "${TMPDIR:-/tmp}/chat-bench.XXXXXX")
-mkdir -p "$dir/uploads"
-"${SERVER_BIN:-$root/target/release/chat-server}" --addr "127.0.0.1:$port" --db "$dir/chat.db" \
-    --uploads-dir "$dir/uploads" --log warn 2>"$dir/server.log" &
-pid=$!
-trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$dir"' EXIT
-for _ in $(seq 200); do
-    curl -sf "$base/healthz" >/dev/null && break
-    sleep 0.05
-done
+# shellcheck source=bench/scripts/server.sh
+source "$root/bench/scripts/server.sh"
+start_server "$port" --log warn
 field() { python3 -c "import json, sys; print(json.load(sys.stdin)['$1'])"; }
 curl -sf -H 'Content-Type: application/json' -d '{"username":"curlbench","password":"curlbench-pass"}' \
     "$base/register" >/dev/null

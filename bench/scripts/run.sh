@@ -7,19 +7,11 @@
 # Usage: bench/scripts/run.sh <subcommand> [chat-bench flags...]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
-dir=$(mktemp -d "${TMPDIR:-/tmp}/chat-bench.XXXXXX")
 port=${PORT:-18001}
 ulimit -n "$(ulimit -Hn)"
-if [[ -n "${SEED_DB:-}" ]]; then cp "$SEED_DB" "$dir/chat.db"; fi
-mkdir -p "$dir/uploads"
+# shellcheck source=bench/scripts/server.sh
+source "$root/bench/scripts/server.sh"
 # shellcheck disable=SC2086
-"${SERVER_BIN:-$root/target/release/chat-server}" --addr "127.0.0.1:$port" --db "$dir/chat.db" --uploads-dir "$dir/uploads" \
-    --ws-rate-limit 0 --log warn --max-connections 20000 ${SERVER_FLAGS:-} 2>"$dir/server.log" &
-pid=$!
-trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$dir"' EXIT
-for _ in $(seq 200); do
-    curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break
-    sleep 0.05
-done
+start_server "$port" --ws-rate-limit 0 --log warn --max-connections 20000 ${SERVER_FLAGS:-}
 echo "load: $(cut -d' ' -f1-3 /proc/loadavg)"
 "$root/target/release/chat-bench" "$@" --url "http://127.0.0.1:$port" --server-pid "$pid"
