@@ -2,15 +2,15 @@
 //!
 //! The session runs in a task of its own (the upgrade future, spawned by the
 //! accept loop), which holds the connection permit until the session is
-//! over; it spawns nothing, so nothing outlives it. Within it, a reader and a writer run
-//! side by side on the two halves of the socket, raced against the reasons
-//! the server may end the session (eviction by the hub, shutdown, token
-//! expiry):
+//! over; it spawns nothing, so nothing outlives it. Within it, a reader and
+//! a writer run side by side on the two halves of the socket, raced against
+//! the reasons the server may end the session (eviction by the hub,
+//! shutdown, token expiry):
 //!
 //! - the reader takes text frames, applies the rate and size rules and has
 //!   each message committed; the hub broadcasts it after the commit, so the
 //!   sender's copy, carrying its `id`, is its acknowledgement;
-//! - the writer drains the connection's hub queue: it takes every event that
+//! - the writer drains the connection's outbox: it takes every event that
 //!   is ready, feeds them all and flushes once, and pings every
 //!   [`PING_EVERY`].
 //!
