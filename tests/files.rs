@@ -49,6 +49,11 @@ fn upload(server: &Server, token: &str, filename: &str, content: &[u8]) -> serde
     response.json()
 }
 
+/// The id of a file as the API describes it.
+fn id_of(file: &serde_json::Value) -> String {
+    file["id"].as_str().unwrap().to_string()
+}
+
 fn download(server: &Server, token: &str, id: &str) -> Response {
     server.get(&format!("/files/{id}"), token)
 }
@@ -98,13 +103,7 @@ fn wait_for_temp_file(server: &Server) {
 fn listed_ids(server: &Server, token: &str, query: &str) -> Vec<String> {
     let response = server.get(&format!("/files{query}"), token);
     assert_eq!(response.status, 200, "{}", response.text());
-    response
-        .json()
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["id"].as_str().unwrap().to_string())
-        .collect()
+    response.json().as_array().unwrap().iter().map(id_of).collect()
 }
 
 /// The name a download's `filename*` carries, decoded.
@@ -507,7 +506,7 @@ fn concurrent_uploads_are_each_stored_intact() {
                 scope.spawn(move || {
                     let content: Vec<u8> = (0..400_000u32).map(|i| (i as u8).wrapping_mul(n + 1)).collect();
                     let file = upload(server, token, &format!("f{n}.bin"), &content);
-                    (file["id"].as_str().unwrap().to_string(), content)
+                    (id_of(&file), content)
                 })
             })
             .collect();
@@ -526,10 +525,7 @@ fn a_file_of_many_send_buffers_downloads_whole_and_in_ranges() {
     let token = server.user("alice");
     // Larger than the most the server moves to the socket in one go.
     let content: Vec<u8> = (0..(20 << 20) + 4321u32).map(|i| (i ^ (i >> 11)) as u8).collect();
-    let id = upload(&server, &token, "many.bin", &content)["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = id_of(&upload(&server, &token, "many.bin", &content));
     let whole = download(&server, &token, &id);
     assert_eq!(whole.status, 200);
     assert!(whole.body == content);
@@ -641,10 +637,7 @@ fn matching_if_none_match_is_304_without_body() {
 fn head_has_the_headers_of_get_and_no_body() {
     let server = Server::start();
     let token = server.user("alice");
-    let id = upload(&server, &token, "h.txt", b"twelve bytes")["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = id_of(&upload(&server, &token, "h.txt", b"twelve bytes"));
     let mut stream = server.connect();
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let head = format!(
@@ -668,10 +661,7 @@ fn head_has_the_headers_of_get_and_no_body() {
 fn unknown_malformed_or_unauthenticated_downloads_are_refused() {
     let server = Server::start();
     let token = server.user("alice");
-    let id = upload(&server, &token, "a.txt", b"x")["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = id_of(&upload(&server, &token, "a.txt", b"x"));
     assert_eq!(server.request("GET", &format!("/files/{id}"), None, None).status, 401);
     for path in [
         "/files/0123456789abcdef0123456789abcdef".to_string(),
@@ -694,10 +684,7 @@ fn listing_pages_newest_first() {
     let ids: Vec<String> = (0..5)
         .map(|n| {
             let who = if n % 2 == 0 { &token } else { &other };
-            upload(&server, who, &format!("f{n}"), b"x")["id"]
-                .as_str()
-                .unwrap()
-                .to_string()
+            id_of(&upload(&server, who, &format!("f{n}"), b"x"))
         })
         .collect();
     let newest_first: Vec<String> = ids.iter().rev().cloned().collect();
@@ -732,10 +719,7 @@ fn only_the_uploader_may_delete_and_the_bytes_go_with_the_row() {
     let server = Server::start();
     let alice = server.user("alice");
     let bob = server.user("bob");
-    let id = upload(&server, &alice, "mine.txt", b"mine")["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = id_of(&upload(&server, &alice, "mine.txt", b"mine"));
     let path = format!("/files/{id}");
     let response = server.request("DELETE", &path, Some(&bob), None);
     assert_eq!(response.status, 403);
@@ -754,10 +738,7 @@ fn only_the_uploader_may_delete_and_the_bytes_go_with_the_row() {
 fn killed_server_leaves_no_temp_file_or_orphan_after_restart() {
     let server = Server::start();
     let token = server.user("alice");
-    let kept = upload(&server, &token, "kept.txt", b"still here")["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let kept = id_of(&upload(&server, &token, "kept.txt", b"still here"));
     let mut stream = server.connect();
     stream
         .write_all(upload_head(Some(&token), "Content-Length: 10000000", "").as_bytes())
