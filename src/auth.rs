@@ -8,7 +8,7 @@
 //! never the event loop's.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -103,17 +103,9 @@ impl Auth {
     }
 
     pub fn verify(&self, token: &str) -> Result<Claims, ApiError> {
-        let mut verified = self.verified.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(claims) = verified.get(token) {
-            // The same rule as the validator's: expired once `exp` is more
-            // than the leeway in the past.
-            if claims.exp.saturating_add(LEEWAY_SECS) >= clock::now_secs() {
-                return Ok(claims.clone());
-            }
-            verified.remove(token);
-            return Err(ApiError::unauthorized("token expired"));
+        if let Some(remembered) = self.remembered(token) {
+            return remembered;
         }
-        drop(verified);
         let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map(|data| data.claims)
             .map_err(|e| {
@@ -123,12 +115,31 @@ impl Auth {
                 };
                 ApiError::unauthorized(detail)
             })?;
-        let mut verified = self.verified.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut verified = self.verified();
         if verified.len() >= VERIFIED_CAPACITY {
             verified.clear();
         }
         verified.insert(token.to_string(), claims.clone());
         Ok(claims)
+    }
+
+    /// The answer for a token verified before, if it was; an expired one is
+    /// forgotten. Expired by the validator's own rule: once `exp` is more
+    /// than the leeway in the past.
+    fn remembered(&self, token: &str) -> Option<Result<Claims, ApiError>> {
+        let mut verified = self.verified();
+        let claims = verified.get(token)?;
+        if claims.exp.saturating_add(LEEWAY_SECS) >= clock::now_secs() {
+            return Some(Ok(claims.clone()));
+        }
+        verified.remove(token);
+        Some(Err(ApiError::unauthorized("token expired")))
+    }
+
+    /// Every update of the map is one call that cannot panic half-way, so a
+    /// poisoned lock still guards a sound map.
+    fn verified(&self) -> MutexGuard<'_, HashMap<String, Claims>> {
+        self.verified.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     pub async fn hash_password(&self, password: String) -> Result<String, ApiError> {
