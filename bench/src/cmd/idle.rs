@@ -82,13 +82,17 @@ pub async fn run(ctx: &Ctx, options: &Options) -> Result<Report> {
     let before = ctx.server_memory()?;
 
     let (phase, watching) = watch::channel(Phase::Joining);
+    // The listeners only read, which they do from the start: they watch a
+    // phase of their own that changes only to stop them, so that the start
+    // of the broadcast does not wake ten thousand tasks of this one thread.
+    let (stop, listening) = watch::channel(Phase::Sending);
     let arrivals = Rc::new(RefCell::new(Arrivals::default()));
     let arrived = Rc::new(Notify::new());
     let opening = Meter::start();
     let mut listeners = Vec::with_capacity(options.connections);
     ws::open_many(&ctx.endpoint, &tokens, options.connections, ctx.deadline, |_, ws| {
         let (arrivals, arrived) = (arrivals.clone(), arrived.clone());
-        let listener = chat::spawn(ws, ctx.tag.clone(), None, watching.clone(), ctx.deadline, move |d| {
+        let listener = chat::spawn(ws, ctx.tag.clone(), None, listening.clone(), ctx.deadline, move |d| {
             let mut arrivals = arrivals.borrow_mut();
             arrivals.latency.record(d.latency_ns());
             arrivals.last_ns = arrivals.last_ns.max(d.received_ns);
@@ -132,6 +136,7 @@ pub async fn run(ctx: &Ctx, options: &Options) -> Result<Report> {
         _ => None,
     };
     phase.send_replace(Phase::Stopping);
+    stop.send_replace(Phase::Stopping);
     let (announced, announcer) = join(announcing).await?;
     let mut outcomes = vec![announced];
     let mut sockets = vec![announcer];
