@@ -38,7 +38,9 @@ Usage: chat-bench upload [--size BYTES] [--data-seed N] [common flags]
                    size always give the same file
 
 The file is generated on the fly and never held in memory; its SHA-256 is
-computed while sending and checked against the server's answer. The download
+computed from the same generated stream before the timed upload (hashing
+while sending would take a third of a core from the two the server and the
+client share) and checked against the server's answer. The download
 is compared byte for byte with the same generated stream (cheaper than
 hashing, which would bound the download figure at one core's SHA-256 speed).
 Figures: MiB/s up and down, with --server-pid the server's RSS before, after
@@ -120,13 +122,14 @@ pub async fn run(ctx: &Ctx, options: &Options) -> Result<Report> {
     let form = Multipart::new(&boundary, &format!("bench-{}.bin", options.size), options.size);
     let timed_out = || Error::new("the transfer did not finish within --timeout");
 
+    let sent_sha = digest(options.data_seed, options.size);
     let before = ctx.server_memory()?;
     let (stop_sampling, stop) = watch::channel(());
     let sampler = ctx.server_pid.map(|pid| spawn_local(sample_peak_rss(pid, stop)));
 
     let meter = Meter::start();
     let mut conn = HttpConn::open(&ctx.endpoint).await?;
-    let (sent_sha, response) = timeout_at(ctx.deadline, send_file(&mut conn, &auth, &form, options))
+    let response = timeout_at(ctx.deadline, send_file(&mut conn, &auth, &form, options))
         .await
         .map_err(|_| timed_out())??;
     let up = meter.read();
@@ -261,35 +264,67 @@ pub async fn run(ctx: &Ctx, options: &Options) -> Result<Report> {
     Ok(report)
 }
 
-/// Sends the whole request; returns the SHA-256 of the file as sent and the
-/// server's answer. If the server answers early and stops reading (413, 401,
-/// ...), that answer is returned instead of the broken write.
-async fn send_file(conn: &mut HttpConn, auth: &str, form: &Multipart, options: &Options) -> Result<(String, Response)> {
+/// The SHA-256 of the file `seed` and `size` generate.
+fn digest(seed: u64, size: u64) -> String {
+    let mut hasher = Sha256::new();
+    let mut file = Generated::new(seed, size);
+    while let Some(piece) = file.next_piece() {
+        hasher.update(piece);
+    }
+    hex(&hasher.finalize())
+}
+
+/// The file a seed and a size generate, [`PIECE`] bytes at a time: the same
+/// seed and size always give the same bytes in the same pieces.
+struct Generated {
+    rng: Rng,
+    piece: Vec<u8>,
+    left: u64,
+}
+
+impl Generated {
+    fn new(seed: u64, size: u64) -> Generated {
+        Generated {
+            rng: Rng::seeded(seed),
+            piece: Vec::with_capacity(PIECE),
+            left: size,
+        }
+    }
+
+    /// The next piece; `None` after the last.
+    fn next_piece(&mut self) -> Option<&[u8]> {
+        if self.left == 0 {
+            return None;
+        }
+        let n = PIECE.min(usize::try_from(self.left).unwrap_or(PIECE));
+        self.piece.resize(n, 0);
+        self.rng.fill(&mut self.piece);
+        self.left -= n as u64;
+        Some(&self.piece)
+    }
+}
+
+/// Sends the whole request and returns the server's answer. If the server
+/// answers early and stops reading (413, 401, ...), that answer is returned
+/// instead of the broken write.
+async fn send_file(conn: &mut HttpConn, auth: &str, form: &Multipart, options: &Options) -> Result<Response> {
     let content_type = form.content_type();
     let headers = [("Authorization", auth), ("Content-Type", content_type.as_str())];
     let sent = async {
         conn.send_head("POST", "/files/upload", &headers, Some(form.content_length()))
             .await?;
         conn.send(form.head.as_bytes()).await?;
-        let mut rng = Rng::seeded(options.data_seed);
-        let mut hasher = Sha256::new();
-        let mut piece = vec![0u8; PIECE];
-        let mut left = options.size;
-        while left > 0 {
-            let n = PIECE.min(usize::try_from(left).unwrap_or(PIECE));
-            rng.fill(&mut piece[..n]);
-            hasher.update(&piece[..n]);
-            conn.send(&piece[..n]).await?;
-            left -= n as u64;
+        let mut file = Generated::new(options.data_seed, options.size);
+        while let Some(piece) = file.next_piece() {
+            conn.send(piece).await?;
         }
-        conn.send(form.tail.as_bytes()).await?;
-        Ok::<_, Error>(hex(&hasher.finalize()))
+        conn.send(form.tail.as_bytes()).await
     }
     .await;
     match sent {
-        Ok(sha) => Ok((sha, conn.read_response().await?)),
+        Ok(()) => conn.read_response().await,
         Err(e) => match timeout(Duration::from_secs(2), conn.read_response()).await {
-            Ok(Ok(early)) => Ok((String::new(), early)),
+            Ok(Ok(early)) => Ok(early),
             _ => Err(e),
         },
     }
@@ -309,23 +344,19 @@ struct Fetched {
 /// server, so hashing would measure the client) and checks more: every
 /// byte, not a digest of them.
 struct Expected {
-    rng: Rng,
-    piece: Vec<u8>,
-    /// Bytes of `piece` already compared.
+    file: Generated,
+    /// Bytes of the current piece already compared.
     at: usize,
     /// Bytes compared in all.
     offset: u64,
-    left: u64,
 }
 
 impl Expected {
     fn new(seed: u64, size: u64) -> Expected {
         Expected {
-            rng: Rng::seeded(seed),
-            piece: Vec::new(),
+            file: Generated::new(seed, size),
             at: 0,
             offset: 0,
-            left: size,
         }
     }
 
@@ -333,22 +364,16 @@ impl Expected {
     /// differs (or comes past the end), if any.
     fn compare(&mut self, mut received: &[u8]) -> Option<u64> {
         while !received.is_empty() {
-            if self.at == self.piece.len() {
-                if self.left == 0 {
+            if self.at == self.file.piece.len() {
+                if self.file.next_piece().is_none() {
                     return Some(self.offset);
                 }
-                let n = PIECE.min(usize::try_from(self.left).unwrap_or(PIECE));
-                self.piece.resize(n, 0);
-                self.rng.fill(&mut self.piece);
-                self.left -= n as u64;
                 self.at = 0;
             }
-            let n = received.len().min(self.piece.len() - self.at);
-            if received[..n] != self.piece[self.at..self.at + n] {
-                let within = received[..n]
-                    .iter()
-                    .zip(&self.piece[self.at..])
-                    .position(|(a, b)| a != b);
+            let expected = &self.file.piece[self.at..];
+            let n = received.len().min(expected.len());
+            if received[..n] != expected[..n] {
+                let within = received[..n].iter().zip(expected).position(|(a, b)| a != b);
                 return Some(self.offset + within.unwrap_or_default() as u64);
             }
             (self.at, self.offset, received) = (self.at + n, self.offset + n as u64, &received[n..]);
@@ -422,6 +447,18 @@ mod tests {
         assert!(sent.chunks(4096).all(|piece| longer.compare(piece).is_none()));
         assert_eq!(longer.compare(b"x"), Some(size), "a byte past the end differs");
         assert_eq!(Expected::new(5, size).compare(&sent[..64]), Some(0), "another seed");
+    }
+
+    #[test]
+    fn the_digest_is_of_the_generated_bytes() {
+        let size = 2 * PIECE as u64 + 3;
+        let mut bytes = vec![0u8; size as usize];
+        let mut rng = Rng::seeded(9);
+        for piece in bytes.chunks_mut(PIECE) {
+            rng.fill(piece);
+        }
+        assert_eq!(digest(9, size), hex(&Sha256::digest(&bytes)));
+        assert_ne!(digest(9, size), digest(10, size));
     }
 
     #[test]
