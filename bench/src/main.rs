@@ -138,8 +138,7 @@ async fn run(common: Common, command: Command) -> Result<Report> {
         usage.cpu.as_secs_f64(),
         usage.cpu_percent()
     ));
-    if let (Some(start), Some(end)) = (server_cpu_before, ctx.server_cpu()?) {
-        let used = end.saturating_sub(start);
+    if let Some(used) = ctx.server_cpu_since(server_cpu_before)? {
         report.line(format!("  server CPU {:.3} s over the run", used.as_secs_f64()));
         report.figure("server_cpu_s", stats::round3(used.as_secs_f64()));
     }

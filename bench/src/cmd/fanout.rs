@@ -172,6 +172,7 @@ pub async fn run(ctx: &Ctx, options: &Options) -> Result<Report> {
     wait_until_joined(ctx, &tokens[0], &shared, options.clients).await?;
     let join_time = joining.elapsed();
 
+    let server_cpu = ctx.server_cpu()?;
     let meter = Meter::start();
     let start_ns = now_ns();
     phase.send_replace(Phase::Sending);
@@ -183,6 +184,7 @@ pub async fn run(ctx: &Ctx, options: &Options) -> Result<Report> {
         sockets.push(ws);
     }
     let usage = meter.read();
+    let server_cpu = ctx.server_cpu_since(server_cpu)?;
     phase.send_replace(Phase::Stopping);
     ws::close_all(sockets).await;
 
@@ -223,11 +225,21 @@ pub async fn run(ctx: &Ctx, options: &Options) -> Result<Report> {
         totals.deliveries, totals.reordered
     ));
     report.line(format!("  latency {}", latency.human()));
-    report.line(format!(
+    let mut cpu = format!(
         "  client CPU {}% of one core over {:.3} s of sending",
         usage.cpu_percent(),
         usage.wall.as_secs_f64()
-    ));
+    );
+    if let Some(server) = server_cpu {
+        let per_delivery_us = server.as_secs_f64() * 1e6 / totals.deliveries.max(1) as f64;
+        cpu += &format!(
+            "; server CPU {:.3} s ({per_delivery_us:.2} us per delivery)",
+            server.as_secs_f64()
+        );
+        report.figure("send_phase_server_cpu_s", round3(server.as_secs_f64()));
+        report.figure("server_cpu_us_per_delivery", round3(per_delivery_us));
+    }
+    report.line(cpu);
     report.figure("clients", o.clients);
     report.figure("senders", o.senders);
     report.figure("messages", o.messages);

@@ -131,10 +131,7 @@ pub async fn run(ctx: &Ctx, options: &Options) -> Result<Report> {
     };
     let _ = timeout_at(ctx.deadline, all_arrived).await;
     let broadcast = broadcasting.read();
-    let broadcast_server_cpu = match (server_cpu, ctx.server_cpu()?) {
-        (Some(start), Some(end)) => Some(end.saturating_sub(start)),
-        _ => None,
-    };
+    let broadcast_server_cpu = ctx.server_cpu_since(server_cpu)?;
     phase.send_replace(Phase::Stopping);
     stop.send_replace(Phase::Stopping);
     let (announced, announcer) = join(announcing).await?;

@@ -113,6 +113,14 @@ impl Ctx {
     pub fn server_cpu(&self) -> Result<Option<Duration>> {
         self.server_pid.map(sys::process_cpu).transpose()
     }
+
+    /// The server's CPU time since `start`, an earlier [`Ctx::server_cpu`].
+    pub fn server_cpu_since(&self, start: Option<Duration>) -> Result<Option<Duration>> {
+        Ok(match (start, self.server_cpu()?) {
+            (Some(start), Some(end)) => Some(end.saturating_sub(start)),
+            _ => None,
+        })
+    }
 }
 
 pub async fn run(ctx: &Ctx, command: &Command) -> Result<Report> {
