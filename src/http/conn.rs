@@ -6,7 +6,9 @@
 //! [`HEAD_TIMEOUT`]; between requests a connection may idle for
 //! [`IDLE_TIMEOUT`] and, once the first byte of the next head arrives, must
 //! complete it within [`HEAD_TIMEOUT`]. A head that times out part-way gets
-//! 408; a connection that sent nothing is closed without a word.
+//! 408; a connection that sent nothing is closed without a word. A response
+//! the client stops reading is given up, and the connection closed, once the
+//! client has taken none of it for [`WRITE_TIMEOUT`].
 
 use std::fs::File;
 use std::io;
@@ -17,7 +19,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 // Tokio's clock, not std's, so that tests can run the timeouts on a paused clock.
-use tokio::time::{timeout_at, Instant};
+use tokio::time::{timeout, timeout_at, Instant};
 
 use super::body::Body;
 use super::request::{self, HeadError, Method, Request};
@@ -29,6 +31,10 @@ use crate::server::{App, Shutdown};
 
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// The longest a client may take none of a response: one that stopped
+/// reading would otherwise hold its connection (and a download its file and
+/// connection permit) for as long as it likes.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// An unread body up to this size is skipped to keep the connection; a larger
 /// one closes it.
 const DRAIN_LIMIT: u64 = 64 * 1024;
@@ -92,8 +98,44 @@ impl Connection {
         self.stream.read_buf(&mut self.buf).await
     }
 
-    pub async fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.stream.write_all(bytes).await
+    /// Writes all of `bytes`, waiting for room as [`Connection::writable`]
+    /// does.
+    pub async fn write_all(&mut self, mut bytes: &[u8]) -> io::Result<()> {
+        while !bytes.is_empty() {
+            match self.stream.try_write(bytes) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => bytes = &bytes[n..],
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable().await?,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until the socket can take more bytes, as long as the client
+    /// keeps taking what it was sent: gives up when none of the bytes queued
+    /// in the socket left it for [`WRITE_TIMEOUT`]. The queue is what counts,
+    /// not our writes: with large kernel buffers, a client that reads slowly
+    /// but steadily makes room in big steps, far apart.
+    async fn writable(&self) -> io::Result<()> {
+        let ready = self.stream.writable();
+        tokio::pin!(ready);
+        let mut queued = unacknowledged(&self.stream)?;
+        loop {
+            match timeout(WRITE_TIMEOUT, &mut ready).await {
+                Ok(ready) => return ready,
+                Err(_) => {
+                    let now = unacknowledged(&self.stream)?;
+                    if now >= queued {
+                        return Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "the client stopped reading the response",
+                        ));
+                    }
+                    queued = now;
+                }
+            }
+        }
     }
 
     /// The socket and the bytes read past what was consumed, in a buffer
@@ -299,7 +341,7 @@ async fn send_file(conn: &mut Connection, file: File, mut offset: u64, len: u64)
         socket: conn.stream.as_fd().try_clone_to_owned()?,
     };
     while offset < end {
-        conn.stream.writable().await?;
+        conn.writable().await?;
         let count = usize::try_from(end - offset).map_or(SENDFILE_CHUNK, |left| left.min(SENDFILE_CHUNK));
         let (returned, sent) = tokio::task::spawn_blocking(move || {
             let sent = transfer.send(offset, count);
@@ -322,6 +364,16 @@ async fn send_file(conn: &mut Connection, file: File, mut offset: u64, len: u64)
         }
     }
     Ok(())
+}
+
+/// Bytes written to the socket that the client has not acknowledged yet.
+fn unacknowledged(stream: &TcpStream) -> io::Result<u64> {
+    let mut queued: libc::c_int = 0;
+    // SAFETY: TIOCOUTQ on a socket we own writes one int through the pointer.
+    if unsafe { libc::ioctl(stream.as_raw_fd(), libc::TIOCOUTQ, &mut queued) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(u64::try_from(queued).unwrap_or_default())
 }
 
 /// What one `sendfile` call needs, moved to a blocking thread and back.
@@ -520,6 +572,52 @@ mod tests {
             matches!(error.kind(), io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset),
             "{error}"
         );
+    }
+
+    /// The time `write` took to fail with a timeout (on the paused clock)
+    /// while the client reads nothing.
+    async fn time_to_give_up(write: impl std::future::Future<Output = io::Result<()>>) -> Duration {
+        let start = Instant::now();
+        let error = write.await.unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut, "{error}");
+        start.elapsed()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_response_nobody_reads_is_given_up_after_30s() {
+        let (mut conn, _client) = pair().await;
+        let body = vec![b'x'; 4 * SENDFILE_CHUNK];
+        let elapsed = time_to_give_up(conn.write_all(&body)).await;
+        assert!(about(elapsed, WRITE_TIMEOUT), "{elapsed:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_file_nobody_reads_is_given_up_after_30s() {
+        let (mut conn, _client) = pair().await;
+        let (file, _) = patterned_file(4 * SENDFILE_CHUNK);
+        let elapsed = time_to_give_up(send_file(&mut conn, file, 0, 4 * SENDFILE_CHUNK as u64)).await;
+        assert!(about(elapsed, WRITE_TIMEOUT), "{elapsed:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_reader_that_keeps_reading_gets_the_whole_response() {
+        let (mut conn, mut client) = pair().await;
+        let body: Vec<u8> = (0..4 * SENDFILE_CHUNK).map(|i| (i % 251) as u8).collect();
+        let reader = tokio::spawn(async move {
+            let mut received = Vec::new();
+            let mut piece = vec![0u8; 1024 * 1024];
+            loop {
+                // Each pause is shorter than the timeout, all of them far longer.
+                tokio::time::sleep(WRITE_TIMEOUT / 2).await;
+                match client.read(&mut piece).await.unwrap() {
+                    0 => return received,
+                    n => received.extend_from_slice(&piece[..n]),
+                }
+            }
+        });
+        conn.write_all(&body).await.unwrap();
+        drop(conn);
+        assert!(reader.await.unwrap() == body);
     }
 
     #[tokio::test(start_paused = true)]
