@@ -173,26 +173,32 @@ fn read(port: u16, connections: usize) -> Result<()> {
         let seen = Rc::new(RefCell::new(Seen::default()));
         let done = Rc::new(Notify::new());
         let expected = connections * ROUNDS;
+        // Each task hands its socket back rather than closing it: closing
+        // ten thousand connections while the last message is still being
+        // read would be counted as that message's delivery time.
+        let mut readers = Vec::with_capacity(connections);
         for _ in 0..connections {
             let socket = TcpStream::connect(("127.0.0.1", port))?;
             socket.set_nonblocking(true)?;
-            let socket = tokio::net::TcpStream::from_std(socket)?;
+            let mut socket = tokio::net::TcpStream::from_std(socket)?;
             let (seen, done) = (seen.clone(), done.clone());
-            tokio::task::spawn_local(async move {
-                let _ = receive(socket, &seen, &done, expected).await;
-            });
+            readers.push(tokio::task::spawn_local(async move {
+                let _ = receive(&mut socket, &seen, &done, expected).await;
+                socket
+            }));
         }
         let cpu = cpu_time();
         while seen.borrow().latencies.len() < expected {
             done.notified().await;
         }
         report(&seen.borrow(), cpu_time() - cpu);
+        drop(readers);
         Ok(())
     })
 }
 
 async fn receive(
-    mut socket: tokio::net::TcpStream,
+    socket: &mut tokio::net::TcpStream,
     seen: &RefCell<Seen>,
     done: &Notify,
     expected: usize,
