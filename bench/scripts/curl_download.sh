@@ -14,12 +14,9 @@ base="http://127.0.0.1:$port"
 # shellcheck source=bench/scripts/server.sh
 source "$root/bench/scripts/server.sh"
 start_server "$port" --log warn
-field() { python3 -c "import json, sys; print(json.load(sys.stdin)['$1'])"; }
-curl -sf -H 'Content-Type: application/json' -d '{"username":"curlbench","password":"curlbench-pass"}' \
-    "$base/register" >/dev/null
-token=$(curl -sf -d 'username=curlbench&password=curlbench-pass' "$base/token" | field access_token)
+token=$(new_user_token "$base" curlbench)
 head -c "$((size_mib * 1024 * 1024))" /dev/zero >"$dir/file.bin"
-id=$(curl -sf -H "Authorization: Bearer $token" -F "file=@$dir/file.bin" "$base/files/upload" | field id)
+id=$(curl -sf -H "Authorization: Bearer $token" -F "file=@$dir/file.bin" "$base/files/upload" | json_field id)
 rm "$dir/file.bin"
 echo "load: $(cut -d' ' -f1-3 /proc/loadavg)"
 for _ in $(seq "$runs"); do

@@ -15,10 +15,7 @@ SEED_DB=${SEED_DB:-/tmp/perf/seed1m.db}
 # shellcheck source=bench/scripts/server.sh
 source "$root/bench/scripts/server.sh"
 start_server "$port" --log warn
-field() { python3 -c "import json, sys; print(json.load(sys.stdin)['$1'])"; }
-curl -sf -H 'Content-Type: application/json' -d '{"username":"wrkbench","password":"wrkbench-pass"}' \
-    "$base/register" >/dev/null
-token=$(curl -sf -d 'username=wrkbench&password=wrkbench-pass' "$base/token" | field access_token)
+token=$(new_user_token "$base" wrkbench)
 ticks() { awk '{ print $14 + $15 }' "/proc/$pid/stat"; }
 echo "load: $(cut -d' ' -f1-3 /proc/loadavg)"
 paths=("$@")

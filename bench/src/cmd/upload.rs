@@ -428,14 +428,20 @@ mod tests {
     use super::*;
     use crate::args::argv;
 
+    /// The file `seed` and `size` stand for, made here without [`Generated`].
+    fn file_bytes(seed: u64, size: u64) -> Vec<u8> {
+        let mut bytes = vec![0u8; size as usize];
+        let mut rng = Rng::seeded(seed);
+        for piece in bytes.chunks_mut(PIECE) {
+            rng.fill(piece);
+        }
+        bytes
+    }
+
     #[test]
     fn a_download_is_compared_byte_for_byte_with_what_was_sent() {
         let size = 3 * PIECE as u64 + 5;
-        let mut sent = vec![0u8; size as usize];
-        let mut rng = Rng::seeded(4);
-        for piece in sent.chunks_mut(PIECE) {
-            rng.fill(piece);
-        }
+        let sent = file_bytes(4, size);
         let mut same = Expected::new(4, size);
         assert!(sent.chunks(1000).all(|piece| same.compare(piece).is_none()));
         let mut changed = sent.clone();
@@ -452,12 +458,7 @@ mod tests {
     #[test]
     fn the_digest_is_of_the_generated_bytes() {
         let size = 2 * PIECE as u64 + 3;
-        let mut bytes = vec![0u8; size as usize];
-        let mut rng = Rng::seeded(9);
-        for piece in bytes.chunks_mut(PIECE) {
-            rng.fill(piece);
-        }
-        assert_eq!(digest(9, size), hex(&Sha256::digest(&bytes)));
+        assert_eq!(digest(9, size), hex(&Sha256::digest(file_bytes(9, size))));
         assert_ne!(digest(9, size), digest(10, size));
     }
 
