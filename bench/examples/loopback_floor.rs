@@ -29,6 +29,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::io::AsyncReadExt;
 use tokio::sync::Notify;
 
+#[path = "../src/process.rs"]
+mod process;
+use process::{cpu_time, raise_open_files_limit};
+
 /// Bytes per message: about what a chat event is in a WebSocket frame.
 const MESSAGE: usize = 160;
 const WRITERS: usize = 2;
@@ -70,37 +74,10 @@ fn now_ns() -> u64 {
         .as_nanos() as u64
 }
 
-/// CPU time of this process so far, user and system.
-fn cpu_time() -> Duration {
-    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
-    // SAFETY: getrusage fills the struct it is given for RUSAGE_SELF.
-    let usage = unsafe {
-        if libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) != 0 {
-            return Duration::ZERO;
-        }
-        usage.assume_init()
-    };
-    let time = |tv: libc::timeval| Duration::from_secs(tv.tv_sec as u64) + Duration::from_micros(tv.tv_usec as u64);
-    time(usage.ru_utime) + time(usage.ru_stime)
-}
-
-/// Raises the open-file limit to the hard limit; each side holds one
-/// descriptor per connection.
-fn raise_open_files() {
-    // SAFETY: plain get/setrlimit on a local struct.
-    unsafe {
-        let mut limit = std::mem::zeroed::<libc::rlimit>();
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
-            limit.rlim_cur = limit.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-        }
-    }
-}
-
 /// The writing side: accepts the reader's connections, sends the rounds,
 /// then prints the reader's figures after its own.
 fn serve(connections: usize) -> Result<()> {
-    raise_open_files();
+    raise_open_files_limit()?;
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let port = listener.local_addr()?.port();
     let reader = Command::new(std::env::current_exe()?)
@@ -166,7 +143,7 @@ struct Seen {
 /// The reading side: connects, reads until every message reached every
 /// connection, prints what it saw.
 fn read(port: u16, connections: usize) -> Result<()> {
-    raise_open_files();
+    raise_open_files_limit()?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_io().build()?;
     let local = tokio::task::LocalSet::new();
     local.block_on(&runtime, async move {

@@ -10,7 +10,8 @@
 //! - `api`: the routes called around measurements (health, register, token)
 //! - `stats`: the latency histogram and its percentiles
 //! - `report`: the human summary and the one JSON line
-//! - `sys`: CPU time, the open-file limit, a process's memory from /proc
+//! - `process`: this process's CPU time and open-file limit
+//! - `sys`: CPU time of a phase and of the server, a process's memory from /proc
 //! - `rng`: a fast seeded generator for test data and names
 //! - `error`: the one error type
 //!
@@ -24,6 +25,7 @@ mod chat;
 mod cmd;
 mod error;
 mod http;
+mod process;
 mod report;
 mod rng;
 mod stats;

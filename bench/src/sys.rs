@@ -1,6 +1,6 @@
 //! What the operating system tells about this process and the server's:
-//! CPU time used (its own and the server's), the open-file limit, and memory
-//! from `/proc/PID/status`.
+//! CPU time used (its own, from [`crate::process`], and the server's), and
+//! memory from `/proc/PID/status`.
 //!
 //! The generator runs on one thread; its CPU time next to the wall time shows
 //! whether the client itself was saturated (near 100 % of one core), in which
@@ -9,21 +9,7 @@
 use std::time::{Duration, Instant};
 
 use crate::error::{Context, Result};
-
-/// User plus system CPU time of this process so far.
-pub fn cpu_time() -> Duration {
-    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
-    // SAFETY: getrusage fills the whole struct for RUSAGE_SELF and only
-    // reads the pointer, which points at a properly sized, writable rusage.
-    let usage = unsafe {
-        if libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) != 0 {
-            return Duration::ZERO;
-        }
-        usage.assume_init()
-    };
-    let time = |tv: libc::timeval| Duration::from_secs(tv.tv_sec as u64) + Duration::from_micros(tv.tv_usec as u64);
-    time(usage.ru_utime) + time(usage.ru_stime)
-}
+use crate::process::cpu_time;
 
 /// Wall and CPU time since a start, for one phase of a run.
 pub struct Meter {
@@ -61,35 +47,6 @@ impl Usage {
         }
         (1000.0 * self.cpu.as_secs_f64() / self.wall.as_secs_f64()).round() / 10.0
     }
-}
-
-/// Raises the soft open-file limit to the hard limit; returns the new soft
-/// limit. Each WebSocket connection costs one descriptor.
-pub fn raise_open_files_limit() -> Result<u64> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes one rlimit through a valid pointer.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        return Err(std::io::Error::last_os_error()).context("getrlimit(RLIMIT_NOFILE)");
-    }
-    let mut wanted = limit.rlim_max;
-    if wanted == libc::RLIM_INFINITY {
-        // The kernel refuses an infinite descriptor limit; nr_open is its real ceiling.
-        wanted = std::fs::read_to_string("/proc/sys/fs/nr_open")
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(1 << 20);
-    }
-    if limit.rlim_cur < wanted {
-        limit.rlim_cur = wanted;
-        // SAFETY: setrlimit reads one rlimit through a valid pointer.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
-            return Err(std::io::Error::last_os_error()).context("setrlimit(RLIMIT_NOFILE)");
-        }
-    }
-    Ok(limit.rlim_cur)
 }
 
 /// A process's memory, in KiB, as `/proc/PID/status` reports it.

@@ -14,10 +14,11 @@ use tokio::time::{sleep, timeout_at};
 use super::{join, Ctx, Ends};
 use crate::args::{bad, ArgError, Flags};
 use crate::chat::{self, Phase, SendPlan};
-use crate::error::{Error, Result};
+use crate::error::{Context, Error, Result};
+use crate::process;
 use crate::report::Report;
 use crate::stats::{ms, rate, round3, Histogram};
-use crate::sys::{self, Meter};
+use crate::sys::Meter;
 use crate::ws;
 
 pub const FLAGS: &[&str] = &["--connections", "--users", "--settle"];
@@ -70,7 +71,7 @@ struct Arrivals {
 }
 
 pub async fn run(ctx: &Ctx, options: &Options) -> Result<Report> {
-    let limit = sys::raise_open_files_limit()?;
+    let limit = process::raise_open_files_limit().context("raising the open-file limit")?;
     if limit < options.connections as u64 + SPARE_FILES {
         return Err(Error::new(format!(
             "the open-file hard limit is {limit}: too low for {} connections (raise it with ulimit -Hn)",
