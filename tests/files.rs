@@ -90,6 +90,21 @@ fn wait_for_files(server: &Server, expected: &[String]) {
     }
 }
 
+/// Sends the start of a 10 MB upload, 600 KB of its file, and returns the
+/// connection once the server has begun writing the file; the caller then
+/// cuts the upload short.
+fn begin_upload_to_cut(server: &Server, token: &str) -> std::net::TcpStream {
+    let mut stream = server.connect();
+    stream
+        .write_all(upload_head(Some(token), "Content-Length: 10000000", "").as_bytes())
+        .unwrap();
+    let opening = format!("--{BOUNDARY}\r\n{}\r\n\r\n", file_headers("cut.bin"));
+    stream.write_all(opening.as_bytes()).unwrap();
+    stream.write_all(&[7; 600_000]).unwrap();
+    wait_for_temp_file(server);
+    stream
+}
+
 /// Waits (bounded) until an upload's temp file appears, i.e. the server has
 /// begun writing it.
 fn wait_for_temp_file(server: &Server) {
@@ -482,14 +497,7 @@ fn hostile_file_names_stay_metadata() {
 fn aborted_upload_leaves_no_file_and_no_row() {
     let server = Server::start();
     let token = server.user("alice");
-    let mut stream = server.connect();
-    stream
-        .write_all(upload_head(Some(&token), "Content-Length: 10000000", "").as_bytes())
-        .unwrap();
-    let opening = format!("--{BOUNDARY}\r\n{}\r\n\r\n", file_headers("cut.bin"));
-    stream.write_all(opening.as_bytes()).unwrap();
-    stream.write_all(&[7; 600_000]).unwrap();
-    wait_for_temp_file(&server);
+    let stream = begin_upload_to_cut(&server, &token);
     drop(stream);
     wait_for_files(&server, &[]);
     assert!(listed_ids(&server, &token, "").is_empty());
@@ -739,14 +747,7 @@ fn killed_server_leaves_no_temp_file_or_orphan_after_restart() {
     let server = Server::start();
     let token = server.user("alice");
     let kept = id_of(&upload(&server, &token, "kept.txt", b"still here"));
-    let mut stream = server.connect();
-    stream
-        .write_all(upload_head(Some(&token), "Content-Length: 10000000", "").as_bytes())
-        .unwrap();
-    let opening = format!("--{BOUNDARY}\r\n{}\r\n\r\n", file_headers("cut.bin"));
-    stream.write_all(opening.as_bytes()).unwrap();
-    stream.write_all(&[7; 600_000]).unwrap();
-    wait_for_temp_file(&server);
+    let stream = begin_upload_to_cut(&server, &token);
     // As if a crash came between the rename and the row.
     let orphan = server.uploads_dir().join("00112233445566778899aabbccddeeff");
     std::fs::write(&orphan, b"no row").unwrap();
