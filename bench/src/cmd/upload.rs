@@ -7,7 +7,7 @@
 //! piece by piece, and the multipart body's length is computed up front so
 //! the request can carry a `Content-Length`.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -43,8 +43,10 @@ while sending would take a third of a core from the two the server and the
 client share) and checked against the server's answer. The download
 is compared byte for byte with the same generated stream (cheaper than
 hashing, which would bound the download figure at one core's SHA-256 speed).
-Figures: MiB/s up and down, with --server-pid the server's RSS before, after
-and sampled peak during the transfers, and its VmHWM.";
+Figures: MiB/s up and down, how long the upload's answer came after its
+last byte (mostly the server's final fsync), and with --server-pid the
+server's RSS before, after and sampled peak during the transfers, and its
+VmHWM.";
 
 /// Bytes generated, hashed and written at a time; a multiple of 8, so the
 /// generated stream is the same whatever the size.
@@ -129,7 +131,7 @@ pub async fn run(ctx: &Ctx, options: &Options) -> Result<Report> {
 
     let meter = Meter::start();
     let mut conn = HttpConn::open(&ctx.endpoint).await?;
-    let response = timeout_at(ctx.deadline, send_file(&mut conn, &auth, &form, options))
+    let (response, answer_wait) = timeout_at(ctx.deadline, send_file(&mut conn, &auth, &form, options))
         .await
         .map_err(|_| timed_out())??;
     let up = meter.read();
@@ -168,8 +170,11 @@ pub async fn run(ctx: &Ctx, options: &Options) -> Result<Report> {
         options.size as f64 / (1 << 20) as f64,
         options.data_seed
     ));
+    let answered = answer_wait.map_or(String::new(), |wait| {
+        format!("; answered {:.3} s after the last byte", wait.as_secs_f64())
+    });
     report.line(format!(
-        "  up   {:.3} s, {} MiB/s, client CPU {}%",
+        "  up   {:.3} s, {} MiB/s, client CPU {}%{answered}",
         up.wall.as_secs_f64(),
         mib_per_s(options.size, &up),
         up.cpu_percent()
@@ -185,6 +190,10 @@ pub async fn run(ctx: &Ctx, options: &Options) -> Result<Report> {
     report.figure("upload_s", round3(up.wall.as_secs_f64()));
     report.figure("upload_mib_s", mib_per_s(options.size, &up));
     report.figure("upload_client_cpu_pct", up.cpu_percent());
+    report.figure(
+        "upload_answer_after_last_byte_s",
+        answer_wait.map(|w| round3(w.as_secs_f64())),
+    );
     report.figure("download_s", round3(down.wall.as_secs_f64()));
     report.figure("download_mib_s", mib_per_s(fetched.length, &down));
     report.figure("download_client_cpu_pct", down.cpu_percent());
@@ -304,10 +313,16 @@ impl Generated {
     }
 }
 
-/// Sends the whole request and returns the server's answer. If the server
-/// answers early and stops reading (413, 401, ...), that answer is returned
-/// instead of the broken write.
-async fn send_file(conn: &mut HttpConn, auth: &str, form: &Multipart, options: &Options) -> Result<Response> {
+/// Sends the whole request and returns the server's answer, and how long it
+/// came after the last byte was sent: mostly the server making the file
+/// durable. If the server answers early and stops reading (413, 401, ...),
+/// that answer is returned instead of the broken write.
+async fn send_file(
+    conn: &mut HttpConn,
+    auth: &str,
+    form: &Multipart,
+    options: &Options,
+) -> Result<(Response, Option<Duration>)> {
     let content_type = form.content_type();
     let headers = [("Authorization", auth), ("Content-Type", content_type.as_str())];
     let sent = async {
@@ -322,9 +337,13 @@ async fn send_file(conn: &mut HttpConn, auth: &str, form: &Multipart, options: &
     }
     .await;
     match sent {
-        Ok(()) => conn.read_response().await,
+        Ok(()) => {
+            let last_byte = Instant::now();
+            let response = conn.read_response().await?;
+            Ok((response, Some(last_byte.elapsed())))
+        }
         Err(e) => match timeout(Duration::from_secs(2), conn.read_response()).await {
-            Ok(Ok(early)) => Ok(early),
+            Ok(Ok(early)) => Ok((early, None)),
             _ => Err(e),
         },
     }
