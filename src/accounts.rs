@@ -1,17 +1,20 @@
-//! Account routes: `/register`, `/token`, `/logout`, `/me`.
+//! Account routes: `/register`, `/token`, `/logout`, `/me`, and the cookie
+//! that carries a token for browsers.
 
-use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
-use crate::auth::{self, BAD_LOGIN};
-use crate::db::users::{self, User};
-use crate::error::ApiError;
+use serde::Deserialize;
+
+use crate::api::{ApiError, Ctx};
+use crate::auth::passwords::Passwords;
+use crate::auth::tokens::Tokens;
+use crate::db::Db;
 use crate::http::form;
 use crate::http::response::Response;
-use crate::router::Exchange;
-use crate::{clock, json};
 
-/// JSON and form bodies are refused over this size (413).
-pub const SMALL_BODY_LIMIT: u64 = 64 * 1024;
+/// The one detail for every refused credential, so a response never tells
+/// which part was wrong.
+const BAD_LOGIN: &str = "incorrect username or password";
 /// bcrypt reads at most 72 bytes; a longer password is refused rather than
 /// silently cut.
 const MAX_PASSWORD_BYTES: usize = 72;
@@ -24,43 +27,31 @@ struct Registration {
     password: String,
 }
 
-#[derive(Serialize)]
-pub struct UserView<'a> {
-    pub id: i64,
-    pub username: &'a str,
-    pub created_at: String,
+/// What the account routes need.
+pub struct Accounts {
+    pub db: Db,
+    pub tokens: Arc<Tokens>,
+    pub passwords: Passwords,
+    /// `Secure` on the cookie (`--secure-cookies`).
+    pub secure_cookies: bool,
 }
 
-impl<'a> From<&'a User> for UserView<'a> {
-    fn from(user: &'a User) -> Self {
-        UserView {
-            id: user.id,
-            username: &user.username,
-            created_at: clock::rfc3339_millis(user.created_at),
-        }
-    }
-}
-
-pub async fn register(ex: &mut Exchange<'_, '_>) -> Result<Response, ApiError> {
-    let body = ex.body.read_to_end(SMALL_BODY_LIMIT).await?;
-    let Registration { username, password } = json::parse_object(&body)?;
+pub(crate) async fn register(ctx: &mut Ctx<'_, '_>, accounts: &Accounts) -> Result<Response, ApiError> {
+    let Registration { username, password } = ctx.json_object().await?;
     validate_username(&username)?;
     validate_password(&password)?;
-    let hash = ex.app.auth.hash_password(password).await?;
-    let now = clock::now_millis();
-    let name = username.clone();
-    let user = ex
-        .app
+    let hash = accounts.passwords.hash(password).await?;
+    let user = accounts
         .db
-        .write(move |conn| users::insert(conn, &name, &hash, now))
+        .create_user(username, hash)
         .await?
         .ok_or_else(|| ApiError::new(409, "username already taken"))?;
-    ex.user = Some(user.username.clone());
-    Ok(Response::json(201, &UserView::from(&user)))
+    ctx.set_user(&user.username);
+    Ok(Response::json(201, &user))
 }
 
-pub async fn token(ex: &mut Exchange<'_, '_>) -> Result<Response, ApiError> {
-    let body = ex.body.read_to_end(SMALL_BODY_LIMIT).await?;
+pub(crate) async fn token(ctx: &mut Ctx<'_, '_>, accounts: &Accounts) -> Result<Response, ApiError> {
+    let body = ctx.small_body().await?;
     let body = std::str::from_utf8(&body).map_err(|_| ApiError::unprocessable("form body is not UTF-8"))?;
     let field = |name: &str| {
         form::get(body, name)
@@ -68,7 +59,7 @@ pub async fn token(ex: &mut Exchange<'_, '_>) -> Result<Response, ApiError> {
             .ok_or_else(|| ApiError::unprocessable(format!("missing form field '{name}'")))
     };
     let (username, password) = (field("username")?, field("password")?);
-    let found = ex.app.db.read(move |conn| users::credentials(conn, &username)).await?;
+    let found = accounts.db.credentials(username).await?;
     let (user, hash) = match found {
         Some(c) => (Some(c.user), Some(c.password_hash)),
         None => (None, None),
@@ -77,15 +68,15 @@ pub async fn token(ex: &mut Exchange<'_, '_>) -> Result<Response, ApiError> {
     // (which no account can have) would pass for its prefix. It is checked
     // against the dummy hash instead: refused, at the same cost.
     let hash = hash.filter(|_| password.len() <= MAX_PASSWORD_BYTES);
-    let valid = ex.app.auth.verify_password(password, hash).await?;
+    let valid = accounts.passwords.verify(password, hash).await?;
     let user = user
         .filter(|_| valid)
         .ok_or_else(|| ApiError::unauthorized(BAD_LOGIN))?;
-    ex.user = Some(user.username.clone());
-    let auth = &ex.app.auth;
-    let token = auth.issue(user.id, &user.username);
-    let cookie = auth::cookie(Some(&token), auth.ttl, ex.app.config.secure_cookies);
-    let body = serde_json::json!({ "access_token": token, "token_type": "bearer", "expires_in": auth.ttl });
+    ctx.set_user(&user.username);
+    let tokens = &accounts.tokens;
+    let token = tokens.issue(user.id, &user.username);
+    let cookie = cookie(Some(&token), tokens.ttl, accounts.secure_cookies);
+    let body = serde_json::json!({ "access_token": token, "token_type": "bearer", "expires_in": tokens.ttl });
     Ok(Response::json(200, &body)
         .header("Set-Cookie", cookie)
         .header("Cache-Control", "no-store"))
@@ -93,20 +84,29 @@ pub async fn token(ex: &mut Exchange<'_, '_>) -> Result<Response, ApiError> {
 
 /// Needs no token: it only clears the cookie, so it works even once the
 /// token has expired.
-pub fn logout(ex: &mut Exchange<'_, '_>) -> Result<Response, ApiError> {
-    let cookie = auth::cookie(None, 0, ex.app.config.secure_cookies);
+pub(crate) fn logout(accounts: &Accounts) -> Result<Response, ApiError> {
+    let cookie = cookie(None, 0, accounts.secure_cookies);
     Ok(Response::new(204).header("Set-Cookie", cookie))
 }
 
-pub async fn me(ex: &mut Exchange<'_, '_>) -> Result<Response, ApiError> {
-    let claims = ex.authenticate()?;
-    let user = ex
-        .app
+pub(crate) async fn me(ctx: &mut Ctx<'_, '_>, accounts: &Accounts) -> Result<Response, ApiError> {
+    let claims = ctx.authenticate()?;
+    let user = accounts
         .db
-        .read(move |conn| users::by_id(conn, claims.uid))
+        .user(claims.uid)
         .await?
         .ok_or_else(|| ApiError::unauthorized("account no longer exists"))?;
-    Ok(Response::json(200, &UserView::from(&user)))
+    Ok(Response::json(200, &user))
+}
+
+/// `Set-Cookie` for a fresh token, or (with `None`) for logging out.
+fn cookie(token: Option<&str>, max_age: u64, secure: bool) -> String {
+    let secure = if secure { "; Secure" } else { "" };
+    format!(
+        "access_token={}; HttpOnly; SameSite=Lax; Path=/; Max-Age={}{secure}",
+        token.unwrap_or(""),
+        if token.is_some() { max_age } else { 0 }
+    )
 }
 
 fn validate_username(name: &str) -> Result<(), ApiError> {
@@ -125,4 +125,21 @@ fn validate_password(password: &str) -> Result<(), ApiError> {
         return Err(ApiError::unprocessable("password must be 4 to 72 bytes"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookies_carry_the_contract_attributes() {
+        assert_eq!(
+            cookie(Some("t"), 60, false),
+            "access_token=t; HttpOnly; SameSite=Lax; Path=/; Max-Age=60"
+        );
+        assert_eq!(
+            cookie(None, 60, true),
+            "access_token=; HttpOnly; SameSite=Lax; Path=/; Max-Age=0; Secure"
+        );
+    }
 }

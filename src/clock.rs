@@ -4,13 +4,13 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-pub fn now_millis() -> i64 {
+pub(crate) fn now_millis() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-pub fn now_secs() -> u64 {
+pub(crate) fn now_secs() -> u64 {
     (now_millis() / 1000) as u64
 }
 
@@ -51,7 +51,7 @@ fn civil(millis: i64) -> Civil {
 }
 
 /// `2026-11-25T04:43:39.123Z`
-pub fn rfc3339_millis(millis: i64) -> String {
+pub(crate) fn rfc3339_millis(millis: i64) -> String {
     let c = civil(millis);
     format!(
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
@@ -65,8 +65,26 @@ pub fn rfc3339_millis(millis: i64) -> String {
     )
 }
 
+/// A stored instant, in Unix milliseconds (UTC), as every `created_at` is
+/// kept. It serializes as [`rfc3339_millis`], so every view of a row shows
+/// time the same way without a view struct of its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Timestamp(pub i64);
+
+impl Timestamp {
+    pub fn now() -> Timestamp {
+        Timestamp(now_millis())
+    }
+}
+
+impl serde::Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&rfc3339_millis(self.0))
+    }
+}
+
 /// `Wed, 25 Nov 2026 04:43:39 GMT` (RFC 9110 IMF-fixdate).
-pub fn http_date(secs: u64) -> String {
+pub(crate) fn http_date(secs: u64) -> String {
     const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
@@ -95,5 +113,11 @@ mod tests {
         assert_eq!(rfc3339_millis(1_795_581_819_005), "2026-11-25T04:43:39.005Z");
         assert_eq!(http_date(1_795_581_819), "Wed, 25 Nov 2026 04:43:39 GMT");
         assert_eq!(http_date(784_111_777), "Sun, 06 Nov 1994 08:49:37 GMT");
+    }
+
+    #[test]
+    fn timestamps_serialize_as_rfc3339() {
+        let json = serde_json::to_string(&Timestamp(1_795_581_819_005)).unwrap();
+        assert_eq!(json, "\"2026-11-25T04:43:39.005Z\"");
     }
 }

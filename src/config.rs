@@ -7,7 +7,8 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use crate::db::Synchronous;
+use std::str::FromStr;
+
 use crate::log::Level;
 
 #[derive(Clone, Debug)]
@@ -45,6 +46,33 @@ impl Default for Config {
             max_connections: 10_000,
             synchronous: Synchronous::Normal,
             log: Level::Info,
+        }
+    }
+}
+
+/// How far a commit goes before it is answered (SQLite's `synchronous`, in
+/// WAL mode).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Synchronous {
+    /// The commit is in the write-ahead log, in the operating system's hands:
+    /// it survives the server being killed (`SIGKILL`, a crash), which is
+    /// what the contract asks, but not a power cut or a kernel panic. No
+    /// disk sync per commit: this is what keeps chat latency under a
+    /// millisecond on a disk whose sync takes one or more.
+    Normal,
+    /// The write-ahead log is synced to the disk before the answer: a
+    /// commit also survives a power cut, at the cost of a disk sync per
+    /// group commit.
+    Full,
+}
+
+impl FromStr for Synchronous {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s.to_ascii_lowercase().as_str() {
+            "normal" => Ok(Synchronous::Normal),
+            "full" => Ok(Synchronous::Full),
+            _ => Err(()),
         }
     }
 }
@@ -233,7 +261,7 @@ fn non_empty_path(flag: &str, value: &str) -> Result<PathBuf, ConfigError> {
 /// Origins are compared as the browser sends them: `scheme://host[:port]`,
 /// lower-cased, without a trailing slash.
 fn parse_origin(flag: &str, value: &str) -> Result<String, ConfigError> {
-    let origin = value.trim_end_matches('/').to_ascii_lowercase();
+    let origin = normalize_origin(value);
     let valid = ["http://", "https://"].iter().any(|scheme| {
         origin
             .strip_prefix(scheme)
@@ -245,6 +273,18 @@ fn parse_origin(flag: &str, value: &str) -> Result<String, ConfigError> {
         Err(ConfigError(format!(
             "{flag}: '{value}' is not an origin like https://chat.example.com"
         )))
+    }
+}
+
+/// An origin in the form browsers send it: lower case, no trailing slash, no
+/// default port. The allowed origins are kept in this form, so a request's
+/// `Origin` is compared after one normalisation of its own.
+pub(crate) fn normalize_origin(origin: &str) -> String {
+    let origin = origin.trim().trim_end_matches('/').to_ascii_lowercase();
+    let default_port = if origin.starts_with("https://") { ":443" } else { ":80" };
+    match origin.strip_suffix(default_port) {
+        Some(bare) => bare.to_string(),
+        None => origin,
     }
 }
 

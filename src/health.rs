@@ -10,17 +10,11 @@
 //! when the database is locked it waits out the busy timeout (5 s) before
 //! answering 503, as every write does.
 
-use crate::clock;
-use crate::db::settings;
-use crate::error::ApiError;
+use crate::api::ApiError;
+use crate::db::Db;
 use crate::http::response::Response;
-use crate::router::Exchange;
 
-pub async fn check(ex: &mut Exchange<'_, '_>) -> Result<Response, ApiError> {
-    let db = &ex.app.db;
-    db.read(|conn| Ok(conn.query_row("SELECT 1", [], |row| row.get::<_, i64>(0))?))
-        .await?;
-    let now = clock::now_millis();
-    db.write(move |conn| settings::record_health_check(conn, now)).await?;
+pub(crate) async fn check(db: &Db) -> Result<Response, ApiError> {
+    db.check_health().await?;
     Ok(Response::json(200, &serde_json::json!({ "status": "ok" })))
 }

@@ -46,13 +46,13 @@ pub fn set_level(level: Level) {
     LEVEL.store(level as u8, Ordering::Relaxed);
 }
 
-pub fn enabled(level: Level) -> bool {
+pub(crate) fn enabled(level: Level) -> bool {
     level as u8 <= LEVEL.load(Ordering::Relaxed)
 }
 
 /// Writes one line; callers go through the [`log!`](crate::log!) macro so that
 /// the message is only formatted when its level is enabled.
-pub fn write(level: Level, args: std::fmt::Arguments<'_>) {
+pub(crate) fn write(level: Level, args: std::fmt::Arguments<'_>) {
     let line = format!(
         "{} {} {}\n",
         crate::clock::rfc3339_millis(crate::clock::now_millis()),
@@ -72,7 +72,7 @@ macro_rules! log {
 }
 
 /// Replaces the value of every `token=` query parameter with `REDACTED`.
-pub fn redact(target: &str) -> Cow<'_, str> {
+pub(crate) fn redact(target: &str) -> Cow<'_, str> {
     let Some((path, query)) = target.split_once('?') else {
         return Cow::Borrowed(target);
     };
@@ -93,7 +93,7 @@ pub fn redact(target: &str) -> Cow<'_, str> {
 }
 
 /// Control bytes are escaped so a hostile request target cannot forge log lines.
-pub fn printable(s: &str) -> Cow<'_, str> {
+pub(crate) fn printable(s: &str) -> Cow<'_, str> {
     if s.chars().all(|c| !c.is_control()) {
         return Cow::Borrowed(s);
     }

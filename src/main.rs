@@ -2,14 +2,14 @@
 
 use std::process::ExitCode;
 
-use chat_server::config::{self, Command, ConfigError};
+use chat_server::{Command, ConfigError};
 
 fn main() -> ExitCode {
-    let command = args().and_then(|args| config::parse(args, env()?));
+    let command = args().and_then(|args| chat_server::parse_config(args, env()?));
     let config = match command {
         Ok(Command::Serve(config)) => *config,
         Ok(Command::Help) => {
-            print!("{}", config::HELP);
+            print!("{}", chat_server::HELP);
             return ExitCode::SUCCESS;
         }
         Err(e) => {
@@ -17,7 +17,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    chat_server::log::set_level(config.log);
+    chat_server::set_log_level(config.log);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("chat-worker")

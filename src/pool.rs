@@ -3,11 +3,18 @@
 //! state built once at its start (a database connection, say), jobs wait in a
 //! bounded queue, and a full queue is refused at once rather than letting
 //! waiting work pile up without limit.
+//!
+//! Starting a pool never panics: a thread that cannot be spawned, or whose
+//! state cannot be built, is an error for the caller (start-up reports it in
+//! one line and exits).
 
+use std::io;
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;
+
+use crate::sys;
 
 type Job<S> = Box<dyn FnOnce(&mut S) + Send>;
 
@@ -19,12 +26,12 @@ pub enum PoolError {
     Gone,
 }
 
-pub struct Pool<S> {
+pub(crate) struct Pool<S> {
     tx: SyncSender<Job<S>>,
 }
 
 /// How the threads of a pool are set up.
-pub struct Options {
+pub(crate) struct Options {
     pub name: &'static str,
     pub threads: usize,
     pub queue: usize,
@@ -35,8 +42,8 @@ pub struct Options {
 
 impl<S: 'static> Pool<S> {
     /// Starts the threads; each calls `init` once for its state, and the pool
-    /// fails to start if any `init` fails.
-    pub fn start<E: Send + 'static>(
+    /// fails to start if any `init` fails or a thread cannot be spawned.
+    pub(crate) fn start<E: From<io::Error> + Send + 'static>(
         options: Options,
         init: impl Fn() -> Result<S, E> + Send + Sync + 'static,
     ) -> Result<Pool<S>, E> {
@@ -61,15 +68,20 @@ impl<S: 'static> Pool<S> {
                             let _ = ready_tx.send(Err(e));
                         }
                     }
-                })
-                .expect("spawning a worker thread");
-            ready_rx.recv().expect("worker thread reports its start")?;
+                })?;
+            // A thread that ends without a word panicked in `init`.
+            ready_rx
+                .recv()
+                .map_err(|_| io::Error::other(format!("{} thread {i} ended while starting", options.name)))??;
         }
         Ok(Pool { tx })
     }
 
     /// Runs `f` on a worker thread with that thread's state.
-    pub async fn run<T: Send + 'static>(&self, f: impl FnOnce(&mut S) -> T + Send + 'static) -> Result<T, PoolError> {
+    pub(crate) async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut S) -> T + Send + 'static,
+    ) -> Result<T, PoolError> {
         let (tx, rx) = oneshot::channel();
         let job: Job<S> = Box::new(move |state| {
             let _ = tx.send(f(state));
@@ -99,12 +111,7 @@ fn work<S>(mut state: S, rx: &Mutex<Receiver<Job<S>>>) {
 
 fn lower_priority(nice: i32) {
     if nice != 0 {
-        // SAFETY: plain syscalls on the calling thread; a failure only means
-        // the thread keeps the default priority.
-        unsafe {
-            let tid = libc::gettid();
-            libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice);
-        }
+        sys::set_thread_nice(nice);
     }
 }
 
@@ -123,7 +130,7 @@ mod tests {
 
     #[tokio::test]
     async fn jobs_run_off_the_async_thread_with_their_state() {
-        let pool = Pool::start(options(2, 8), || Ok::<_, ()>(41)).unwrap();
+        let pool = Pool::start(options(2, 8), || Ok::<_, io::Error>(41)).unwrap();
         let caller = std::thread::current().id();
         let (value, thread) = pool
             .run(|state| (*state + 1, std::thread::current().id()))
@@ -135,7 +142,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_queue_is_refused_not_queued() {
-        let pool = Pool::start(options(1, 1), || Ok::<_, ()>(())).unwrap();
+        let pool = Pool::start(options(1, 1), || Ok::<_, io::Error>(())).unwrap();
         let (block_tx, block_rx) = std::sync::mpsc::channel::<()>();
         let busy = pool.run(move |_| block_rx.recv());
         tokio::pin!(busy);
@@ -156,6 +163,7 @@ mod tests {
 
     #[test]
     fn a_failing_init_fails_the_start() {
-        assert_eq!(Pool::<()>::start(options(2, 1), || Err("no")).err(), Some("no"));
+        let refused = Pool::<()>::start(options(2, 1), || Err(io::Error::other("no")));
+        assert_eq!(refused.err().map(|e| e.to_string()), Some("no".to_string()));
     }
 }

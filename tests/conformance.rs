@@ -14,14 +14,10 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chat_server::config::Config;
-use chat_server::error::ApiError;
-use chat_server::http::response::Response;
-use chat_server::log::Level;
-use chat_server::router::{Exchange, Routes, Service};
-use chat_server::server::{self, ShutdownTrigger};
-use chat_server::ws::session::{self, Close};
-use chat_server::ws::upgrade::{handshake_key, switching_protocols};
+use chat_server::{
+    handshake_key, switching_protocols, websocket_config, ApiError, Close, Config, Exchange, Level, Refusal, Response,
+    Routes, Service, ShutdownTrigger,
+};
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
@@ -33,17 +29,21 @@ const ECHO_PATH: &str = "/echo";
 const EXCLUDED: &[&str] = &["9.*", "12.*", "13.*"];
 
 /// The real routes, with `/echo` in front.
-struct Echo;
+struct Echo(Routes);
 
 impl Service for Echo {
-    async fn handle(&self, ex: &mut Exchange<'_, '_>) -> Result<Response, ApiError> {
+    async fn handle(&self, ex: &mut Exchange<'_, '_>) -> Response {
         if ex.request.path() != ECHO_PATH {
-            return Routes.handle(ex).await;
+            return self.0.handle(ex).await;
         }
-        Ok(match handshake_key(ex.request) {
+        match handshake_key(ex.request) {
             Ok(key) => switching_protocols(key, Box::new(|stream, leftover| Box::pin(echo(stream, leftover)))),
-            Err(refused) => refused.into_response(),
-        })
+            Err(refused) => ApiError::from(refused).into_response(),
+        }
+    }
+
+    fn refuse(&self, refusal: Refusal) -> Response {
+        self.0.refuse(refusal)
     }
 }
 
@@ -51,7 +51,7 @@ impl Service for Echo {
 /// closes the client starts. A violation is closed with the code the chat
 /// would use, then the client gets a moment to finish the close.
 async fn echo(stream: TcpStream, leftover: Vec<u8>) {
-    let mut ws = WebSocketStream::from_partially_read(stream, leftover, Role::Server, Some(session::config())).await;
+    let mut ws = WebSocketStream::from_partially_read(stream, leftover, Role::Server, Some(websocket_config())).await;
     let close = loop {
         match ws.next().await {
             Some(Ok(message @ (Message::Text(_) | Message::Binary(_)))) => {
@@ -118,7 +118,7 @@ async fn autobahn_fuzzing_client_finds_no_failure_in_the_websocket_stack() {
         eprintln!("skipped: the kosoku package is not installed (python3 -m pip install kosoku)");
         return;
     }
-    chat_server::log::set_level(Level::Error);
+    chat_server::set_log_level(Level::Error);
     let dir = tempfile::tempdir().unwrap();
     let config = Config {
         db: dir.path().join("chat.db"),
@@ -129,8 +129,13 @@ async fn autobahn_fuzzing_client_finds_no_failure_in_the_websocket_stack() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (trigger, shutdown) = ShutdownTrigger::new();
-    let app = Arc::new(chat_server::build_app(config, shutdown).await.unwrap());
-    let serving = tokio::spawn(server::serve(listener, app, Arc::new(Echo)));
+    let routes = chat_server::build(&config, shutdown.clone()).await.unwrap();
+    let serving = tokio::spawn(chat_server::serve(
+        listener,
+        Arc::new(Echo(routes)),
+        config.max_connections,
+        shutdown,
+    ));
 
     let url = format!("ws://{addr}{ECHO_PATH}");
     let output = tokio::task::spawn_blocking(move || {

@@ -4,9 +4,12 @@
 //! before the file is removed, so a crash at any point leaves at worst a file
 //! without a row (swept at start-up), never a row without its bytes.
 
+use std::collections::HashSet;
+
 use rusqlite::{Connection, OptionalExtension, Row};
 
-use super::DbError;
+use super::{Db, DbError};
+use crate::clock::Timestamp;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FileRow {
@@ -18,12 +21,12 @@ pub struct FileRow {
     pub uploaded_by: i64,
     /// The uploader's name, joined from `users`.
     pub uploader: String,
-    pub created_at: i64,
+    pub created_at: Timestamp,
 }
 
-/// What [`delete_owned`] did.
+/// What [`Db::delete_owned_file`] did.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Deleted {
+pub enum Deletion {
     Deleted,
     NotFound,
     NotOwner,
@@ -41,11 +44,44 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<FileRow> {
         sha256: row.get(4)?,
         uploaded_by: row.get(5)?,
         uploader: row.get(6)?,
-        created_at: row.get(7)?,
+        created_at: Timestamp(row.get(7)?),
     })
 }
 
-pub fn insert(conn: &Connection, file: &FileRow) -> Result<(), DbError> {
+impl Db {
+    /// Records a file whose bytes are durably in place.
+    pub async fn insert_file(&self, file: FileRow) -> Result<(), DbError> {
+        self.write(move |conn| insert(conn, &file)).await
+    }
+
+    pub async fn file(&self, id: String) -> Result<Option<FileRow>, DbError> {
+        self.read(move |conn| by_id(conn, &id)).await
+    }
+
+    /// A page of files, newest first.
+    pub async fn files_page(&self, offset: i64, limit: u32) -> Result<Vec<FileRow>, DbError> {
+        self.read(move |conn| page(conn, offset, limit)).await
+    }
+
+    /// Deletes the row of `id` if `user_id` uploaded it.
+    pub async fn delete_owned_file(&self, id: String, user_id: i64) -> Result<Deletion, DbError> {
+        self.write(move |conn| delete_owned(conn, &id, user_id)).await
+    }
+
+    /// The id of every file, for the start-up sweep of the uploads
+    /// directory: a set of 32-byte names, a few tens of megabytes for a
+    /// million files, held only while the sweep runs.
+    pub async fn file_ids(&self) -> Result<HashSet<String>, DbError> {
+        self.read(|conn| {
+            let mut statement = conn.prepare_cached("SELECT id FROM files")?;
+            let ids = statement.query_map([], |row| row.get(0))?;
+            Ok(ids.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+}
+
+fn insert(conn: &Connection, file: &FileRow) -> Result<(), DbError> {
     conn.prepare_cached(
         "INSERT INTO files (id, filename, size, content_type, sha256, uploaded_by, created_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -57,12 +93,12 @@ pub fn insert(conn: &Connection, file: &FileRow) -> Result<(), DbError> {
         &file.content_type,
         &file.sha256,
         file.uploaded_by,
-        file.created_at,
+        file.created_at.0,
     ))?;
     Ok(())
 }
 
-pub fn by_id(conn: &Connection, id: &str) -> Result<Option<FileRow>, DbError> {
+fn by_id(conn: &Connection, id: &str) -> Result<Option<FileRow>, DbError> {
     let found = conn
         .prepare_cached(&format!("SELECT {COLUMNS} WHERE f.id = ?1"))?
         .query_row([id], from_row)
@@ -70,46 +106,25 @@ pub fn by_id(conn: &Connection, id: &str) -> Result<Option<FileRow>, DbError> {
     Ok(found)
 }
 
-/// A page of files, newest first.
-pub fn page(conn: &Connection, offset: i64, limit: i64) -> Result<Vec<FileRow>, DbError> {
+fn page(conn: &Connection, offset: i64, limit: u32) -> Result<Vec<FileRow>, DbError> {
     let rows = conn
         .prepare_cached(&format!("SELECT {COLUMNS} ORDER BY f.seq DESC LIMIT ?1 OFFSET ?2"))?
-        .query_map([limit, offset], from_row)?
+        .query_map((limit, offset), from_row)?
         .collect::<Result<_, _>>()?;
     Ok(rows)
 }
 
-pub fn exists(conn: &Connection, id: &str) -> Result<bool, DbError> {
-    let found = conn
-        .prepare_cached("SELECT 1 FROM files WHERE id = ?1")?
-        .query_row([id], |_| Ok(()))
-        .optional()?;
-    Ok(found.is_some())
-}
-
-/// Calls `f` with the id of every file, one row at a time.
-pub fn for_each_id(conn: &Connection, mut f: impl FnMut(&str)) -> Result<(), DbError> {
-    let mut statement = conn.prepare_cached("SELECT id FROM files")?;
-    let mut rows = statement.query([])?;
-    while let Some(row) = rows.next()? {
-        let id: String = row.get(0)?;
-        f(&id);
-    }
-    Ok(())
-}
-
-/// Deletes the row of `id` if `user_id` uploaded it.
-pub fn delete_owned(conn: &Connection, id: &str, user_id: i64) -> Result<Deleted, DbError> {
+fn delete_owned(conn: &Connection, id: &str, user_id: i64) -> Result<Deletion, DbError> {
     let owner: Option<i64> = conn
         .prepare_cached("SELECT uploaded_by FROM files WHERE id = ?1")?
         .query_row([id], |row| row.get(0))
         .optional()?;
     match owner {
-        None => Ok(Deleted::NotFound),
-        Some(owner) if owner != user_id => Ok(Deleted::NotOwner),
+        None => Ok(Deletion::NotFound),
+        Some(owner) if owner != user_id => Ok(Deletion::NotOwner),
         Some(_) => {
             conn.prepare_cached("DELETE FROM files WHERE id = ?1")?.execute([id])?;
-            Ok(Deleted::Deleted)
+            Ok(Deletion::Deleted)
         }
     }
 }

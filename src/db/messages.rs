@@ -6,10 +6,17 @@
 //! messages exist or how deep the page lies. Paging by offset is the
 //! exception: SQLite has to step over `offset` rows to find the page, so it
 //! grows with the offset; clients that go deep should use `before_id`.
+//!
+//! These three methods are all the chat room asks of storage: append a
+//! message, read before an id, read at an offset.
+
+use std::future::Future;
 
 use rusqlite::{Connection, Row};
+use serde::Serialize;
 
-use super::DbError;
+use super::{Db, DbError};
+use crate::clock::Timestamp;
 
 /// The newest messages with `id < ?1`, newest first, at most `?2` of them.
 pub(super) const BEFORE_ID: &str =
@@ -18,35 +25,70 @@ pub(super) const BEFORE_ID: &str =
 pub(super) const AT_OFFSET: &str =
     "SELECT id, username, content, created_at FROM messages ORDER BY id DESC LIMIT ?1 OFFSET ?2";
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A stored message, serialized as clients see it (the WebSocket `message`
+/// event is this object plus `"type"`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Message {
     pub id: i64,
     pub username: String,
     pub content: String,
-    /// Unix milliseconds, UTC.
-    pub created_at: i64,
+    pub created_at: Timestamp,
+}
+
+/// A message to store: who wrote what. Its time is taken when it is
+/// written, on the writer thread, so times follow ids.
+pub struct NewMessage {
+    pub user_id: i64,
+    pub username: String,
+    pub content: String,
+}
+
+impl Db {
+    /// Stores `message` in the next group commit; `on_commit` runs on the
+    /// writer thread right after the commit, in commit order (so in id
+    /// order). Queued at the call, resolved once durable.
+    pub fn append_message(
+        &self,
+        message: NewMessage,
+        on_commit: impl FnOnce(&Message) + Send + 'static,
+    ) -> impl Future<Output = Result<Message, DbError>> + Send + 'static {
+        self.write_and_then(move |conn| insert(conn, message, Timestamp::now()), on_commit)
+    }
+
+    /// Up to `limit` messages with an id below `id`, newest first.
+    /// `i64::MAX` as `id` gives the newest messages.
+    pub async fn messages_before(&self, id: i64, limit: u32) -> Result<Vec<Message>, DbError> {
+        self.read(move |conn| before_id(conn, id, limit)).await
+    }
+
+    /// Up to `limit` messages after skipping the `offset` newest, newest first.
+    pub async fn messages_at_offset(&self, offset: i64, limit: u32) -> Result<Vec<Message>, DbError> {
+        self.read(move |conn| at_offset(conn, offset, limit)).await
+    }
 }
 
 /// Stores a message; its `id` is assigned here, in commit order.
-pub fn insert(conn: &Connection, user_id: i64, username: &str, content: &str, now: i64) -> Result<Message, DbError> {
+fn insert(conn: &Connection, message: NewMessage, created_at: Timestamp) -> Result<Message, DbError> {
+    let NewMessage {
+        user_id,
+        username,
+        content,
+    } = message;
     conn.prepare_cached("INSERT INTO messages (user_id, username, content, created_at) VALUES (?1, ?2, ?3, ?4)")?
-        .execute((user_id, username, content, now))?;
+        .execute((user_id, &username, &content, created_at.0))?;
     Ok(Message {
         id: conn.last_insert_rowid(),
-        username: username.to_string(),
-        content: content.to_string(),
-        created_at: now,
+        username,
+        content,
+        created_at,
     })
 }
 
-/// Up to `limit` messages with an id below `before_id`, newest first.
-/// `i64::MAX` as `before_id` gives the newest messages.
-pub fn before_id(conn: &Connection, before_id: i64, limit: u32) -> Result<Vec<Message>, DbError> {
+pub(super) fn before_id(conn: &Connection, before_id: i64, limit: u32) -> Result<Vec<Message>, DbError> {
     collect(conn, BEFORE_ID, (before_id, limit))
 }
 
-/// Up to `limit` messages after skipping the `offset` newest, newest first.
-pub fn at_offset(conn: &Connection, offset: i64, limit: u32) -> Result<Vec<Message>, DbError> {
+pub(super) fn at_offset(conn: &Connection, offset: i64, limit: u32) -> Result<Vec<Message>, DbError> {
     collect(conn, AT_OFFSET, (limit, offset))
 }
 
@@ -61,7 +103,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Message> {
         id: row.get(0)?,
         username: row.get(1)?,
         content: row.get(2)?,
-        created_at: row.get(3)?,
+        created_at: Timestamp(row.get(3)?),
     })
 }
 
@@ -71,7 +113,7 @@ mod tests {
 
     fn database() -> Connection {
         let conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch(super::super::SCHEMA).unwrap();
+        conn.execute_batch(super::super::schema::SCHEMA).unwrap();
         conn.execute(
             "INSERT INTO users (username, password_hash, created_at) VALUES ('ann', 'x', 0)",
             [],
@@ -105,7 +147,12 @@ mod tests {
     fn pages_are_newest_first_and_bounded() {
         let conn = database();
         for (i, text) in ["a", "b", "c", "d"].iter().enumerate() {
-            let stored = insert(&conn, 1, "ann", text, i as i64).unwrap();
+            let message = NewMessage {
+                user_id: 1,
+                username: "ann".into(),
+                content: text.to_string(),
+            };
+            let stored = insert(&conn, message, Timestamp(i as i64)).unwrap();
             assert_eq!(stored.id, i as i64 + 1);
         }
         let ids = |messages: Vec<Message>| messages.iter().map(|m| m.id).collect::<Vec<_>>();

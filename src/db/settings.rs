@@ -1,15 +1,35 @@
-//! Settings kept in the database so they survive restarts.
+//! Settings kept in the database so they survive restarts, and the health
+//! probe's write.
 
 use rusqlite::{Connection, OptionalExtension};
 
-use super::DbError;
+use super::{Db, DbError};
+use crate::clock;
 
 const JWT_SECRET: &str = "jwt_secret";
+const LAST_HEALTH_CHECK: &str = "last_health_check";
 
-/// The token-signing secret: the stored one, or `fresh` stored now if there
-/// is none yet. `INSERT OR IGNORE` makes a race between two first starts end
-/// with both using the one that won.
-pub fn jwt_secret(conn: &Connection, fresh: &[u8]) -> Result<Vec<u8>, DbError> {
+impl Db {
+    /// The token-signing secret: the stored one, or `fresh` stored now if
+    /// there is none yet.
+    pub async fn jwt_secret(&self, fresh: [u8; 32]) -> Result<Vec<u8>, DbError> {
+        self.write(move |conn| jwt_secret(conn, &fresh)).await
+    }
+
+    /// Whether the database can be both read and written: a query, then a
+    /// real write (a page changes) of when the check ran, through the group
+    /// commit like any other write, so it fails where any other write would.
+    pub async fn check_health(&self) -> Result<(), DbError> {
+        self.read(|conn| Ok(conn.query_row("SELECT 1", [], |row| row.get::<_, i64>(0))?))
+            .await?;
+        let now = clock::now_millis();
+        self.write(move |conn| record_health_check(conn, now)).await
+    }
+}
+
+/// `INSERT OR IGNORE` makes a race between two first starts end with both
+/// using the one that won.
+pub(super) fn jwt_secret(conn: &Connection, fresh: &[u8]) -> Result<Vec<u8>, DbError> {
     conn.prepare_cached("INSERT OR IGNORE INTO settings (key, value) VALUES (?1, ?2)")?
         .execute((JWT_SECRET, fresh))?;
     let stored: Option<Vec<u8>> = conn
@@ -19,11 +39,7 @@ pub fn jwt_secret(conn: &Connection, fresh: &[u8]) -> Result<Vec<u8>, DbError> {
     stored.ok_or_else(|| DbError::Other("JWT secret missing right after storing it".into()))
 }
 
-const LAST_HEALTH_CHECK: &str = "last_health_check";
-
-/// Records when `/healthz` last wrote to the database: a real write (a page
-/// changes), so it fails where any other write would.
-pub fn record_health_check(conn: &Connection, now_millis: i64) -> Result<(), DbError> {
+fn record_health_check(conn: &Connection, now_millis: i64) -> Result<(), DbError> {
     conn.prepare_cached(
         "INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
     )?

@@ -10,13 +10,13 @@ use std::io;
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
-use super::store;
-use crate::db::files::{self, FileRow};
-use crate::error::ApiError;
+use super::{store, Files};
+use crate::api::{ApiError, Ctx};
+use crate::db::files::FileRow;
 use crate::http::request::Method;
 use crate::http::response::{Body, Response};
 use crate::log::Level;
-use crate::router::Exchange;
+use crate::sync::blocking;
 
 /// RFC 5987 `attr-char`: everything else in `filename*` is percent-encoded.
 const ATTR_CHAR_ESCAPES: &AsciiSet = &NON_ALPHANUMERIC
@@ -33,18 +33,18 @@ const ATTR_CHAR_ESCAPES: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'|')
     .remove(b'~');
 
-pub async fn download(ex: &mut Exchange<'_, '_>, id: &str) -> Result<Response, ApiError> {
-    ex.authenticate()?;
-    let row = find(ex, id).await?;
+pub(crate) async fn download(ctx: &mut Ctx<'_, '_>, files: &Files, id: &str) -> Result<Response, ApiError> {
+    ctx.authenticate()?;
+    let row = find(files, id).await?;
     let etag = format!("\"{}\"", row.sha256);
-    let request = ex.request;
+    let request = ctx.request;
     if request
         .header("if-none-match")
         .is_some_and(|value| etag_matches(value, &etag))
     {
         return Ok(validators(Response::new(304), &etag));
     }
-    let file = open(ex, &row).await?;
+    let file = open(files, &row).await?;
     // Range is defined for GET only (RFC 9110 14.2); HEAD shows the full response.
     let range = match request.header("range") {
         Some(value) if request.method == Method::Get && if_range_holds(request.header("if-range"), &etag) => {
@@ -56,8 +56,8 @@ pub async fn download(ex: &mut Exchange<'_, '_>, id: &str) -> Result<Response, A
         Range::Full => (200, 0, row.size),
         Range::Part { first, last } => (206, first, last - first + 1),
         Range::Unsatisfiable => {
-            let error = ApiError::new(416, "the requested range is outside the file").into_response();
-            return Ok(error.header("Content-Range", format!("bytes */{}", row.size)));
+            return Err(ApiError::new(416, "the requested range is outside the file")
+                .header("Content-Range", format!("bytes */{}", row.size)));
         }
     };
     let mut response = Response::new(status)
@@ -73,35 +73,28 @@ pub async fn download(ex: &mut Exchange<'_, '_>, id: &str) -> Result<Response, A
 }
 
 /// The row of `id`; an id of the wrong shape is not looked up at all.
-async fn find(ex: &Exchange<'_, '_>, id: &str) -> Result<FileRow, ApiError> {
+async fn find(files: &Files, id: &str) -> Result<FileRow, ApiError> {
     if !store::is_valid_id(id) {
         return Err(no_such_file());
     }
-    let id = id.to_string();
-    ex.app
-        .db
-        .read(move |conn| files::by_id(conn, &id))
-        .await?
-        .ok_or_else(no_such_file)
+    files.db.file(id.to_string()).await?.ok_or_else(no_such_file)
 }
 
-pub fn no_such_file() -> ApiError {
+pub(crate) fn no_such_file() -> ApiError {
     ApiError::not_found("no such file")
 }
 
 /// Opens the bytes of `row`. A file deleted since its row was read (or
 /// missing, see [`super::recover`]) is 404; a file whose length disagrees
 /// with its row is a fault, refused rather than sent with a wrong length.
-async fn open(ex: &Exchange<'_, '_>, row: &FileRow) -> Result<File, ApiError> {
-    let path = store::path(&ex.app.config.uploads_dir, &row.id);
-    let opened = tokio::task::spawn_blocking(move || {
+async fn open(files: &Files, row: &FileRow) -> Result<File, ApiError> {
+    let path = store::path(&files.dir, &row.id);
+    let opened = blocking(move || {
         let file = File::open(&path)?;
         let len = file.metadata()?.len();
-        Ok::<_, io::Error>((file, len))
+        Ok((file, len))
     })
-    .await
-    .map_err(io::Error::other)
-    .and_then(|opened| opened);
+    .await;
     match opened {
         Ok((file, len)) if len == row.size => Ok(file),
         Ok((_, len)) => {

@@ -1,30 +1,39 @@
 //! Files: uploads streamed to disk ([`upload`]), downloads with ranges and
 //! validators ([`download`]), the listing and deletion ([`catalog`]), over
-//! the bytes on disk ([`store`]) and the `multipart/form-data` parser
-//! ([`multipart`]).
+//! the bytes on disk ([`store`]). The `multipart/form-data` parser is part
+//! of the transport (`http::multipart`).
 //!
 //! The database row is the record that a file exists: it is written after
 //! the bytes are durable and deleted before they are removed, so a crash
 //! leaves at worst bytes without a row, which [`recover`] removes at start-up.
 
-pub mod catalog;
-pub mod download;
-pub mod multipart;
-pub mod store;
-pub mod upload;
+pub(crate) mod catalog;
+pub(crate) mod download;
+pub(crate) mod store;
+pub(crate) mod upload;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use rusqlite::Connection;
 use serde::Serialize;
 
-use crate::clock;
-use crate::db::files::{self, FileRow};
+use crate::clock::Timestamp;
+use crate::db::files::FileRow;
+use crate::db::Db;
 use crate::log::Level;
+use crate::sync::blocking;
+
+/// What the file routes need.
+pub struct Files {
+    pub db: Db,
+    /// Where the bytes live (`--uploads-dir`).
+    pub dir: PathBuf,
+    /// The largest file accepted (`--max-upload-bytes`).
+    pub max_upload_bytes: u64,
+}
 
 /// A file as the API shows it: the upload response and the listing items.
 #[derive(Serialize)]
-pub struct FileView<'a> {
+pub(crate) struct FileView<'a> {
     pub id: &'a str,
     pub filename: &'a str,
     pub size: u64,
@@ -32,7 +41,7 @@ pub struct FileView<'a> {
     pub sha256: &'a str,
     pub download_url: String,
     pub uploaded_by: &'a str,
-    pub created_at: String,
+    pub created_at: Timestamp,
 }
 
 impl<'a> From<&'a FileRow> for FileView<'a> {
@@ -45,7 +54,7 @@ impl<'a> From<&'a FileRow> for FileView<'a> {
             sha256: &row.sha256,
             download_url: format!("/files/{}", row.id),
             uploaded_by: &row.uploader,
-            created_at: clock::rfc3339_millis(row.created_at),
+            created_at: row.created_at,
         }
     }
 }
@@ -59,12 +68,20 @@ impl<'a> From<&'a FileRow> for FileView<'a> {
 /// belongs with (a volume not mounted yet, a wrong `--uploads-dir`), and
 /// deleting the rows would turn an operator's mistake into lost records.
 /// Downloading such a file answers 404; its uploader can still delete it.
-///
-/// Blocking: runs on a database thread.
-pub fn recover(conn: &Connection, dir: &Path) -> Result<(), String> {
+pub(crate) async fn recover(db: &Db, dir: &Path) -> Result<(), String> {
     let context = |e: &dyn std::fmt::Display| format!("uploads directory {}: {e}", dir.display());
-    let swept =
-        store::sweep(dir, |id| files::exists(conn, id).map_err(std::io::Error::other)).map_err(|e| context(&e))?;
+    let ids = db.file_ids().await.map_err(|e| context(&e))?;
+    let owned = dir.to_path_buf();
+    let (swept, missing) = blocking(move || {
+        let swept = store::sweep(&owned, |id| Ok(ids.contains(id)))?;
+        let missing = ids
+            .iter()
+            .filter(|id| !store::is_valid_id(id) || !store::path(&owned, id).is_file())
+            .count();
+        Ok((swept, missing))
+    })
+    .await
+    .map_err(|e| context(&e))?;
     if swept.temp_files + swept.orphans > 0 {
         crate::log!(
             Level::Info,
@@ -74,13 +91,6 @@ pub fn recover(conn: &Connection, dir: &Path) -> Result<(), String> {
             dir.display()
         );
     }
-    let mut missing = 0usize;
-    files::for_each_id(conn, |id| {
-        if !store::is_valid_id(id) || !store::path(dir, id).is_file() {
-            missing += 1;
-        }
-    })
-    .map_err(|e| context(&e))?;
     if missing > 0 {
         crate::log!(
             Level::Warn,

@@ -15,13 +15,16 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, Semaphore, SemaphorePermit};
 use tokio::task::JoinHandle;
+
+use crate::log::Level;
+use crate::sync::blocking;
+use crate::sys;
 
 /// Random bytes in an id: 128 bits, written as 32 lowercase hex digits.
 const ID_BYTES: usize = 16;
@@ -51,12 +54,12 @@ fn new_id() -> io::Result<String> {
 
 /// Whether `id` has the shape of an id this server draws; anything else is
 /// refused before it comes near the file system.
-pub fn is_valid_id(id: &str) -> bool {
+pub(crate) fn is_valid_id(id: &str) -> bool {
     id.len() == 2 * ID_BYTES && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// Where the committed bytes of `id` live. `id` must be valid.
-pub fn path(dir: &Path, id: &str) -> PathBuf {
+pub(crate) fn path(dir: &Path, id: &str) -> PathBuf {
     debug_assert!(is_valid_id(id));
     dir.join(id)
 }
@@ -65,14 +68,9 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Whether a write failed because the disk (or the user's quota) is full.
-pub fn is_disk_full(error: &io::Error) -> bool {
-    matches!(error.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
-}
-
 /// Removes a file when dropped, unless [`Discard::keep`] was called: the
 /// owner of every file that is not (yet) backed by a row.
-pub struct Discard {
+pub(crate) struct Discard {
     path: Option<PathBuf>,
 }
 
@@ -82,7 +80,7 @@ impl Discard {
     }
 
     /// The file is now owned by its row: keep it.
-    pub fn keep(mut self) {
+    pub(crate) fn keep(mut self) {
         self.path = None;
     }
 }
@@ -97,7 +95,7 @@ impl Drop for Discard {
         };
         let remove = move || {
             if let Err(e) = remove_file(&path) {
-                crate::log!(crate::log::Level::Warn, "cannot remove {}: {e}", path.display());
+                crate::log!(Level::Warn, "cannot remove {}: {e}", path.display());
             }
         };
         match tokio::runtime::Handle::try_current() {
@@ -120,15 +118,9 @@ impl Disk {
     /// started early, the disk works while the rest arrives. Blocking.
     fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.file.write_all(bytes)?;
-        let offset = libc::off64_t::try_from(self.written).map_err(io::Error::other)?;
-        let len = libc::off64_t::try_from(bytes.len()).map_err(io::Error::other)?;
+        let offset = self.written;
         self.written += bytes.len() as u64;
-        // SAFETY: a plain system call on a descriptor `self` owns.
-        let started = unsafe { libc::sync_file_range(self.file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE) };
-        if started != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
+        sys::start_writeback(&self.file, offset, bytes.len())
     }
 }
 
@@ -159,21 +151,19 @@ async fn write_in_order(
         let (hashed, written) = {
             let (to_hash, to_write) = (Arc::clone(&buffer), Arc::clone(&buffer));
             tokio::join!(
-                tokio::task::spawn_blocking(move || {
+                blocking(move || {
                     hasher.update(&*to_hash);
-                    hasher
+                    Ok(hasher)
                 }),
-                tokio::task::spawn_blocking(move || {
-                    let result = file.write(&to_write);
-                    (file, result)
+                blocking(move || {
+                    file.write(&to_write)?;
+                    Ok(file)
                 })
             )
         };
-        let (file, result) = written.map_err(io::Error::other)?;
-        result?;
         writer = Writer {
-            file,
-            hasher: hashed.map_err(io::Error::other)?,
+            file: written?,
+            hasher: hashed?,
         };
         // Both threads are done with it, so it is ours again (were it not, an
         // empty one stands in: the handler counts on getting one back). The
@@ -194,7 +184,7 @@ async fn write_in_order(
 /// Dropped before [`Incoming::commit`], the writer task finishes the buffers
 /// it already has (the [`Discard`] guard removes the file meanwhile; bytes
 /// written to a removed file are freed when it is closed) and ends.
-pub struct Incoming {
+pub(crate) struct Incoming {
     id: String,
     dir: PathBuf,
     /// Removes the temp file unless the upload is committed.
@@ -212,7 +202,7 @@ pub struct Incoming {
 
 /// A file that is durably in place under its final name, still owned by a
 /// [`Discard`] until its row is committed.
-pub struct Stored {
+pub(crate) struct Stored {
     pub id: String,
     pub size: u64,
     pub sha256: String,
@@ -221,7 +211,7 @@ pub struct Stored {
 
 impl Incoming {
     /// Creates `<dir>/.tmp-<fresh id>`, readable by the server's user only.
-    pub async fn create(dir: &Path) -> io::Result<Incoming> {
+    pub(crate) async fn create(dir: &Path) -> io::Result<Incoming> {
         let id = new_id()?;
         let temp = dir.join(format!("{TEMP_PREFIX}{id}"));
         let opened = temp.clone();
@@ -251,11 +241,11 @@ impl Incoming {
     }
 
     /// Bytes received so far.
-    pub fn received(&self) -> u64 {
+    pub(crate) fn received(&self) -> u64 {
         self.len
     }
 
-    pub async fn write(&mut self, mut bytes: &[u8]) -> io::Result<()> {
+    pub(crate) async fn write(&mut self, mut bytes: &[u8]) -> io::Result<()> {
         self.len += bytes.len() as u64;
         while !bytes.is_empty() {
             let room = WRITE_CHUNK - self.buffer.len();
@@ -330,7 +320,7 @@ impl Incoming {
     /// Writes what is left, makes the file durable and moves it to its final
     /// name: after this a crash keeps the bytes (and the sweep removes them
     /// unless the caller commits a row).
-    pub async fn commit(mut self) -> io::Result<Stored> {
+    pub(crate) async fn commit(mut self) -> io::Result<Stored> {
         let last = std::mem::take(&mut self.buffer);
         if !last.is_empty() {
             self.queue(last).await?;
@@ -364,15 +354,10 @@ impl Incoming {
     }
 }
 
-/// Runs blocking file-system work off the async workers.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> io::Result<T> + Send + 'static) -> io::Result<T> {
-    tokio::task::spawn_blocking(f).await.map_err(io::Error::other)?
-}
-
 /// Removes the committed file of `id` once its row is deleted. A file that
 /// cannot be removed now has no row any more, so the next start-up sweep
 /// removes it.
-pub async fn remove(dir: &Path, id: &str) -> io::Result<()> {
+pub(crate) async fn remove(dir: &Path, id: &str) -> io::Result<()> {
     let path = path(dir, id);
     blocking(move || remove_file(&path)).await
 }
@@ -387,7 +372,7 @@ fn remove_file(path: &Path) -> io::Result<()> {
 
 /// What the start-up sweep removed.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Swept {
+pub(crate) struct Swept {
     pub temp_files: usize,
     pub orphans: usize,
 }
@@ -396,7 +381,7 @@ pub struct Swept {
 /// temp files of unfinished uploads, and files named like an id that
 /// `has_row` does not know. Anything else in the directory (a `.gitkeep`,
 /// an operator's notes) is not ours and is left alone. Blocking.
-pub fn sweep(dir: &Path, mut has_row: impl FnMut(&str) -> io::Result<bool>) -> io::Result<Swept> {
+pub(crate) fn sweep(dir: &Path, mut has_row: impl FnMut(&str) -> io::Result<bool>) -> io::Result<Swept> {
     fs::create_dir_all(dir)?;
     let mut swept = Swept::default();
     for entry in fs::read_dir(dir)? {
@@ -446,13 +431,6 @@ mod tests {
         ] {
             assert!(!is_valid_id(bad), "{bad}");
         }
-    }
-
-    #[test]
-    fn disk_full_is_enospc_or_edquot() {
-        assert!(is_disk_full(&io::Error::from_raw_os_error(libc::ENOSPC)));
-        assert!(is_disk_full(&io::Error::from_raw_os_error(libc::EDQUOT)));
-        assert!(!is_disk_full(&io::Error::from_raw_os_error(libc::EIO)));
     }
 
     #[test]

@@ -12,16 +12,14 @@
 
 use std::path::PathBuf;
 
-use super::multipart::{self, Event, Limits, MultipartError, Parser, PartHeaders};
-use super::store::{self, Incoming};
-use super::FileView;
-use crate::clock;
-use crate::db::files::{self, FileRow};
-use crate::error::ApiError;
+use super::store::Incoming;
+use super::{FileView, Files};
+use crate::api::{ApiError, Ctx};
+use crate::clock::Timestamp;
+use crate::db::files::FileRow;
 use crate::http::is_token;
+use crate::http::multipart::{self, Event, Limits, Parser, PartHeaders};
 use crate::http::response::Response;
-use crate::log::Level;
-use crate::router::Exchange;
 
 /// The form field that carries the file.
 const FILE_FIELD: &str = "file";
@@ -36,18 +34,18 @@ const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
 /// A part's content type longer than this is not kept.
 const MAX_CONTENT_TYPE_LEN: usize = 255;
 
-pub async fn upload(ex: &mut Exchange<'_, '_>) -> Result<Response, ApiError> {
-    let claims = ex.authenticate()?;
-    let content_type = ex.request.header("content-type").unwrap_or_default();
-    let boundary = multipart::boundary_from_content_type(content_type).map_err(multipart_error)?;
-    let max_file = ex.app.config.max_upload_bytes;
+pub(crate) async fn upload(ctx: &mut Ctx<'_, '_>, files: &Files) -> Result<Response, ApiError> {
+    let claims = ctx.authenticate()?;
+    let content_type = ctx.request.header("content-type").unwrap_or_default();
+    let boundary = multipart::boundary_from_content_type(content_type)?;
+    let max_file = files.max_upload_bytes;
     let max_body = max_file.saturating_add(MULTIPART_ALLOWANCE);
-    if ex.body.exceeds(max_body) {
+    if ctx.body.exceeds(max_body) {
         return Err(too_large(max_file));
     }
     let mut form = Form {
         parser: Parser::new(&boundary, Limits::default()),
-        dir: ex.app.config.uploads_dir.clone(),
+        dir: files.dir.clone(),
         max_file,
         file: None,
         in_file: false,
@@ -55,7 +53,7 @@ pub async fn upload(ex: &mut Exchange<'_, '_>) -> Result<Response, ApiError> {
     let mut pending = Vec::new();
     let mut received = 0u64;
     loop {
-        let piece = ex.body.chunk().await?;
+        let piece = ctx.body.chunk().await?;
         let eof = piece.is_none();
         if let Some(piece) = piece {
             received += piece.len() as u64;
@@ -84,7 +82,7 @@ pub async fn upload(ex: &mut Exchange<'_, '_>) -> Result<Response, ApiError> {
     let file = form
         .file
         .ok_or_else(|| ApiError::unprocessable(format!("the form has no '{FILE_FIELD}' part")))?;
-    let stored = file.incoming.commit().await.map_err(storage_error)?;
+    let stored = file.incoming.commit().await.map_err(ApiError::storage)?;
     let row = FileRow {
         id: stored.id,
         filename: file.filename,
@@ -93,10 +91,9 @@ pub async fn upload(ex: &mut Exchange<'_, '_>) -> Result<Response, ApiError> {
         sha256: stored.sha256,
         uploaded_by: claims.uid,
         uploader: claims.sub,
-        created_at: clock::now_millis(),
+        created_at: Timestamp::now(),
     };
-    let inserted = row.clone();
-    ex.app.db.write(move |conn| files::insert(conn, &inserted)).await?;
+    files.db.insert_file(row.clone()).await?;
     // Committed: the row owns the bytes now. Had anything above failed, the
     // guard would have removed them.
     stored.discard.keep();
@@ -126,7 +123,7 @@ impl Form {
     async fn feed(&mut self, mut input: &[u8], eof: bool) -> Result<(usize, bool), ApiError> {
         let total = input.len();
         loop {
-            let step = self.parser.step(input, eof).map_err(multipart_error)?;
+            let step = self.parser.step(input, eof)?;
             input = &input[step.consumed..];
             match step.event {
                 None => return Ok((total - input.len(), false)),
@@ -143,7 +140,7 @@ impl Form {
         if self.file.is_some() || headers.name.as_deref() != Some(FILE_FIELD) {
             return Ok(());
         }
-        let incoming = Incoming::create(&self.dir).await.map_err(storage_error)?;
+        let incoming = Incoming::create(&self.dir).await.map_err(ApiError::storage)?;
         self.file = Some(FilePart {
             incoming,
             filename: sanitize_filename(headers.filename.as_deref().unwrap_or_default()),
@@ -166,27 +163,12 @@ impl Form {
         if file.incoming.received() + bytes.len() as u64 > self.max_file {
             return Err(too_large(self.max_file));
         }
-        file.incoming.write(bytes).await.map_err(storage_error)
+        file.incoming.write(bytes).await.map_err(ApiError::storage)
     }
 }
 
 fn too_large(limit: u64) -> ApiError {
     ApiError::new(413, format!("the file is larger than {limit} bytes")).closing()
-}
-
-fn multipart_error(error: MultipartError) -> ApiError {
-    match error {
-        MultipartError::NotMultipart => ApiError::new(415, error.to_string()),
-        _ => ApiError::bad_request(error.to_string()),
-    }
-}
-
-fn storage_error(error: std::io::Error) -> ApiError {
-    if store::is_disk_full(&error) {
-        return ApiError::new(507, "no room left to store the file");
-    }
-    crate::log!(Level::Error, "storing an upload failed: {error}");
-    ApiError::internal()
 }
 
 /// The client's file name as metadata: control characters (CR, LF, NUL, ...)

@@ -15,11 +15,11 @@ use std::fmt;
 use std::time::Duration;
 
 use super::chunked::{ChunkedDecoder, ChunkedError};
-use super::conn::Connection;
 use super::request::{Framing, Request};
+use super::socket::Socket;
 
 /// A client that stops sending in the middle of a body is dropped after this.
-pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug)]
 pub enum BodyError {
@@ -58,7 +58,7 @@ enum State {
 }
 
 pub struct Body<'c> {
-    conn: &'c mut Connection,
+    conn: &'c mut Socket,
     state: State,
     /// Bytes handed out by the last `chunk` call, consumed on the next.
     lent: usize,
@@ -67,7 +67,7 @@ pub struct Body<'c> {
 }
 
 impl<'c> Body<'c> {
-    pub fn new(conn: &'c mut Connection, request: &Request) -> Body<'c> {
+    pub fn new(conn: &'c mut Socket, request: &Request) -> Body<'c> {
         let state = match request.framing {
             Framing::None => State::Unframed,
             Framing::Length(0) => State::Done,

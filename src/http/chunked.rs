@@ -44,7 +44,7 @@ enum State {
 }
 
 #[derive(Clone, Debug)]
-pub struct ChunkedDecoder {
+pub(crate) struct ChunkedDecoder {
     state: State,
     /// The size of the chunk whose size line is being read.
     size: u64,
@@ -63,7 +63,7 @@ impl Default for ChunkedDecoder {
 
 /// What one call to [`ChunkedDecoder::step`] found.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Step {
+pub(crate) struct Step {
     /// Bytes of the input that were used; the caller drops them.
     pub consumed: usize,
     /// Body bytes, as a range of the input (always inside `..consumed`).
@@ -86,7 +86,7 @@ impl std::error::Error for ChunkedError {}
 impl ChunkedDecoder {
     /// Advances over `input` until it yields body bytes, reaches the end of
     /// the body, or runs out of input.
-    pub fn step(&mut self, input: &[u8]) -> Result<Step, ChunkedError> {
+    pub(crate) fn step(&mut self, input: &[u8]) -> Result<Step, ChunkedError> {
         let mut i = 0;
         while i < input.len() {
             if let State::Data { remaining } = self.state {
@@ -212,188 +212,4 @@ fn hex_value(byte: u8) -> Option<u8> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Decodes `input` delivered in the given pieces, as a connection would:
-    /// unconsumed bytes stay in the buffer and the next read is appended.
-    fn decode_in_pieces(pieces: &[&[u8]]) -> Result<(Vec<u8>, usize), ChunkedError> {
-        let mut decoder = ChunkedDecoder::default();
-        let mut buf = Vec::new();
-        let mut body = Vec::new();
-        let mut used = 0;
-        for piece in pieces {
-            buf.extend_from_slice(piece);
-            loop {
-                let step = decoder.step(&buf)?;
-                if let Some(range) = step.data.clone() {
-                    body.extend_from_slice(&buf[range]);
-                }
-                buf.drain(..step.consumed);
-                used += step.consumed;
-                if step.done {
-                    return Ok((body, used));
-                }
-                if step.consumed == 0 {
-                    break;
-                }
-            }
-        }
-        Err(ChunkedError("incomplete"))
-    }
-
-    /// Every split of `input` into two reads, and one byte at a time, must
-    /// decode to the same body and stop at the same byte.
-    fn decode_every_split(input: &[u8]) -> Result<(Vec<u8>, usize), ChunkedError> {
-        let whole = decode_in_pieces(&[input]);
-        for split in 0..=input.len() {
-            assert_eq!(
-                decode_in_pieces(&[&input[..split], &input[split..]]),
-                whole,
-                "split at {split}"
-            );
-        }
-        let bytes: Vec<&[u8]> = input.chunks(1).collect();
-        assert_eq!(decode_in_pieces(&bytes), whole, "byte by byte");
-        whole
-    }
-
-    #[test]
-    fn decodes_chunks_extensions_and_trailers() {
-        let input = b"5;name=value\r\nhello\r\n7\r\n, world\r\n0\r\nX-Sum: 1\r\nX-B: 2\r\n\r\nNEXT";
-        let (body, used) = decode_every_split(input).unwrap();
-        assert_eq!(body, b"hello, world");
-        assert_eq!(&input[used..], b"NEXT");
-    }
-
-    #[test]
-    fn whitespace_before_an_extension_or_the_line_end_is_accepted() {
-        let input = b"5 \t;a=b\r\nhello\r\n3\t\r\n!!!\r\n0 \r\n\r\n";
-        assert_eq!(decode_every_split(input).unwrap().0, b"hello!!!");
-    }
-
-    #[test]
-    fn accepts_upper_case_hex_and_bare_lf() {
-        let input = b"A\n0123456789\n0\n\n";
-        assert_eq!(decode_every_split(input).unwrap().0, b"0123456789");
-    }
-
-    #[test]
-    fn empty_body_is_just_the_last_chunk() {
-        assert_eq!(decode_every_split(b"0\r\n\r\n").unwrap(), (Vec::new(), 5));
-    }
-
-    #[test]
-    fn malformed_framing_is_refused() {
-        for input in [
-            &b"\r\n"[..],
-            b"g\r\n",
-            b"5\r\nhello!\r\n0\r\n\r\n",
-            b"5\rxhello",
-            b"10000000000000000\r\n",
-            b"5\r\nhello\rX",
-            b"1;\x01\r\n",
-            b"5 6\r\nhello\r\n0\r\n\r\n",
-            b"5\t-\r\nhello\r\n0\r\n\r\n",
-        ] {
-            assert!(
-                decode_every_split(input).is_err(),
-                "{:?}",
-                String::from_utf8_lossy(input)
-            );
-        }
-    }
-
-    #[test]
-    fn the_largest_size_that_fits_is_accepted_and_one_more_digit_is_not() {
-        let mut decoder = ChunkedDecoder::default();
-        assert!(decoder.step(b"ffffffffffffffff\r\n").is_ok());
-        let mut decoder = ChunkedDecoder::default();
-        assert!(decoder.step(b"1ffffffffffffffff").is_err());
-    }
-
-    #[test]
-    fn endless_extensions_and_trailers_are_bounded() {
-        let mut ext = b"1;".to_vec();
-        ext.extend(std::iter::repeat_n(b'a', MAX_LINE + 1));
-        assert!(ChunkedDecoder::default().step(&ext).is_err());
-        let mut spaces = b"1".to_vec();
-        spaces.extend(std::iter::repeat_n(b' ', MAX_LINE + 1));
-        assert!(ChunkedDecoder::default().step(&spaces).is_err());
-        let mut trailers = b"0\r\n".to_vec();
-        for _ in 0..1000 {
-            trailers.extend_from_slice(b"X-Long-Trailer-Name: some value\r\n");
-        }
-        assert!(ChunkedDecoder::default().step(&trailers).is_err());
-    }
-
-    mod random {
-        use super::*;
-        use proptest::prelude::*;
-
-        /// One chunk: its data, whether its size is written in upper case
-        /// with leading zeros, and an optional extension.
-        type Chunk = (Vec<u8>, bool, Option<String>);
-
-        fn encode(chunks: &[Chunk], trailers: &[String]) -> Vec<u8> {
-            let mut out = Vec::new();
-            for (data, upper, ext) in chunks {
-                let size = if *upper {
-                    format!("00{:X}", data.len())
-                } else {
-                    format!("{:x}", data.len())
-                };
-                out.extend_from_slice(size.as_bytes());
-                if let Some(ext) = ext {
-                    out.extend_from_slice(format!(";{ext}").as_bytes());
-                }
-                out.extend_from_slice(b"\r\n");
-                out.extend_from_slice(data);
-                out.extend_from_slice(b"\r\n");
-            }
-            out.extend_from_slice(b"0\r\n");
-            for trailer in trailers {
-                out.extend_from_slice(format!("{trailer}\r\n").as_bytes());
-            }
-            out.extend_from_slice(b"\r\n");
-            out
-        }
-
-        fn chunk() -> impl Strategy<Value = Chunk> {
-            (
-                prop::collection::vec(any::<u8>(), 1..40),
-                any::<bool>(),
-                prop::option::of("[a-z]{1,8}(=[a-z0-9]{0,8})?"),
-            )
-        }
-
-        proptest! {
-            #![proptest_config(ProptestConfig::with_cases(256))]
-
-            #[test]
-            fn any_encoding_in_any_pieces_decodes_to_the_body(
-                chunks in prop::collection::vec(chunk(), 0..6),
-                trailers in prop::collection::vec("X-[A-Za-z]{1,8}: [ -~]{0,20}", 0..3),
-                cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..8),
-            ) {
-                let encoded = encode(&chunks, &trailers);
-                let mut input = encoded.clone();
-                input.extend_from_slice(b"GET / HTTP/1.1\r\n");
-                let mut cuts: Vec<usize> = cuts.iter().map(|i| i.index(input.len() + 1)).collect();
-                cuts.push(0);
-                cuts.push(input.len());
-                cuts.sort_unstable();
-                let pieces: Vec<&[u8]> = cuts.windows(2).map(|w| &input[w[0]..w[1]]).collect();
-                let (body, used) = decode_in_pieces(&pieces).unwrap();
-                let expected: Vec<u8> = chunks.iter().flat_map(|(data, _, _)| data.clone()).collect();
-                prop_assert_eq!(body, expected);
-                prop_assert_eq!(used, encoded.len());
-            }
-
-            #[test]
-            fn arbitrary_bytes_never_panic_the_decoder(input in prop::collection::vec(any::<u8>(), 0..256)) {
-                let _ = decode_every_split(&input);
-            }
-        }
-    }
-}
+mod tests;

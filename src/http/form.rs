@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use percent_encoding::percent_decode_str;
 
 /// Iterates over the `name=value` pairs of `input` in order.
-pub fn pairs(input: &str) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> {
+pub(crate) fn pairs(input: &str) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> {
     input.split('&').filter(|pair| !pair.is_empty()).map(|pair| {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
         (decode(name), decode(value))
@@ -15,7 +15,7 @@ pub fn pairs(input: &str) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> 
 }
 
 /// The first value of `name`, if present.
-pub fn get<'a>(input: &'a str, name: &str) -> Option<Cow<'a, str>> {
+pub(crate) fn get<'a>(input: &'a str, name: &str) -> Option<Cow<'a, str>> {
     pairs(input).find(|(n, _)| n == name).map(|(_, v)| v)
 }
 

@@ -8,14 +8,14 @@ use std::pin::Pin;
 use bytes::Bytes;
 use tokio::net::TcpStream;
 
-use crate::clock;
+use crate::{clock, json};
 
 /// Takes over the connection after a `101 Switching Protocols`, with any bytes
 /// the client sent after its handshake.
-pub type Upgrade = Box<dyn FnOnce(TcpStream, Vec<u8>) -> Upgraded + Send>;
+pub(crate) type Upgrade = Box<dyn FnOnce(TcpStream, Vec<u8>) -> Upgraded + Send>;
 
 /// The protocol a connection switched to, run to its end.
-pub type Upgraded = Pin<Box<dyn Future<Output = ()> + Send>>;
+pub(crate) type Upgraded = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 pub enum Body {
     Bytes(Bytes),
@@ -32,6 +32,9 @@ pub struct Response {
     pub headers: Vec<(&'static str, String)>,
     pub body: Body,
     pub upgrade: Option<Upgrade>,
+    /// After this response the connection cannot be trusted to be in sync
+    /// (malformed framing, a body left unread): answer, then close.
+    pub close: bool,
 }
 
 impl Response {
@@ -41,7 +44,18 @@ impl Response {
             headers: Vec::new(),
             body: Body::Bytes(Bytes::new()),
             upgrade: None,
+            close: false,
         }
+    }
+
+    /// The one shape of every error the server sends, whether the transport
+    /// refused the request or a handler did: `{"detail": "..."}`.
+    pub fn detail(status: u16, detail: &str) -> Response {
+        #[derive(serde::Serialize)]
+        struct Detail<'a> {
+            detail: &'a str,
+        }
+        Response::json(status, &Detail { detail })
     }
 
     pub fn bytes(status: u16, content_type: &'static str, body: impl Into<Bytes>) -> Response {
@@ -51,7 +65,7 @@ impl Response {
     }
 
     pub fn json(status: u16, value: &impl serde::Serialize) -> Response {
-        Response::bytes(status, "application/json", crate::json::encode(value))
+        Response::bytes(status, "application/json", json::encode(value))
     }
 
     pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Response {
@@ -64,11 +78,28 @@ impl Response {
         self
     }
 
+    pub fn closing(mut self) -> Response {
+        self.close = true;
+        self
+    }
+
     pub fn content_length(&self) -> u64 {
         match &self.body {
             Body::Bytes(bytes) => bytes.len() as u64,
             Body::File { len, .. } => *len,
         }
+    }
+
+    /// Head and body in one buffer, for a response sent outside the
+    /// keep-alive loop (the refusal of a connection over the bound). A file
+    /// body is not sent this way.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.encode_head(false, &mut out);
+        if let Body::Bytes(body) = &self.body {
+            out.extend_from_slice(body);
+        }
+        out
     }
 
     /// Writes the status line and headers into `out`. `Content-Length` is
@@ -107,7 +138,7 @@ fn cached_date() -> String {
     })
 }
 
-pub fn reason(status: u16) -> &'static str {
+pub(crate) fn reason(status: u16) -> &'static str {
     match status {
         100 => "Continue",
         101 => "Switching Protocols",

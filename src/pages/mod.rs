@@ -18,7 +18,7 @@ use crate::http::response::Response;
 
 /// One static response body and the `Content-Type` to send it with.
 #[derive(Debug, Clone, Copy)]
-pub struct Asset {
+pub(crate) struct Asset {
     pub content_type: &'static str,
     pub body: &'static [u8],
 }
@@ -27,7 +27,7 @@ impl Asset {
     /// Every page and asset goes out with the CSP and without sniffing;
     /// `no-cache` makes browsers revalidate, so an upgraded binary's pages
     /// are never mixed with an older script.
-    pub fn into_response(self) -> Response {
+    pub(crate) fn into_response(self) -> Response {
         Response::bytes(200, self.content_type, Bytes::from_static(self.body))
             .header("Content-Security-Policy", CONTENT_SECURITY_POLICY)
             .header("X-Content-Type-Options", "nosniff")
@@ -44,10 +44,10 @@ const CSS: &str = "text/css; charset=utf-8";
 /// Sent with every page. Scripts, styles and connections (fetch and the
 /// WebSocket) are limited to this origin; `data:` images cover the empty
 /// favicon the pages declare; `frame-ancestors 'none'` stops click-jacking.
-pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; connect-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'";
+pub(crate) const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; connect-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'";
 
 /// `GET /`: the chat client.
-pub fn index() -> Asset {
+pub(crate) fn index() -> Asset {
     Asset {
         content_type: HTML,
         body: include_bytes!("index.html"),
@@ -56,7 +56,7 @@ pub fn index() -> Asset {
 
 /// `GET /docs`: the interactive API page, rendered in the browser from
 /// `/openapi.json`.
-pub fn docs() -> Asset {
+pub(crate) fn docs() -> Asset {
     Asset {
         content_type: HTML,
         body: include_bytes!("docs.html"),
@@ -64,7 +64,7 @@ pub fn docs() -> Asset {
 }
 
 /// `GET /openapi.json`: the hand-written OpenAPI 3.1 description of every route.
-pub fn openapi() -> Asset {
+pub(crate) fn openapi() -> Asset {
     Asset {
         content_type: JSON,
         body: include_bytes!("openapi.json"),
@@ -73,7 +73,7 @@ pub fn openapi() -> Asset {
 
 /// `GET /assets/{name}`: the scripts and the style sheet of the two pages.
 /// Any other name, including anything with a `/` or `..`, is `None`.
-pub fn asset(name: &str) -> Option<Asset> {
+pub(crate) fn asset(name: &str) -> Option<Asset> {
     let (content_type, body): (&'static str, &'static [u8]) = match name {
         "chat.js" => (JAVASCRIPT, include_bytes!("chat.js")),
         "docs.js" => (JAVASCRIPT, include_bytes!("docs.js")),
@@ -88,7 +88,7 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::*;
-    use crate::router::ROUTES;
+    use crate::routes::ROUTES;
 
     const ASSET_NAMES: [&str; 3] = ["chat.js", "docs.js", "style.css"];
 

@@ -1,15 +1,26 @@
-//! Chat over WebSocket: the handshake ([`upgrade`]), one task per connection
-//! ([`session`]), the room every connection subscribes to ([`hub`]), the
-//! events it carries ([`event`]) and the per-connection message rate
-//! ([`limit`]).
-//!
-//! The path of a chat message: session reads a text frame -> rate and size
-//! checks -> the database writer commits it -> right after the commit, on the
-//! writer thread, the hub serializes the event once and queues it for every
-//! connection -> each session's writer drains its own queue to its socket.
+//! WebSocket as a transport, below the chat: the handshake checks and the
+//! `101` ([`handshake`]), the close codes of the contract and how
+//! tungstenite's errors map to them ([`close`]), and the settings every
+//! server-side socket runs with ([`config`]).
 
-pub mod event;
-pub mod hub;
-pub mod limit;
-pub mod session;
-pub mod upgrade;
+pub(crate) mod close;
+pub(crate) mod handshake;
+
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+/// A frame or message over this size closes the connection with 1009.
+pub(crate) const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// The tungstenite buffers are what an idle connection costs: the read
+/// buffer is allocated up front, so it is kept small (a larger message is
+/// read in several steps); the write buffer grows only while events are
+/// waiting for a slow socket, and the chat's writer (`feed`) keeps it near
+/// one batch.
+pub fn config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(1024)
+        .write_buffer_size(8 * 1024)
+        .max_write_buffer_size(256 * 1024)
+        .max_message_size(Some(MAX_MESSAGE_BYTES))
+        .max_frame_size(Some(MAX_MESSAGE_BYTES))
+}

@@ -3,7 +3,7 @@
 //! raw HTTP/1.1 to it over TCP.
 #![allow(dead_code)] // each test file uses its own subset of these helpers
 
-pub mod webdriver;
+pub(crate) mod webdriver;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -12,22 +12,22 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-pub mod resources;
-pub mod ws;
+pub(crate) mod resources;
+pub(crate) mod ws;
 
-pub const PASSWORD: &str = "correct horse";
+pub(crate) const PASSWORD: &str = "correct horse";
 
 /// Called by a test that needs a tool outside Cargo (a browser, a Python
 /// validator) when the tool is missing: the test skips with a note, so a bare
 /// machine can still run `cargo test`, but under CI (`CI` set, where
 /// `.ci/run` installs the tools) a missing tool is a failure.
-pub fn skip_without(tool: &str, why: &str) {
+pub(crate) fn skip_without(tool: &str, why: &str) {
     assert!(std::env::var_os("CI").is_none(), "{tool} is required under CI: {why}");
     eprintln!("skipped: {tool} is not available ({why})");
 }
 
 /// A running server process. Killed when dropped; its temp dir goes with it.
-pub struct Server {
+pub(crate) struct Server {
     pub addr: SocketAddr,
     child: Child,
     logs: Arc<Mutex<String>>,
@@ -39,19 +39,19 @@ pub struct Server {
 }
 
 impl Server {
-    pub fn start() -> Server {
+    pub(crate) fn start() -> Server {
         Server::start_with(&[])
     }
 
     /// Starts with extra flags (they win over the test defaults).
-    pub fn start_with(args: &[&str]) -> Server {
+    pub(crate) fn start_with(args: &[&str]) -> Server {
         Server::start_with_env(args, &[])
     }
 
     /// Starts with extra flags and environment variables. The test defaults
     /// are passed as environment variables, so `env` can replace any of them
     /// (and flags win over both, as in production).
-    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Server {
+    pub(crate) fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Server {
         let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
         let args = args.iter().map(|s| s.to_string()).collect();
         let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
@@ -123,16 +123,16 @@ impl Server {
         panic!("server did not become ready; logs:\n{}", self.logs());
     }
 
-    pub fn dir(&self) -> &Path {
+    pub(crate) fn dir(&self) -> &Path {
         self.dir.path()
     }
 
-    pub fn uploads_dir(&self) -> PathBuf {
+    pub(crate) fn uploads_dir(&self) -> PathBuf {
         self.dir.path().join("uploads")
     }
 
     /// The names of the entries in the uploads directory, sorted.
-    pub fn stored_files(&self) -> Vec<String> {
+    pub(crate) fn stored_files(&self) -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(self.uploads_dir())
             .unwrap()
             .map(|entry| entry.unwrap().file_name().into_string().unwrap())
@@ -141,22 +141,22 @@ impl Server {
         names
     }
 
-    pub fn db_path(&self) -> PathBuf {
+    pub(crate) fn db_path(&self) -> PathBuf {
         self.dir.path().join("chat.db")
     }
 
-    pub fn pid(&self) -> i32 {
+    pub(crate) fn pid(&self) -> i32 {
         self.child.id() as i32
     }
 
     /// Everything the server wrote to stderr after its first line.
-    pub fn logs(&self) -> String {
+    pub(crate) fn logs(&self) -> String {
         self.logs.lock().unwrap().clone()
     }
 
     /// Waits until the logs contain `needle` (log lines are written after
     /// the response, so a test may see the response first).
-    pub fn wait_for_log(&self, needle: &str) -> String {
+    pub(crate) fn wait_for_log(&self, needle: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             let logs = self.logs();
@@ -167,7 +167,7 @@ impl Server {
         }
     }
 
-    pub fn signal(&self, signal: i32) {
+    pub(crate) fn signal(&self, signal: i32) {
         // SAFETY: sending a signal to our own child process.
         unsafe {
             libc::kill(self.pid(), signal);
@@ -175,7 +175,7 @@ impl Server {
     }
 
     /// Waits for the process to exit and returns its exit code.
-    pub fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+    pub(crate) fn wait_exit(&mut self, within: Duration) -> Option<i32> {
         let deadline = Instant::now() + within;
         while Instant::now() < deadline {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -188,14 +188,14 @@ impl Server {
 
     /// Stops the server with SIGTERM and waits for it to exit; returns the
     /// exit code. Afterwards [`Server::logs`] holds everything it wrote.
-    pub fn stop(&mut self) -> Option<i32> {
+    pub(crate) fn stop(&mut self) -> Option<i32> {
         self.signal(libc::SIGTERM);
         self.wait_for_exit()
     }
 
     /// Waits (up to well past the shutdown grace period) for the process to
     /// exit and for its last log lines to be collected.
-    pub fn wait_for_exit(&mut self) -> Option<i32> {
+    pub(crate) fn wait_for_exit(&mut self) -> Option<i32> {
         let code = self.wait_exit(Duration::from_secs(15));
         if code.is_some() {
             if let Some(reader) = self.log_reader.take() {
@@ -206,19 +206,19 @@ impl Server {
     }
 
     /// SIGKILLs the server and starts a new one on the same files.
-    pub fn kill_and_restart(mut self) -> Server {
+    pub(crate) fn kill_and_restart(mut self) -> Server {
         self.signal(libc::SIGKILL);
         let _ = self.child.wait();
         Server::spawn(self.dir.clone(), self.args.clone(), self.env.clone())
     }
 
     /// Stops the server gracefully (SIGTERM) and starts a new one on the same files.
-    pub fn restart(mut self) -> Server {
+    pub(crate) fn restart(mut self) -> Server {
         assert_eq!(self.stop(), Some(0), "graceful exit");
         Server::spawn(self.dir.clone(), self.args.clone(), self.env.clone())
     }
 
-    pub fn connect(&self) -> TcpStream {
+    pub(crate) fn connect(&self) -> TcpStream {
         let stream = TcpStream::connect(self.addr).expect("connect");
         stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         stream.set_nodelay(true).unwrap();
@@ -226,14 +226,14 @@ impl Server {
     }
 
     /// A kept-alive connection to send several requests on.
-    pub fn open(&self) -> Conn {
+    pub(crate) fn open(&self) -> Conn {
         Conn::new(self.connect())
     }
 
     /// Opens a connection and waits until the server admits it: under
     /// `--max-connections`, the place of a closed connection is freed only
     /// once the server has finished with it.
-    pub fn admitted(&self) -> Conn {
+    pub(crate) fn admitted(&self) -> Conn {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let mut conn = self.open();
@@ -254,14 +254,20 @@ impl Server {
     }
 
     /// Sends raw bytes on a new connection and reads one response.
-    pub fn raw(&self, bytes: &[u8]) -> Response {
+    pub(crate) fn raw(&self, bytes: &[u8]) -> Response {
         let mut stream = self.connect();
         stream.write_all(bytes).expect("write request");
         read_response(&mut BufReader::new(stream), false).expect("read response")
     }
 
     /// A request with optional bearer token and body, on a new connection.
-    pub fn request(&self, method: &str, path: &str, token: Option<&str>, body: Option<(&str, &[u8])>) -> Response {
+    pub(crate) fn request(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<(&str, &[u8])>,
+    ) -> Response {
         let mut head = format!(
             "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
             self.addr
@@ -289,16 +295,16 @@ impl Server {
         read_response(&mut BufReader::new(stream), method == "HEAD").expect("read response")
     }
 
-    pub fn get(&self, path: &str, token: &str) -> Response {
+    pub(crate) fn get(&self, path: &str, token: &str) -> Response {
         self.request("GET", path, Some(token), None)
     }
 
-    pub fn register(&self, username: &str, password: &str) -> Response {
+    pub(crate) fn register(&self, username: &str, password: &str) -> Response {
         let body = serde_json::json!({ "username": username, "password": password }).to_string();
         self.request("POST", "/register", None, Some(("application/json", body.as_bytes())))
     }
 
-    pub fn login(&self, username: &str, password: &str) -> Response {
+    pub(crate) fn login(&self, username: &str, password: &str) -> Response {
         let body = format!("username={username}&password={}", password.replace(' ', "+"));
         self.request(
             "POST",
@@ -309,7 +315,7 @@ impl Server {
     }
 
     /// Registers `username` with [`PASSWORD`] and returns a fresh token.
-    pub fn user(&self, username: &str) -> String {
+    pub(crate) fn user(&self, username: &str) -> String {
         let registered = self.register(username, PASSWORD);
         assert_eq!(registered.status, 201, "register {username}: {}", registered.text());
         let login = self.login(username, PASSWORD);
@@ -326,27 +332,27 @@ impl Drop for Server {
 }
 
 /// Lower-case hex SHA-256, as the server reports it.
-pub fn sha256_hex(bytes: &[u8]) -> String {
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};
     Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[derive(Debug)]
-pub struct Response {
+pub(crate) struct Response {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
 }
 
 impl Response {
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
 
-    pub fn headers_named(&self, name: &str) -> Vec<&str> {
+    pub(crate) fn headers_named(&self, name: &str) -> Vec<&str> {
         self.headers
             .iter()
             .filter(|(n, _)| n.eq_ignore_ascii_case(name))
@@ -354,23 +360,23 @@ impl Response {
             .collect()
     }
 
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 
-    pub fn json(&self) -> serde_json::Value {
+    pub(crate) fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
     }
 
     /// The `detail` of a JSON error body.
-    pub fn detail(&self) -> String {
+    pub(crate) fn detail(&self) -> String {
         self.json()["detail"].as_str().unwrap_or_default().to_string()
     }
 }
 
 /// Reads one response; the body is framed by `Content-Length`, or runs to the
 /// end of the stream when there is none. `head_only` for responses to HEAD.
-pub fn read_response(reader: &mut impl BufRead, head_only: bool) -> std::io::Result<Response> {
+pub(crate) fn read_response(reader: &mut impl BufRead, head_only: bool) -> std::io::Result<Response> {
     let mut line = String::new();
     if reader.read_line(&mut line)? == 0 {
         return Err(std::io::Error::new(
@@ -416,42 +422,42 @@ pub fn read_response(reader: &mut impl BufRead, head_only: bool) -> std::io::Res
 
 /// One connection used for several requests: raw bytes out, responses in
 /// order.
-pub struct Conn {
+pub(crate) struct Conn {
     reader: BufReader<TcpStream>,
 }
 
 impl Conn {
-    pub fn new(stream: TcpStream) -> Conn {
+    pub(crate) fn new(stream: TcpStream) -> Conn {
         Conn {
             reader: BufReader::new(stream),
         }
     }
 
-    pub fn send(&mut self, bytes: &[u8]) {
+    pub(crate) fn send(&mut self, bytes: &[u8]) {
         let stream = self.reader.get_mut();
         stream.write_all(bytes).expect("write request");
         stream.flush().expect("flush request");
     }
 
     /// Reads the next response (to a request other than HEAD).
-    pub fn response(&mut self) -> Response {
+    pub(crate) fn response(&mut self) -> Response {
         read_response(&mut self.reader, false).expect("read response")
     }
 
     /// Reads the next response to a HEAD request (a head, no body).
-    pub fn head_response(&mut self) -> Response {
+    pub(crate) fn head_response(&mut self) -> Response {
         read_response(&mut self.reader, true).expect("read response")
     }
 
     /// Whether the server closes the connection with nothing more to read.
-    pub fn is_closed(&mut self) -> bool {
+    pub(crate) fn is_closed(&mut self) -> bool {
         self.reader.buffer().is_empty() && is_closed(self.reader.get_mut(), Duration::from_secs(5))
     }
 }
 
 /// Whether the peer closes the connection within `within` (EOF or reset;
 /// a timeout or more data is not a close).
-pub fn is_closed(stream: &mut TcpStream, within: Duration) -> bool {
+pub(crate) fn is_closed(stream: &mut TcpStream, within: Duration) -> bool {
     stream.set_read_timeout(Some(within)).unwrap();
     let mut byte = [0u8; 1];
     match stream.read(&mut byte) {

@@ -4,13 +4,13 @@
 use std::time::{Duration, Instant};
 
 /// Open file descriptors of `pid`.
-pub fn open_fds(pid: i32) -> usize {
+pub(crate) fn open_fds(pid: i32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |dir| dir.count())
 }
 
 /// A `kB` field of `/proc/<pid>/status`, in KiB: `VmRSS` (resident now) or
 /// `VmHWM` (the most it has ever been resident).
-pub fn memory_kib(pid: i32, field: &str) -> u64 {
+pub(crate) fn memory_kib(pid: i32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
@@ -22,7 +22,7 @@ pub fn memory_kib(pid: i32, field: &str) -> u64 {
 /// Polls `probe` until it returns `true` or `within` has passed; returns
 /// whether it did. For effects that follow a close with a short delay (a
 /// task noticing its peer is gone, a descriptor being released).
-pub fn eventually(within: Duration, mut probe: impl FnMut() -> bool) -> bool {
+pub(crate) fn eventually(within: Duration, mut probe: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + within;
     loop {
         if probe() {

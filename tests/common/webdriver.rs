@@ -16,14 +16,14 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use serde_json::{json, Value};
 
-pub const CHROMIUM: &str = "/usr/bin/chromium";
-pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+pub(crate) const CHROMIUM: &str = "/usr/bin/chromium";
+pub(crate) const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
 /// How long a page may take to reach a condition before the test fails.
-pub const PATIENCE: Duration = Duration::from_secs(10);
+pub(crate) const PATIENCE: Duration = Duration::from_secs(10);
 
 /// The Enter key, as WebDriver's "send keys" spells it.
-pub const ENTER: &str = "\u{E007}";
+pub(crate) const ENTER: &str = "\u{E007}";
 
 /// The bound on one WebDriver command; starting a browser or loading a page
 /// on a busy machine can take several seconds.
@@ -38,7 +38,7 @@ static ONE_BROWSER_TEST_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 /// A running chromedriver. Killed when dropped, after the sessions that
 /// borrow it have closed their browsers.
-pub struct Chromedriver {
+pub(crate) struct Chromedriver {
     child: Child,
     port: u16,
     _turn: MutexGuard<'static, ()>,
@@ -47,7 +47,7 @@ pub struct Chromedriver {
 impl Chromedriver {
     /// Starts chromedriver, or says why not and returns `None` when Chromium
     /// or chromedriver is not installed (a failure under CI).
-    pub fn start() -> Option<Chromedriver> {
+    pub(crate) fn start() -> Option<Chromedriver> {
         for tool in [CHROMIUM, CHROMEDRIVER] {
             if !Path::new(tool).exists() {
                 super::skip_without(tool, "install Debian's chromium and chromium-driver");
@@ -92,7 +92,7 @@ impl Chromedriver {
 
     /// Opens a headless Chromium with a fresh profile of its own, so two
     /// sessions share no cookies.
-    pub fn session(&self) -> Session<'_> {
+    pub(crate) fn session(&self) -> Session<'_> {
         let profile = tempfile::tempdir().expect("browser profile dir");
         let args = [
             "--headless".to_string(),
@@ -169,7 +169,7 @@ impl Drop for Chromedriver {
 }
 
 #[derive(Debug)]
-pub struct WebDriverError {
+pub(crate) struct WebDriverError {
     /// The W3C error code, e.g. `no such element`.
     pub error: String,
     pub message: String,
@@ -182,7 +182,7 @@ impl std::fmt::Display for WebDriverError {
 }
 
 /// One browser. Closed (browser quit, profile deleted) when dropped.
-pub struct Session<'d> {
+pub(crate) struct Session<'d> {
     driver: &'d Chromedriver,
     id: String,
     _profile: tempfile::TempDir,
@@ -201,20 +201,20 @@ impl Session<'_> {
 
     /// Loads `url` and returns when the page has loaded (scripts with
     /// `defer` have run, what they fetch may still be on its way).
-    pub fn goto(&self, url: &str) {
+    pub(crate) fn goto(&self, url: &str) {
         self.command("POST", "/url", json!({ "url": url }));
     }
 
     /// Runs `script` as a function body with `args` as `arguments`; a
     /// returned promise is awaited.
-    pub fn script(&self, script: &str, args: &[Value]) -> Value {
+    pub(crate) fn script(&self, script: &str, args: &[Value]) -> Value {
         self.command("POST", "/execute/sync", json!({ "script": script, "args": args }))
     }
 
     /// Runs `script` until it returns something other than `null`, `false`
     /// or `undefined`, and returns that; fails after [`PATIENCE`] with
     /// `what` and the text the page shows.
-    pub fn wait_for(&self, what: &str, script: &str, args: &[Value]) -> Value {
+    pub(crate) fn wait_for(&self, what: &str, script: &str, args: &[Value]) -> Value {
         let deadline = Instant::now() + PATIENCE;
         loop {
             let value = self.script(script, args);
@@ -233,7 +233,7 @@ impl Session<'_> {
     }
 
     /// The first element matching the CSS `selector`, waiting for it to exist.
-    pub fn find(&self, selector: &str) -> Element<'_> {
+    pub(crate) fn find(&self, selector: &str) -> Element<'_> {
         let deadline = Instant::now() + PATIENCE;
         loop {
             match self.call(
@@ -257,7 +257,7 @@ impl Session<'_> {
     }
 
     /// Saves a PNG of the viewport as `target/screenshots/<name>.png`.
-    pub fn screenshot(&self, name: &str) -> PathBuf {
+    pub(crate) fn screenshot(&self, name: &str) -> PathBuf {
         let encoded = self.command("GET", "/screenshot", Value::Null);
         let png = base64::engine::general_purpose::STANDARD
             .decode(encoded.as_str().expect("base64 screenshot"))
@@ -277,7 +277,7 @@ impl Session<'_> {
     /// violations, `console.error`. Failed HTTP statuses are left out: the
     /// pages ask `/me` to learn whether someone is logged in, and the
     /// browser logs the expected 401 as an error.
-    pub fn console_errors(&self) -> Vec<String> {
+    pub(crate) fn console_errors(&self) -> Vec<String> {
         let entries = self.command("POST", "/se/log", json!({ "type": "browser" }));
         entries
             .as_array()
@@ -296,19 +296,19 @@ impl Drop for Session<'_> {
 }
 
 /// An element of the current page.
-pub struct Element<'s> {
+pub(crate) struct Element<'s> {
     session: &'s Session<'s>,
     id: String,
 }
 
 impl Element<'_> {
     /// Types `text`; for `<input type=file>` it is the path of the file to pick.
-    pub fn send_keys(&self, text: &str) {
+    pub(crate) fn send_keys(&self, text: &str) {
         self.session
             .command("POST", &format!("/element/{}/value", self.id), json!({ "text": text }));
     }
 
-    pub fn click(&self) {
+    pub(crate) fn click(&self) {
         self.session
             .command("POST", &format!("/element/{}/click", self.id), json!({}));
     }

@@ -16,15 +16,15 @@ use super::{read_response, Response, Server};
 
 /// Longest wait for anything the server should send; a test that hits it
 /// has failed, no assertion depends on it.
-pub const WAIT: Duration = Duration::from_secs(30);
+pub(crate) const WAIT: Duration = Duration::from_secs(30);
 
-pub struct Client {
+pub(crate) struct Client {
     pub ws: WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>,
 }
 
 impl Client {
     /// Opens `/ws/chat?token=...`.
-    pub async fn connect(server: &Server, token: &str) -> Client {
+    pub(crate) async fn connect(server: &Server, token: &str) -> Client {
         let url = format!("ws://{}/ws/chat?token={token}", server.addr);
         let (ws, response) = tokio_tungstenite::connect_async(url).await.expect("handshake");
         assert_eq!(response.status(), 101);
@@ -32,23 +32,23 @@ impl Client {
     }
 
     /// Connects as a user's first connection and waits for its own `join`.
-    pub async fn join(server: &Server, token: &str, username: &str) -> Client {
+    pub(crate) async fn join(server: &Server, token: &str, username: &str) -> Client {
         let mut client = Client::connect(server, token).await;
         client.wait_for(|e| is(e, "join") && e["username"] == username).await;
         client
     }
 
-    pub async fn send(&mut self, message: Message) {
+    pub(crate) async fn send(&mut self, message: Message) {
         self.ws.send(message).await.expect("send");
     }
 
-    pub async fn say(&mut self, text: &str) {
+    pub(crate) async fn say(&mut self, text: &str) {
         self.send(Message::text(text)).await;
     }
 
     /// Sends `text` and waits for its acknowledgement: the broadcast copy
     /// from `username` with this content. Returns its id.
-    pub async fn post(&mut self, username: &str, text: &str) -> i64 {
+    pub(crate) async fn post(&mut self, username: &str, text: &str) -> i64 {
         self.say(text).await;
         let ack = self
             .wait_for(|e| is(e, "message") && e["username"] == username && e["content"] == text.trim())
@@ -57,7 +57,7 @@ impl Client {
     }
 
     /// The next event; fails on a close or if none comes.
-    pub async fn event(&mut self) -> Value {
+    pub(crate) async fn event(&mut self) -> Value {
         loop {
             match timeout(WAIT, self.ws.next()).await.expect("no event in time") {
                 Some(Ok(Message::Text(text))) => return serde_json::from_str(&text).expect("event is JSON"),
@@ -68,7 +68,7 @@ impl Client {
     }
 
     /// Skips events until one matches.
-    pub async fn wait_for(&mut self, matches: impl Fn(&Value) -> bool) -> Value {
+    pub(crate) async fn wait_for(&mut self, matches: impl Fn(&Value) -> bool) -> Value {
         loop {
             let event = self.event().await;
             if matches(&event) {
@@ -79,7 +79,7 @@ impl Client {
 
     /// Reads until the server closes: the events before the close frame,
     /// and its code.
-    pub async fn closed(&mut self) -> (Vec<Value>, u16) {
+    pub(crate) async fn closed(&mut self) -> (Vec<Value>, u16) {
         let mut events = Vec::new();
         loop {
             match timeout(WAIT, self.ws.next()).await.expect("no close in time") {
@@ -93,12 +93,12 @@ impl Client {
 }
 
 /// Whether an event has this `type`.
-pub fn is(event: &Value, kind: &str) -> bool {
+pub(crate) fn is(event: &Value, kind: &str) -> bool {
     event["type"] == kind
 }
 
 /// A handshake request for `target`, with extra header lines.
-pub fn handshake(server: &Server, target: &str, extra: &[String]) -> String {
+pub(crate) fn handshake(server: &Server, target: &str, extra: &[String]) -> String {
     let mut head = format!(
         "GET {target} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n",
@@ -114,7 +114,7 @@ pub fn handshake(server: &Server, target: &str, extra: &[String]) -> String {
 
 /// Performs a handshake on a plain socket and returns it, positioned at the
 /// first WebSocket frame.
-pub fn upgrade_raw(server: &Server, token: &str) -> BufReader<TcpStream> {
+pub(crate) fn upgrade_raw(server: &Server, token: &str) -> BufReader<TcpStream> {
     let mut reader = BufReader::new(server.connect());
     let request = handshake(server, &format!("/ws/chat?token={token}"), &[]);
     reader.get_mut().write_all(request.as_bytes()).unwrap();
@@ -124,7 +124,7 @@ pub fn upgrade_raw(server: &Server, token: &str) -> BufReader<TcpStream> {
 }
 
 /// One frame with FIN set, masked (as clients must) or not.
-pub fn frame(opcode: u8, payload: &[u8], masked: bool) -> Vec<u8> {
+pub(crate) fn frame(opcode: u8, payload: &[u8], masked: bool) -> Vec<u8> {
     let mut out = vec![0x80 | opcode];
     let mask_bit = if masked { 0x80 } else { 0 };
     match payload.len() {
@@ -149,7 +149,7 @@ pub fn frame(opcode: u8, payload: &[u8], masked: bool) -> Vec<u8> {
 }
 
 /// Reads one (unmasked, server) frame: its opcode and payload.
-pub fn read_frame(reader: &mut impl Read) -> std::io::Result<(u8, Vec<u8>)> {
+pub(crate) fn read_frame(reader: &mut impl Read) -> std::io::Result<(u8, Vec<u8>)> {
     let mut head = [0u8; 2];
     reader.read_exact(&mut head)?;
     let len = match head[1] & 0x7f {
@@ -171,7 +171,7 @@ pub fn read_frame(reader: &mut impl Read) -> std::io::Result<(u8, Vec<u8>)> {
 }
 
 /// Reads raw frames until a close frame: the events before it and its code.
-pub fn read_until_close(reader: &mut impl Read) -> (Vec<Value>, u16) {
+pub(crate) fn read_until_close(reader: &mut impl Read) -> (Vec<Value>, u16) {
     let mut events = Vec::new();
     loop {
         let (opcode, payload) = read_frame(reader).expect("a frame before the close");

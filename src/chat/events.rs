@@ -7,34 +7,33 @@ use serde::Serialize;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::db::messages::Message;
-use crate::history::MessageView;
+use crate::json;
 
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
-pub enum Event<'a> {
-    Message(MessageView<'a>),
+pub(crate) enum Event<'a> {
+    Message(&'a Message),
     Join { username: &'a str, online: usize },
     Leave { username: &'a str, online: usize },
     Error { code: &'a str, detail: &'a str },
 }
 
 impl Event<'_> {
-    pub fn encode(&self) -> Utf8Bytes {
-        serde_json::to_string(self)
-            .expect("serializing plain data cannot fail")
-            .into()
+    pub(crate) fn encode(&self) -> Utf8Bytes {
+        json::encode(self).into()
     }
 }
 
 /// The event that announces a committed message (and acknowledges it to its
 /// sender).
-pub fn message(message: &Message) -> Utf8Bytes {
-    Event::Message(MessageView::from(message)).encode()
+pub(crate) fn message(message: &Message) -> Utf8Bytes {
+    Event::Message(message).encode()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::Timestamp;
 
     #[test]
     fn events_have_the_contract_shape() {
@@ -42,7 +41,7 @@ mod tests {
             id: 42,
             username: "alice".into(),
             content: "Hello \"you\"".into(),
-            created_at: 1_795_581_819_005,
+            created_at: Timestamp(1_795_581_819_005),
         };
         let value: serde_json::Value = serde_json::from_str(&message(&stored)).unwrap();
         assert_eq!(

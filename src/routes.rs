@@ -1,21 +1,25 @@
 //! The route table: every route of the API in one list that reads like the
-//! contract, and the dispatch from a matched route to its handler.
+//! contract, and the dispatch from a matched route to its handler with the
+//! part of the application it needs. [`Routes`] owns the application and is
+//! the [`Service`] the transport calls: this is the one place where the
+//! transport, the kit and the features meet.
 //!
 //! `HEAD` is answered by the `GET` route (the connection drops the body);
 //! a path that exists with another method gets 405 with `Allow`.
 
 use std::future::Future;
 
-use crate::auth::{self, Claims, TokenSource};
-use crate::error::ApiError;
-use crate::http::body::Body;
-use crate::http::request::{Method, Request};
+use crate::api::{ApiError, Ctx};
+use crate::app::App;
+use crate::chat::{history, upgrade};
+use crate::files::{catalog, download, upload};
+use crate::http::request::Method;
 use crate::http::response::Response;
-use crate::server::App;
-use crate::{accounts, files, health, history, pages, ws};
+use crate::http::service::{Exchange, Refusal, Service};
+use crate::{accounts, health, pages};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Endpoint {
+pub(crate) enum Endpoint {
     Index,
     Docs,
     OpenApi,
@@ -34,7 +38,7 @@ pub enum Endpoint {
     History,
 }
 
-pub struct Route {
+pub(crate) struct Route {
     pub method: Method,
     /// Literal segments, or `{name}` for one non-empty segment.
     pub pattern: &'static str,
@@ -49,7 +53,7 @@ const fn route(method: Method, pattern: &'static str, endpoint: Endpoint) -> Rou
     }
 }
 
-pub const ROUTES: &[Route] = &[
+pub(crate) const ROUTES: &[Route] = &[
     route(Method::Get, "/", Endpoint::Index),
     route(Method::Get, "/docs", Endpoint::Docs),
     route(Method::Get, "/openapi.json", Endpoint::OpenApi),
@@ -68,67 +72,39 @@ pub const ROUTES: &[Route] = &[
     route(Method::Get, "/history", Endpoint::History),
 ];
 
-/// One request on its way through a handler: the handler reads the body
-/// through it and records who made the request, for the log line.
-pub struct Exchange<'a, 'c> {
-    pub app: &'a App,
-    pub request: &'a Request,
-    pub body: Body<'c>,
-    pub user: Option<String>,
+/// The route table over the application it serves.
+pub struct Routes {
+    app: App,
 }
 
-impl<'a, 'c> Exchange<'a, 'c> {
-    pub fn new(app: &'a App, request: &'a Request, body: Body<'c>) -> Self {
-        Exchange {
-            app,
-            request,
-            body,
-            user: None,
-        }
+impl Routes {
+    pub fn new(app: App) -> Routes {
+        Routes { app }
     }
 
-    /// Authenticates by `Authorization: Bearer` or the `access_token` cookie.
-    pub fn authenticate(&mut self) -> Result<Claims, ApiError> {
-        self.authenticate_from(false).map(|(claims, _)| claims)
-    }
-
-    /// As [`Exchange::authenticate`], also accepting `?token=` (first) when
-    /// `allow_query`; tells where the token came from.
-    pub fn authenticate_from(&mut self, allow_query: bool) -> Result<(Claims, TokenSource), ApiError> {
-        let (token, source) =
-            auth::find_token(self.request, allow_query).ok_or_else(|| ApiError::unauthorized("not authenticated"))?;
-        let claims = self.app.auth.verify(&token)?;
-        self.user = Some(claims.sub.clone());
-        Ok((claims, source))
+    /// Authenticates nothing by itself: each handler asks the context for
+    /// what it needs, and every failure becomes a response here, through the
+    /// one mapping of [`ApiError`].
+    async fn answer(&self, ex: &mut Exchange<'_, '_>) -> Response {
+        let mut ctx = Ctx::new(ex, &self.app.tokens);
+        dispatch(&mut ctx, &self.app)
+            .await
+            .unwrap_or_else(ApiError::into_response)
     }
 }
-
-/// What answers the requests of a connection. The server answers with
-/// [`Routes`]; the trait lets a test build put a route of its own in front
-/// of the table (the WebSocket conformance suite's echo endpoint) while
-/// everything else (accept loop, connection bound, keep-alive, upgrade)
-/// stays the server's own.
-pub trait Service: Send + Sync + 'static {
-    fn handle<'e>(
-        &'e self,
-        ex: &'e mut Exchange<'_, '_>,
-    ) -> impl Future<Output = Result<Response, ApiError>> + Send + 'e;
-}
-
-/// The route table above, dispatched by [`handle`].
-pub struct Routes;
 
 impl Service for Routes {
-    fn handle<'e>(
-        &'e self,
-        ex: &'e mut Exchange<'_, '_>,
-    ) -> impl Future<Output = Result<Response, ApiError>> + Send + 'e {
-        handle(ex)
+    fn handle<'e>(&'e self, ex: &'e mut Exchange<'_, '_>) -> impl Future<Output = Response> + Send + 'e {
+        self.answer(ex)
+    }
+
+    fn refuse(&self, refusal: Refusal) -> Response {
+        ApiError::from(refusal).into_response()
     }
 }
 
 /// Matches a path against the table: the endpoint and its path parameter.
-pub fn resolve(method: Method, path: &str) -> Result<(Endpoint, Option<&str>), ApiError> {
+pub(crate) fn resolve(method: Method, path: &str) -> Result<(Endpoint, Option<&str>), ApiError> {
     let method = if method == Method::Head { Method::Get } else { method };
     let mut allowed: Vec<&str> = Vec::new();
     for route in ROUTES {
@@ -165,8 +141,8 @@ fn matches<'p>(pattern: &str, path: &'p str) -> Option<Option<&'p str>> {
     }
 }
 
-pub async fn handle(ex: &mut Exchange<'_, '_>) -> Result<Response, ApiError> {
-    let request = ex.request;
+async fn dispatch(ctx: &mut Ctx<'_, '_>, app: &App) -> Result<Response, ApiError> {
+    let request = ctx.request;
     let (endpoint, param) = resolve(request.method, request.path())?;
     let param = param.unwrap_or_default();
     match endpoint {
@@ -176,18 +152,18 @@ pub async fn handle(ex: &mut Exchange<'_, '_>) -> Result<Response, ApiError> {
         Endpoint::Asset => pages::asset(param)
             .map(pages::Asset::into_response)
             .ok_or_else(|| ApiError::not_found("no such asset")),
-        Endpoint::Health => health::check(ex).await,
-        Endpoint::Register => accounts::register(ex).await,
-        Endpoint::Token => accounts::token(ex).await,
-        Endpoint::Logout => accounts::logout(ex),
-        Endpoint::Me => accounts::me(ex).await,
-        Endpoint::FileUpload => files::upload::upload(ex).await,
-        Endpoint::FileList => files::catalog::list(ex).await,
-        Endpoint::FileDownload => files::download::download(ex, param).await,
-        Endpoint::FileDelete => files::catalog::delete(ex, param).await,
-        Endpoint::Chat => ws::upgrade::chat(ex).await,
-        Endpoint::HistoryLast20 => history::last20(ex).await,
-        Endpoint::History => history::page(ex).await,
+        Endpoint::Health => health::check(&app.db).await,
+        Endpoint::Register => accounts::register(ctx, &app.accounts).await,
+        Endpoint::Token => accounts::token(ctx, &app.accounts).await,
+        Endpoint::Logout => accounts::logout(&app.accounts),
+        Endpoint::Me => accounts::me(ctx, &app.accounts).await,
+        Endpoint::FileUpload => upload::upload(ctx, &app.files).await,
+        Endpoint::FileList => catalog::list(ctx, &app.files).await,
+        Endpoint::FileDownload => download::download(ctx, &app.files, param).await,
+        Endpoint::FileDelete => catalog::delete(ctx, &app.files, param).await,
+        Endpoint::Chat => upgrade::chat(ctx, &app.chat).await,
+        Endpoint::HistoryLast20 => history::last20(ctx, &app.chat.room).await,
+        Endpoint::History => history::page(ctx, &app.chat.room).await,
     }
 }
 

@@ -1,4 +1,5 @@
-//! One chat connection after its `101`, from the first frame to the close.
+//! One chat connection after its `101`, from the first frame to the close:
+//! a transport between the socket and the room, which does the rest.
 //!
 //! The session runs in a task of its own (the upgrade future, spawned by the
 //! accept loop), which holds the connection permit until the session is
@@ -8,8 +9,8 @@
 //! shutdown, token expiry):
 //!
 //! - the reader takes text frames, applies the rate and size rules and has
-//!   each message committed; the hub broadcasts it after the commit, so the
-//!   sender's copy, carrying its `id`, is its acknowledgement;
+//!   each message posted to the room, which broadcasts it after the commit,
+//!   so the sender's copy, carrying its `id`, is its acknowledgement;
 //! - the writer drains the connection's outbox: it takes every event that
 //!   is ready, feeds them all and flushes once, and pings every
 //!   [`PING_EVERY`].
@@ -22,41 +23,41 @@ use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::stream::{FuturesOrdered, SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{interval_at, timeout, MissedTickBehavior};
-use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
-use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 
-use super::event::{self, Event};
-use super::hub::{ClientId, Hub, Membership, Outbox};
+use super::events::Event;
+use super::hub::{ClientId, Membership, Outbox};
 use super::limit::{RateLimit, Verdict};
-use crate::auth::Claims;
+use super::room::Room;
+use super::Chat;
+use crate::auth::tokens::Claims;
 use crate::clock;
-use crate::db::{messages, Db, DbError};
-use crate::history::NewestPage;
+use crate::db::DbError;
+use crate::http::socket::linger;
 use crate::log::Level;
-use crate::server::{App, Shutdown};
+use crate::shutdown::Shutdown;
+use crate::ws::close::Close;
 
-/// A frame or message over this size closes the connection with 1009.
-pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 /// Longest chat message, in characters, after trimming.
-pub const MAX_MESSAGE_CHARS: usize = 4096;
-pub const PING_EVERY: Duration = Duration::from_secs(30);
+pub(crate) const MAX_MESSAGE_CHARS: usize = 4096;
+pub(crate) const PING_EVERY: Duration = Duration::from_secs(30);
 /// A peer that sends nothing, not even a pong, for this long is dropped.
-pub const PEER_TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const PEER_TIMEOUT: Duration = Duration::from_secs(60);
 /// The close handshake, and draining what the client still sends, get this
-/// long; shutdown waits for sessions, so it must stay well under
-/// [`crate::server::SHUTDOWN_GRACE`].
-pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
+/// long; shutdown waits for sessions, so it must stay well under the
+/// server's shutdown grace (10 s).
+pub(crate) const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Bytes read and thrown away after the close frame at most (see [`linger`]).
 const DRAIN_LIMIT: usize = 256 * 1024;
 /// Kernel send buffer of a chat socket (Linux doubles it for bookkeeping):
@@ -72,64 +73,6 @@ type Sink = SplitSink<Socket, Message>;
 type Source = SplitStream<Socket>;
 /// A message's commit, resolved once it is durable and broadcast.
 type Posting = Pin<Box<dyn Future<Output = Result<(), DbError>> + Send>>;
-
-/// The tungstenite buffers are what an idle connection costs: the read
-/// buffer is allocated up front, so it is kept small (a larger message is
-/// read in several steps); the write buffer grows only while events are
-/// waiting for a slow socket, and `feed` keeps it near one batch.
-pub fn config() -> WebSocketConfig {
-    WebSocketConfig::default()
-        .read_buffer_size(1024)
-        .write_buffer_size(8 * 1024)
-        .max_write_buffer_size(256 * 1024)
-        .max_message_size(Some(MAX_MESSAGE_BYTES))
-        .max_frame_size(Some(MAX_MESSAGE_BYTES))
-}
-
-/// A close started by the server: the code, and the `error` event that
-/// goes before it (its detail is also the close reason, at most 123 bytes).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Close {
-    pub code: u16,
-    pub error: &'static str,
-    pub detail: &'static str,
-}
-
-impl Close {
-    pub const SHUTDOWN: Close = Close::new(1001, "server_shutdown", "the server is shutting down");
-    pub const PROTOCOL: Close = Close::new(1002, "protocol_error", "WebSocket protocol violation");
-    pub const BINARY: Close = Close::new(1003, "binary_not_supported", "only text frames are supported");
-    pub const INVALID_UTF8: Close = Close::new(1007, "invalid_utf8", "text frame is not valid UTF-8");
-    pub const RATE: Close = Close::new(1008, "rate_limited", "too many messages for too long");
-    pub const TOO_LARGE: Close = Close::new(1009, "message_too_large", "frame or message over 64 KiB");
-    pub const INTERNAL: Close = Close::new(1011, "internal_error", "the message could not be stored");
-    pub const EXPIRED: Close = Close::new(4001, "token_expired", "the token expired; reconnect with a new one");
-    pub const SLOW_CONSUMER: Close = Close::new(4002, "slow_consumer", "too far behind; dropped");
-
-    const fn new(code: u16, error: &'static str, detail: &'static str) -> Close {
-        Close { code, error, detail }
-    }
-
-    /// The close that what tungstenite reports, reading or writing, calls
-    /// for; `None` when the connection is gone and nothing more can be said.
-    /// A full write buffer means the client has stopped reading what it is
-    /// sent (pongs to its own ping flood, say) while tungstenite already
-    /// holds as much for it as it may: it is as far behind as a slow
-    /// consumer whose queue overflowed.
-    pub fn for_error(error: &WsError) -> Option<Close> {
-        match error {
-            WsError::WriteBufferFull(_) => Some(Close::SLOW_CONSUMER),
-            WsError::Capacity(_) => Some(Close::TOO_LARGE),
-            WsError::Utf8(_) => Some(Close::INVALID_UTF8),
-            WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake)
-            | WsError::ConnectionClosed
-            | WsError::AlreadyClosed
-            | WsError::Io(_) => None,
-            WsError::Protocol(_) => Some(Close::PROTOCOL),
-            _ => Some(Close::INTERNAL),
-        }
-    }
-}
 
 /// How a session ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -163,38 +106,35 @@ impl End {
     }
 }
 
-/// What a session needs from the application, owned, so that it can run
-/// after the request that started it is gone.
-pub struct Session {
-    hub: std::sync::Arc<Hub>,
-    newest_page: std::sync::Arc<NewestPage>,
-    db: Db,
+/// What a session needs from the chat, owned, so that it can run after the
+/// request that started it is gone.
+pub(crate) struct Session {
+    room: Arc<Room>,
     shutdown: Shutdown,
     rate_limit: u32,
     claims: Claims,
 }
 
 impl Session {
-    pub fn new(app: &App, claims: Claims) -> Session {
+    pub(crate) fn new(chat: &Chat, claims: Claims) -> Session {
         Session {
-            hub: app.hub.clone(),
-            newest_page: app.newest_page.clone(),
-            db: app.db.clone(),
-            shutdown: app.shutdown.clone(),
-            rate_limit: app.config.ws_rate_limit,
+            room: chat.room.clone(),
+            shutdown: chat.shutdown.clone(),
+            rate_limit: chat.rate_limit,
             claims,
         }
     }
 
     /// Runs the connection to its end; `leftover` holds any bytes the client
     /// sent right after its handshake.
-    pub async fn run(self, stream: TcpStream, leftover: Vec<u8>) {
+    pub(crate) async fn run(self, stream: TcpStream, leftover: Vec<u8>) {
         if let Err(e) = bound_send_buffer(&stream) {
             crate::log!(Level::Debug, "chat: cannot bound the send buffer: {e}");
         }
-        let socket = WebSocketStream::from_partially_read(stream, leftover, Role::Server, Some(config())).await;
+        let socket =
+            WebSocketStream::from_partially_read(stream, leftover, Role::Server, Some(crate::ws::config())).await;
         let (mut sink, mut source) = socket.split();
-        let Membership { id, outbox } = self.hub.connect(self.claims.uid, &self.claims.sub);
+        let Membership { id, outbox } = self.room.join(self.claims.uid, &self.claims.sub);
         let expired = tokio::time::sleep(until_expiry(self.claims.exp));
         let mut shutdown = self.shutdown.clone();
         let end = tokio::select! {
@@ -204,7 +144,7 @@ impl Session {
             _ = shutdown.triggered() => End::Close(Close::SHUTDOWN),
             _ = expired => End::Close(Close::EXPIRED),
         };
-        self.hub.disconnect(id);
+        self.room.leave(id);
         let level = if end == End::Close(Close::SLOW_CONSUMER) {
             Level::Warn
         } else {
@@ -275,24 +215,16 @@ impl Session {
 
     /// Sends this connection alone an `error` event; it stays open.
     fn tell(&self, id: ClientId, code: &str, detail: &str) {
-        self.hub.send_to(id, Event::Error { code, detail }.encode());
+        self.room.tell(id, Event::Error { code, detail }.encode());
     }
 
-    /// Queues the message's commit, after which (on the writer thread, in
-    /// commit order) the cached newest history page is dropped and the
-    /// message broadcast: nobody sees a message that could still
-    /// be lost. The future resolves once it is committed.
+    /// Posts the message to the room, which broadcasts it once committed;
+    /// the future resolves then.
     fn post(&self, content: &str) -> Posting {
-        let (user_id, username, content) = (self.claims.uid, self.claims.sub.clone(), content.to_string());
-        let (hub, newest_page) = (self.hub.clone(), self.newest_page.clone());
-        let committed = self.db.write_and_then(
-            move |conn| messages::insert(conn, user_id, &username, &content, clock::now_millis()),
-            move |stored| {
-                newest_page.invalidate();
-                hub.broadcast(event::message(stored));
-            },
-        );
-        Box::pin(async move { committed.await.map(drop) })
+        let posted = self
+            .room
+            .post(self.claims.uid, self.claims.sub.clone(), content.to_string());
+        Box::pin(async move { posted.await.map(drop) })
     }
 }
 
@@ -338,7 +270,9 @@ async fn finish(mut sink: Sink, source: Source, outbox: &Outbox, end: End) {
         return;
     }
     if let Ok(mut socket) = sink.reunite(source) {
-        linger(socket.get_mut()).await;
+        // The rest of an oversized frame or a flood cut short may still be
+        // arriving: see `linger`. The caller bounds the whole close in time.
+        linger(socket.get_mut(), CLOSE_TIMEOUT, DRAIN_LIMIT).await;
     }
 }
 
@@ -358,26 +292,6 @@ async fn goodbye(sink: &mut Sink, backlog: Option<VecDeque<Utf8Bytes>>, close: &
         reason: Utf8Bytes::from_static(close.detail),
     };
     sink.send(Message::Close(Some(frame))).await
-}
-
-/// Ends our side (FIN) after the close frame, then reads until the client
-/// closes its side. Closing with unread bytes in the receive buffer (the rest
-/// of an oversized frame, a flood cut short) would make the kernel send a
-/// reset, which can destroy the close frame before the client reads it.
-async fn linger(stream: &mut TcpStream) {
-    if stream.shutdown().await.is_err() {
-        return;
-    }
-    // On the heap: an array here would be part of every session's future,
-    // idle ones included, for the few seconds of a close.
-    let mut scratch = vec![0u8; 4096];
-    let mut drained = 0;
-    while drained < DRAIN_LIMIT {
-        match stream.read(&mut scratch).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => drained += n,
-        }
-    }
 }
 
 /// Fixes the socket's kernel send buffer at [`SEND_BUFFER`] instead of
@@ -401,7 +315,7 @@ fn until_expiry(exp: u64) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio_tungstenite::tungstenite::error::CapacityError;
+    use tokio_tungstenite::tungstenite::error::{CapacityError, ProtocolError};
 
     #[test]
     fn tungstenite_errors_map_to_the_contract_close_codes() {
@@ -429,23 +343,6 @@ mod tests {
             None
         );
         assert_eq!(code(WsError::Io(std::io::ErrorKind::BrokenPipe.into())), None);
-    }
-
-    #[test]
-    fn close_reasons_fit_in_a_control_frame() {
-        for close in [
-            Close::SHUTDOWN,
-            Close::PROTOCOL,
-            Close::BINARY,
-            Close::INVALID_UTF8,
-            Close::RATE,
-            Close::TOO_LARGE,
-            Close::INTERNAL,
-            Close::EXPIRED,
-            Close::SLOW_CONSUMER,
-        ] {
-            assert!(close.detail.len() <= 123, "{close:?}");
-        }
     }
 
     #[test]

@@ -12,11 +12,11 @@
 
 use std::time::{Duration, Instant};
 
-pub const STRIKES_TO_CLOSE: u32 = 10;
-pub const STRIKE_WINDOW: Duration = Duration::from_secs(10);
+pub(crate) const STRIKES_TO_CLOSE: u32 = 10;
+pub(crate) const STRIKE_WINDOW: Duration = Duration::from_secs(10);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     Accept,
     /// Over the rate: refuse this message, keep the connection.
     Refuse,
@@ -24,7 +24,7 @@ pub enum Verdict {
     Close,
 }
 
-pub struct RateLimit {
+pub(crate) struct RateLimit {
     /// `None` when the limit is off (`--ws-rate-limit 0`).
     bucket: Option<Bucket>,
     strikes: u32,
@@ -40,7 +40,7 @@ struct Bucket {
 
 impl RateLimit {
     /// A full bucket for `per_sec` messages a second; 0 turns the limit off.
-    pub fn new(per_sec: u32, now: Instant) -> RateLimit {
+    pub(crate) fn new(per_sec: u32, now: Instant) -> RateLimit {
         let bucket = (per_sec > 0).then(|| Bucket {
             per_sec: f64::from(per_sec),
             capacity: 2.0 * f64::from(per_sec),
@@ -55,7 +55,7 @@ impl RateLimit {
     }
 
     /// Decides about one incoming message arriving at `now`.
-    pub fn check(&mut self, now: Instant) -> Verdict {
+    pub(crate) fn check(&mut self, now: Instant) -> Verdict {
         let Some(bucket) = &mut self.bucket else {
             return Verdict::Accept;
         };

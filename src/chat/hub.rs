@@ -1,4 +1,4 @@
-//! The chat room: every open chat connection and who is online.
+//! The live side of the room: every open chat connection and who is online.
 //!
 //! Each connection has its own bounded [`Outbox`] of encoded events, drained
 //! by its session's writer. [`Hub::broadcast`] never waits: it offers the
@@ -10,8 +10,8 @@
 //! Everything happens under one short lock, and every event is queued to
 //! every connection before the lock is released: all connections therefore
 //! see events in one and the same order. Chat messages are broadcast by the
-//! database writer right after each commit, in commit order, so that order
-//! is ascending `id`.
+//! room's commit hook, on the database writer right after each commit, in
+//! commit order, so that order is ascending `id`.
 //!
 //! Presence counts users, not connections: a user's first connection
 //! announces `join`, their last one leaving announces `leave`, and `online`
@@ -19,28 +19,29 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::future::poll_fn;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Poll;
 
 use futures_util::task::AtomicWaker;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
-use super::event::Event;
+use super::events::Event;
+use crate::sync::lock;
 
 /// Events a connection may fall behind before it is dropped as a slow
 /// consumer.
-pub const QUEUE_CAPACITY: usize = 1024;
+pub(crate) const QUEUE_CAPACITY: usize = 1024;
 
 /// An empty outbox keeps at most this much room for events: a burst may
 /// grow it to [`QUEUE_CAPACITY`], but an idle connection should not keep
 /// that memory.
 const IDLE_ROOM: usize = 64;
 
-pub type ClientId = u64;
+pub(crate) type ClientId = u64;
 
 #[derive(Default)]
-pub struct Hub {
-    inner: Mutex<Room>,
+pub(crate) struct Hub {
+    inner: Mutex<Members>,
 }
 
 /// What a session holds while it is in the room.
@@ -136,14 +137,13 @@ impl Outbox {
         self.watcher.wake();
     }
 
-    /// Nothing under the lock can panic half-way.
     fn lock(&self) -> MutexGuard<'_, Queue> {
-        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.queue)
     }
 }
 
 #[derive(Default)]
-struct Room {
+struct Members {
     next_id: ClientId,
     clients: HashMap<ClientId, Client>,
     /// Connected users by user id.
@@ -163,7 +163,7 @@ struct Presence {
 impl Hub {
     /// Adds a connection; announces `join` to everyone if it is the user's
     /// first, and to the newcomer alone otherwise.
-    pub fn connect(&self, user_id: i64, username: &str) -> Membership {
+    pub(crate) fn connect(&self, user_id: i64, username: &str) -> Membership {
         let outbox = Arc::new(Outbox::default());
         let mut room = self.lock();
         let id = room.next_id;
@@ -198,7 +198,7 @@ impl Hub {
 
     /// Removes a connection (a no-op if it was evicted); announces `leave`
     /// if it was the user's last.
-    pub fn disconnect(&self, id: ClientId) {
+    pub(crate) fn disconnect(&self, id: ClientId) {
         let mut room = self.lock();
         if let Some((_, Some(leave))) = room.remove(id) {
             room.broadcast(leave);
@@ -206,13 +206,13 @@ impl Hub {
     }
 
     /// Queues an encoded event for every connection.
-    pub fn broadcast(&self, event: Utf8Bytes) {
+    pub(crate) fn broadcast(&self, event: Utf8Bytes) {
         self.lock().broadcast(event);
     }
 
     /// Queues an event for one connection only (its own error events), in
     /// order with what is broadcast to it.
-    pub fn send_to(&self, id: ClientId, event: Utf8Bytes) {
+    pub(crate) fn send_to(&self, id: ClientId, event: Utf8Bytes) {
         let mut room = self.lock();
         let full = room.clients.get(&id).is_some_and(|client| !client.outbox.offer(&event));
         if full {
@@ -222,14 +222,12 @@ impl Hub {
         }
     }
 
-    /// Nothing under the lock can panic half-way, so a poisoned lock still
-    /// guards a consistent room.
-    fn lock(&self) -> MutexGuard<'_, Room> {
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self) -> MutexGuard<'_, Members> {
+        lock(&self.inner)
     }
 }
 
-impl Room {
+impl Members {
     /// Queues `event` everywhere, then evicts the connections that could not
     /// take it and broadcasts the `leave` events that causes, the same way.
     fn broadcast(&mut self, event: Utf8Bytes) {

@@ -13,7 +13,7 @@ use std::fmt;
 use memchr::memmem;
 use percent_encoding::percent_decode_str;
 
-use crate::http::is_token;
+use super::is_token;
 
 /// RFC 2046: a boundary is 1 to 70 characters.
 const MAX_BOUNDARY_LEN: usize = 70;
@@ -31,7 +31,7 @@ const OWS: [char; 2] = [' ', '\t'];
 /// forbids, or if the parameters cannot be read at all (the caller answers 400).
 /// Quoted and unquoted values are accepted, names are case-insensitive and the
 /// parameters may come in any order.
-pub fn boundary_from_content_type(value: &str) -> Result<Vec<u8>, MultipartError> {
+pub(crate) fn boundary_from_content_type(value: &str) -> Result<Vec<u8>, MultipartError> {
     let (media_type, params) = split_parameters(value);
     if !media_type.eq_ignore_ascii_case("multipart/form-data") {
         return Err(MultipartError::NotMultipart);
@@ -54,7 +54,7 @@ fn is_valid_boundary(boundary: &str) -> bool {
 /// Bounds on what one body may make the parser hold or produce; breaking one is a
 /// framing error, so a hostile body cannot make the server buffer or loop at will.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
+pub(crate) struct Limits {
     /// Largest header block of one part, its terminating empty line included.
     pub max_part_header_bytes: usize,
     /// Most parts in one body.
@@ -75,7 +75,7 @@ impl Default for Limits {
 /// verbatim (`../`, quotes and percent-decoded control characters included): whoever
 /// stores, shows or sends it on must escape it, and it never names a path.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PartHeaders {
+pub(crate) struct PartHeaders {
     /// `name` of `Content-Disposition: form-data`.
     pub name: Option<String>,
     /// `filename*=UTF-8''...` (RFC 5987, percent-decoded) if it decodes, else `filename`.
@@ -86,7 +86,7 @@ pub struct PartHeaders {
 
 /// One thing the parser found, in body order.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Event<'a> {
+pub(crate) enum Event<'a> {
     /// A part begins.
     Part(PartHeaders),
     /// Bytes of the current part's body, in order: a slice of the caller's input.
@@ -100,7 +100,7 @@ pub enum Event<'a> {
 
 /// The result of one [`Parser::step`].
 #[derive(Debug, PartialEq, Eq)]
-pub struct Step<'a> {
+pub(crate) struct Step<'a> {
     /// How many bytes at the front of the input the caller may now drop.
     pub consumed: usize,
     /// `None`: nothing more can be decided without more input.
@@ -177,7 +177,7 @@ enum Outcome<'a> {
 
 /// Streaming parser of one `multipart/form-data` body. See the module docs.
 #[derive(Debug)]
-pub struct Parser {
+pub(crate) struct Parser {
     /// A searcher for `CRLF--boundary`, what ends every part body (its `needle()`).
     /// Its CR appears nowhere else in it (boundaries have no control characters), which
     /// keeps the search linear.
@@ -195,7 +195,7 @@ pub struct Parser {
 impl Parser {
     /// A parser for a body whose Content-Type gave `boundary` (see
     /// [`boundary_from_content_type`], which also checks it is a valid one).
-    pub fn new(boundary: &[u8], limits: Limits) -> Parser {
+    pub(crate) fn new(boundary: &[u8], limits: Limits) -> Parser {
         let mut delimiter = b"\r\n--".to_vec();
         delimiter.extend_from_slice(boundary);
         Parser {
@@ -214,7 +214,7 @@ impl Parser {
     /// no more bytes will come, so every call consumes bytes, yields an event, asks
     /// for more or fails. At `eof` a missing closing boundary is `Err(Truncated)`.
     /// Errors are final: the same one is returned on every later call.
-    pub fn step<'a>(&mut self, input: &'a [u8], eof: bool) -> Result<Step<'a>, MultipartError> {
+    pub(crate) fn step<'a>(&mut self, input: &'a [u8], eof: bool) -> Result<Step<'a>, MultipartError> {
         let mut consumed = 0;
         loop {
             let outcome = match self.advance(&input[consumed..]) {
@@ -588,602 +588,4 @@ fn parse_quoted(input: &str) -> Option<(String, &str)> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const BOUNDARY: &[u8] = b"XyZ-boundary";
-
-    /// A body as an upload handler would store it: each part's headers and bytes.
-    type Parsed = Result<Vec<(PartHeaders, Vec<u8>)>, MultipartError>;
-
-    /// Feeds `reads` one after the other, the last with `eof`, like a handler reading
-    /// a socket, and checks on the way that the parser keeps its promises: events in
-    /// a sane order, progress on every call, and little input held back.
-    fn parse_reads(boundary: &[u8], limits: Limits, reads: &[&[u8]]) -> Parsed {
-        let mut parser = Parser::new(boundary, limits);
-        let mut parts: Vec<(PartHeaders, Vec<u8>)> = Vec::new();
-        let mut open = false;
-        let mut buffer = Vec::new();
-        for (index, read) in reads.iter().enumerate() {
-            let eof = index + 1 == reads.len();
-            buffer.extend_from_slice(read);
-            loop {
-                let step = parser.step(&buffer, eof)?;
-                let consumed = step.consumed;
-                assert!(consumed <= buffer.len(), "consumed more than given");
-                let Some(event) = step.event else {
-                    assert!(!eof, "asked for more input after eof");
-                    let held = buffer.len() - consumed;
-                    assert!(held <= boundary.len() + 5, "held back {held} bytes");
-                    buffer.drain(..consumed);
-                    break;
-                };
-                assert!(consumed > 0 || event == Event::End, "{event:?} without progress");
-                match event {
-                    Event::Part(headers) => {
-                        assert!(!open, "part inside a part");
-                        open = true;
-                        parts.push((headers, Vec::new()));
-                    }
-                    Event::Data(bytes) => {
-                        assert!(open && !bytes.is_empty(), "stray or empty data");
-                        parts.last_mut().unwrap().1.extend_from_slice(bytes);
-                    }
-                    Event::PartEnd => {
-                        assert!(open, "end of no part");
-                        open = false;
-                    }
-                    Event::End => {
-                        assert!(!open, "end inside a part");
-                        return Ok(parts);
-                    }
-                }
-                buffer.drain(..consumed);
-            }
-        }
-        unreachable!("the read with eof ends in End or an error")
-    }
-
-    /// Parses `body` in one read, in every split into two reads, byte by byte, and for
-    /// small bodies in every split into three reads; all must agree.
-    fn parse_every_way(boundary: &[u8], limits: Limits, body: &[u8]) -> Parsed {
-        let whole = parse_reads(boundary, limits, &[body]);
-        let agrees = |reads: &[&[u8]]| assert_eq!(parse_reads(boundary, limits, reads), whole, "{reads:?}");
-        for first in 0..=body.len() {
-            let (a, rest) = body.split_at(first);
-            agrees(&[a, rest]);
-            if body.len() <= 64 {
-                for second in 0..=rest.len() {
-                    let (b, c) = rest.split_at(second);
-                    agrees(&[a, b, c]);
-                }
-            }
-        }
-        let mut bytes: Vec<&[u8]> = body.chunks(1).collect();
-        bytes.push(&[]);
-        agrees(&bytes);
-        whole
-    }
-
-    fn parse(body: &[u8]) -> Parsed {
-        parse_every_way(BOUNDARY, Limits::default(), body)
-    }
-
-    fn parse_ok(body: &[u8]) -> Vec<(PartHeaders, Vec<u8>)> {
-        parse(body).expect("a valid body")
-    }
-
-    /// A body of parts given as (header lines, content), with the usual framing.
-    fn form(parts: &[(&str, &[u8])]) -> Vec<u8> {
-        let mut body = Vec::new();
-        for (index, (headers, content)) in parts.iter().enumerate() {
-            if index > 0 {
-                body.extend_from_slice(b"\r\n");
-            }
-            body.extend_from_slice(b"--");
-            body.extend_from_slice(BOUNDARY);
-            body.extend_from_slice(b"\r\n");
-            body.extend_from_slice(headers.as_bytes());
-            body.extend_from_slice(b"\r\n\r\n");
-            body.extend_from_slice(content);
-        }
-        body.extend_from_slice(b"\r\n--");
-        body.extend_from_slice(BOUNDARY);
-        body.extend_from_slice(b"--\r\n");
-        body
-    }
-
-    fn field(name: &str) -> String {
-        format!("Content-Disposition: form-data; name=\"{name}\"")
-    }
-
-    fn named(name: &str) -> PartHeaders {
-        PartHeaders {
-            name: Some(name.to_owned()),
-            ..PartHeaders::default()
-        }
-    }
-
-    fn file_headers(disposition_params: &str) -> PartHeaders {
-        let headers = format!("Content-Disposition: form-data; name=\"file\"; {disposition_params}");
-        let parts = parse_ok(&form(&[(&headers, b"x")]));
-        parts.into_iter().next().unwrap().0
-    }
-
-    fn filename_of(disposition_params: &str) -> Option<String> {
-        file_headers(disposition_params).filename
-    }
-
-    fn header_error(headers: &str) -> MultipartError {
-        parse(&form(&[(headers, b"x")])).unwrap_err()
-    }
-
-    #[test]
-    fn one_part_with_file_name_and_type() {
-        let headers = "Content-Disposition: form-data; name=\"file\"; filename=\"a.txt\"\r\nContent-Type: text/plain";
-        let parts = parse_ok(&form(&[(headers, b"hello\r\nworld")]));
-        let expected = PartHeaders {
-            name: Some("file".into()),
-            filename: Some("a.txt".into()),
-            content_type: Some("text/plain".into()),
-        };
-        assert_eq!(parts, vec![(expected, b"hello\r\nworld".to_vec())]);
-    }
-
-    #[test]
-    fn two_parts_in_order() {
-        let parts = parse_ok(&form(&[(&field("title"), b"Hi"), (&field("file"), b"data")]));
-        assert_eq!(
-            parts,
-            vec![(named("title"), b"Hi".to_vec()), (named("file"), b"data".to_vec())]
-        );
-    }
-
-    #[test]
-    fn several_parts_in_order() {
-        let names = ["a", "b", "c", "d", "e", "f"];
-        let fields: Vec<String> = names.iter().map(|name| field(name)).collect();
-        let contents: Vec<Vec<u8>> = names.iter().map(|name| name.repeat(3).into_bytes()).collect();
-        let spec: Vec<(&str, &[u8])> = fields
-            .iter()
-            .map(String::as_str)
-            .zip(contents.iter().map(Vec::as_slice))
-            .collect();
-        let parts = parse_ok(&form(&spec));
-        let expected: Vec<_> = names
-            .iter()
-            .zip(contents)
-            .map(|(name, content)| (named(name), content))
-            .collect();
-        assert_eq!(parts, expected);
-    }
-
-    #[test]
-    fn empty_part_body() {
-        let parts = parse_ok(&form(&[(&field("empty"), b""), (&field("next"), b"")]));
-        assert_eq!(parts, vec![(named("empty"), Vec::new()), (named("next"), Vec::new())]);
-    }
-
-    #[test]
-    fn body_without_parts() {
-        assert_eq!(parse_ok(b"--XyZ-boundary--"), Vec::new());
-    }
-
-    #[test]
-    fn boundary_lookalikes_stay_in_the_body() {
-        let content: &[u8] = b"--XyZ-boundary\r\n\
-            \r\n--XyZ-boundar\r\n\
-            \r\n--XyZ-boundaryX\r\n\
-            \r\n--XyZ-boundary-x\r\n\
-            \r\n--XyZ-Boundary\r\n\
-            \r\n-- \r\n--\r\r\n\r\r\n-\n\r--XyZ-boundary\r\nlone\rcr lone\nlf\r\n\r";
-        assert_eq!(
-            parse_ok(&form(&[(&field("f"), content)])),
-            vec![(named("f"), content.to_vec())]
-        );
-    }
-
-    #[test]
-    fn body_ending_in_line_breaks_and_dashes() {
-        for content in [&b"\r"[..], b"\r\n", b"\r\n-", b"\r\n--", b"\r\n\r\n", b"-", b"--"] {
-            assert_eq!(
-                parse_ok(&form(&[(&field("f"), content)])),
-                vec![(named("f"), content.to_vec())]
-            );
-        }
-    }
-
-    #[test]
-    fn every_byte_value_survives() {
-        let content: Vec<u8> = (0..=255u8).chain((0..=255u8).rev()).collect();
-        let parts = parse_ok(&form(&[(&field("file"), &content)]));
-        assert_eq!(parts, vec![(named("file"), content)]);
-    }
-
-    #[test]
-    fn preamble_and_epilogue_are_ignored() {
-        let mut body = b"A preamble --XyZ-boundary\r\n\r\n--XyZ-boundaryX\r\n".to_vec();
-        body.extend_from_slice(&form(&[(&field("f"), b"x")]));
-        body.extend_from_slice(b"epilogue \r\n--XyZ-boundary\r\n garbage");
-        assert_eq!(parse_ok(&body), vec![(named("f"), b"x".to_vec())]);
-    }
-
-    #[test]
-    fn transport_padding_after_boundaries() {
-        let body = b"--XyZ-boundary \t \r\nContent-Disposition: form-data; name=a\r\n\r\n1\r\n--XyZ-boundary\t\r\nContent-Disposition: form-data; name=b\r\n\r\n2\r\n--XyZ-boundary--";
-        assert_eq!(
-            parse_ok(body),
-            vec![(named("a"), b"1".to_vec()), (named("b"), b"2".to_vec())]
-        );
-    }
-
-    #[test]
-    fn body_bytes_are_handed_on_before_the_part_ends() {
-        let mut parser = Parser::new(BOUNDARY, Limits::default());
-        let mut input = form(&[(&field("f"), b"")]);
-        input.truncate(input.len() - b"\r\n--XyZ-boundary--\r\n".len());
-        input.extend_from_slice(&[b'a'; 1000]);
-        input.extend_from_slice(b"\r\n--XyZ-bound");
-        let mut streamed = 0;
-        let mut rest = &input[..];
-        loop {
-            let step = parser.step(rest, false).unwrap();
-            if let Some(Event::Data(bytes)) = &step.event {
-                streamed += bytes.len();
-            }
-            rest = &rest[step.consumed..];
-            if step.event.is_none() {
-                break;
-            }
-        }
-        assert_eq!(streamed, 1000);
-        assert_eq!(rest, b"\r\n--XyZ-bound");
-    }
-
-    #[test]
-    fn header_names_are_case_insensitive() {
-        let headers = "content-DISPOSITION: FORM-DATA; NAME=\"f\"; FileName=\"a.bin\"\r\ncontent-type:  application/octet-stream \r\nX-Other: ignored";
-        let parts = parse_ok(&form(&[(headers, b"x")]));
-        let expected = PartHeaders {
-            name: Some("f".into()),
-            filename: Some("a.bin".into()),
-            content_type: Some("application/octet-stream".into()),
-        };
-        assert_eq!(parts[0].0, expected);
-    }
-
-    #[test]
-    fn unquoted_and_spaced_disposition_parameters() {
-        let parts = parse_ok(&form(&[(
-            "Content-Disposition: form-data ;name = f ; filename=my file.txt;",
-            b"x",
-        )]));
-        assert_eq!(parts[0].0.name.as_deref(), Some("f"));
-        assert_eq!(parts[0].0.filename.as_deref(), Some("my file.txt"));
-    }
-
-    #[test]
-    fn rfc5987_filename_is_preferred() {
-        let params = "filename=\"fallback.txt\"; filename*=UTF-8''r%C3%A9sum%C3%A9%20%E6%9D%B1%E4%BA%AC.txt";
-        assert_eq!(filename_of(params).as_deref(), Some("résumé 東京.txt"));
-        let params = "filename*=utf-8'en'a%20b.txt; filename=\"fallback.txt\"";
-        assert_eq!(filename_of(params).as_deref(), Some("a b.txt"));
-        assert_eq!(
-            filename_of("filename*=ISO-8859-1''caf%E9.txt").as_deref(),
-            Some("café.txt")
-        );
-    }
-
-    #[test]
-    fn undecodable_rfc5987_filename_falls_back() {
-        assert_eq!(
-            filename_of("filename=\"plain.txt\"; filename*=UTF-8''%FF%FE").as_deref(),
-            Some("plain.txt")
-        );
-        assert_eq!(
-            filename_of("filename=\"plain.txt\"; filename*=KOI8-R''x").as_deref(),
-            Some("plain.txt")
-        );
-        assert_eq!(
-            filename_of("filename=\"plain.txt\"; filename*=no-quotes").as_deref(),
-            Some("plain.txt")
-        );
-        assert_eq!(filename_of("filename*=UTF-8''%FF"), None);
-    }
-
-    #[test]
-    fn non_ascii_file_name_in_plain_filename() {
-        assert_eq!(
-            filename_of("filename=\"résumé 東京.txt\"").as_deref(),
-            Some("résumé 東京.txt")
-        );
-    }
-
-    #[test]
-    fn non_utf8_file_name_is_kept_with_replacement_characters() {
-        let mut body =
-            b"--XyZ-boundary\r\nContent-Disposition: form-data; name=f; filename=\"r\xe9sum\xe9\"\r\n\r\n".to_vec();
-        body.extend_from_slice(b"x\r\n--XyZ-boundary--");
-        assert_eq!(parse_ok(&body)[0].0.filename.as_deref(), Some("r\u{fffd}sum\u{fffd}"));
-    }
-
-    #[test]
-    fn hostile_file_names_are_kept_verbatim() {
-        assert_eq!(
-            filename_of("filename=\"../../etc/passwd\"").as_deref(),
-            Some("../../etc/passwd")
-        );
-        assert_eq!(
-            filename_of(r#"filename="say \"hi\"; rm -rf.txt""#).as_deref(),
-            Some(r#"say "hi"; rm -rf.txt"#)
-        );
-        assert_eq!(filename_of(r#"filename="back\\slash""#).as_deref(), Some(r"back\slash"));
-        assert_eq!(
-            filename_of(r#"filename="C:\Users\me\a.txt""#).as_deref(),
-            Some(r"C:\Users\me\a.txt")
-        );
-        assert_eq!(
-            filename_of("filename*=UTF-8''..%2F..%2Fx%0D%0Ay").as_deref(),
-            Some("../../x\r\ny")
-        );
-        assert_eq!(filename_of("filename=\"\"").as_deref(), Some(""));
-    }
-
-    #[test]
-    fn part_without_name_or_filename() {
-        let parts = parse_ok(&form(&[("Content-Disposition: form-data", b"x")]));
-        assert_eq!(parts[0].0, PartHeaders::default());
-    }
-
-    #[test]
-    fn content_type_with_quoted_or_unquoted_boundary() {
-        for value in [
-            "multipart/form-data; boundary=XyZ-boundary",
-            "multipart/form-data; boundary=\"XyZ-boundary\"",
-            "Multipart/Form-Data;BOUNDARY=XyZ-boundary",
-            "multipart/form-data; charset=utf-8; Boundary = \"XyZ-boundary\" ; x=y",
-            " multipart/form-data ;\tboundary=XyZ-boundary;",
-        ] {
-            assert_eq!(boundary_from_content_type(value), Ok(BOUNDARY.to_vec()), "{value}");
-        }
-    }
-
-    #[test]
-    fn content_type_with_unusual_valid_boundaries() {
-        let longest = "a".repeat(70);
-        let value = format!("multipart/form-data; boundary={longest}");
-        assert_eq!(boundary_from_content_type(&value), Ok(longest.into_bytes()));
-        let value = "multipart/form-data; boundary=\"gc0p4Jq0M2Yt08jU534c0p '()+_,-./:=?\"";
-        assert_eq!(
-            boundary_from_content_type(value),
-            Ok(b"gc0p4Jq0M2Yt08jU534c0p '()+_,-./:=?".to_vec())
-        );
-    }
-
-    #[test]
-    fn content_type_that_is_not_multipart_form_data() {
-        for value in [
-            "",
-            "text/plain",
-            "application/x-www-form-urlencoded",
-            "multipart/mixed; boundary=x",
-            "multipart/form-datax; boundary=x",
-        ] {
-            assert_eq!(
-                boundary_from_content_type(value),
-                Err(MultipartError::NotMultipart),
-                "{value}"
-            );
-        }
-    }
-
-    #[test]
-    fn content_type_with_bad_boundary() {
-        let too_long = format!("multipart/form-data; boundary={}", "a".repeat(71));
-        for value in [
-            "multipart/form-data",
-            "multipart/form-data; charset=utf-8",
-            "multipart/form-data; boundary=",
-            "multipart/form-data; boundary=\"\"",
-            too_long.as_str(),
-            "multipart/form-data; boundary=\"a@b\"",
-            "multipart/form-data; boundary=\"ends with space \"",
-            "multipart/form-data; boundary=\"a\\\"b\"",
-            "multipart/form-data; boundary=\"unterminated",
-            "multipart/form-data; boundary=a; boundary=b",
-            "multipart/form-data; boundary",
-        ] {
-            assert_eq!(
-                boundary_from_content_type(value),
-                Err(MultipartError::BadBoundary),
-                "{value}"
-            );
-        }
-    }
-
-    #[test]
-    fn header_block_at_the_limit_is_accepted_and_one_byte_more_refused() {
-        let headers = field("f");
-        let block_len = headers.len() + 4;
-        let body = form(&[(&headers, b"x")]);
-        let exact = Limits {
-            max_part_header_bytes: block_len,
-            ..Limits::default()
-        };
-        assert_eq!(
-            parse_every_way(BOUNDARY, exact, &body),
-            Ok(vec![(named("f"), b"x".to_vec())])
-        );
-        let short = Limits {
-            max_part_header_bytes: block_len - 1,
-            ..Limits::default()
-        };
-        assert_eq!(
-            parse_every_way(BOUNDARY, short, &body),
-            Err(MultipartError::PartHeaderTooLarge)
-        );
-    }
-
-    #[test]
-    fn endless_header_is_refused_as_soon_as_it_is_too_long() {
-        let limits = Limits {
-            max_part_header_bytes: 100,
-            ..Limits::default()
-        };
-        let mut parser = Parser::new(BOUNDARY, limits);
-        let mut input = b"--XyZ-boundary\r\nContent-Disposition: form-data; name=\"".to_vec();
-        input.resize(16 + 101, b'a');
-        let mut rest = &input[..];
-        let error = loop {
-            match parser.step(rest, false) {
-                Ok(step) => {
-                    assert!(step.event.is_some() || step.consumed > 0, "stalled before the limit");
-                    rest = &rest[step.consumed..];
-                }
-                Err(error) => break error,
-            }
-        };
-        assert_eq!(error, MultipartError::PartHeaderTooLarge);
-    }
-
-    #[test]
-    fn more_parts_than_the_limit_are_refused() {
-        let limits = Limits {
-            max_parts: 2,
-            ..Limits::default()
-        };
-        let two = form(&[(&field("a"), b"1"), (&field("b"), b"2")]);
-        assert_eq!(parse_every_way(BOUNDARY, limits, &two).map(|parts| parts.len()), Ok(2));
-        let three = form(&[(&field("a"), b"1"), (&field("b"), b"2"), (&field("c"), b"3")]);
-        assert_eq!(
-            parse_every_way(BOUNDARY, limits, &three),
-            Err(MultipartError::TooManyParts)
-        );
-    }
-
-    #[test]
-    fn malformed_part_headers_are_refused() {
-        for headers in [
-            "Content-Disposition form-data; name=\"f\"",
-            "X-Other: no disposition",
-            "Content-Disposition: attachment; name=\"f\"",
-            "Content-Disposition: form-data; name=\"f",
-            "Content-Disposition: form-data; name=\"f\"x",
-            "Content-Disposition: form-data; name",
-            "Content-Disposition: form-data; name=a; NAME=b",
-            "Content-Disposition: form-data;; name=a",
-            "Content-Disposition: form-data; na me=a",
-            "Content-Disposition: form-data; name=a\r\nContent-Disposition: form-data; name=b",
-            "Content-Disposition: form-data; name=a\r\nContent-Type: a/b\r\ncontent-type: c/d",
-            "Content Disposition: form-data; name=a",
-            ": form-data",
-            "Content-Disposition: form-data; name=a\r\n folded: line",
-            "Content-Disposition: form-data; name=\"a\nb\"",
-            "Content-Disposition: form-data; name=\"a\rb\"",
-            "Content-Disposition: form-data; name=\"a\0b\"",
-        ] {
-            assert_eq!(
-                header_error(headers),
-                MultipartError::MalformedPartHeader,
-                "{headers:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn part_with_empty_header_block_is_refused() {
-        assert_eq!(
-            parse(b"--XyZ-boundary\r\n\r\nx\r\n--XyZ-boundary--"),
-            Err(MultipartError::MalformedPartHeader)
-        );
-    }
-
-    #[test]
-    fn junk_after_a_boundary_line_is_refused() {
-        for body in [
-            &b"--XyZ-boundary  x\r\n"[..],
-            b"--XyZ-boundary\rX",
-            b"--XyZ-boundary \n",
-            b"--XyZ-boundary\r\nContent-Disposition: form-data\r\n\r\nx\r\n--XyZ-boundary\t-\r\n",
-        ] {
-            assert_eq!(parse(body), Err(MultipartError::MalformedDelimiter), "{body:?}");
-        }
-    }
-
-    #[test]
-    fn body_without_closing_boundary_is_truncated() {
-        let complete = form(&[(&field("f"), b"content")]);
-        for cut in [
-            0,
-            5,
-            14,
-            16,
-            30,
-            complete.len() - 20,
-            complete.len() - 4,
-            complete.len() - 3,
-        ] {
-            assert_eq!(parse(&complete[..cut]), Err(MultipartError::Truncated), "cut at {cut}");
-        }
-        assert_eq!(parse(b"only a preamble"), Err(MultipartError::Truncated));
-        assert_eq!(parse(b"--XyZ-boundary-"), Err(MultipartError::Truncated));
-    }
-
-    #[test]
-    fn errors_are_final() {
-        let mut parser = Parser::new(BOUNDARY, Limits::default());
-        assert_eq!(
-            parser.step(b"--XyZ-boundary  x", false),
-            Err(MultipartError::MalformedDelimiter)
-        );
-        assert_eq!(parser.step(b"\r\n", true), Err(MultipartError::MalformedDelimiter));
-    }
-
-    #[test]
-    fn end_is_repeated_and_epilogue_consumed() {
-        let mut parser = Parser::new(BOUNDARY, Limits::default());
-        let end = Step {
-            consumed: 16,
-            event: Some(Event::End),
-        };
-        assert_eq!(parser.step(b"--XyZ-boundary--\r\nmore", false), Ok(end));
-        let again = Step {
-            consumed: 6,
-            event: Some(Event::End),
-        };
-        assert_eq!(parser.step(b"\r\nmore", false), Ok(again));
-        let at_eof = Step {
-            consumed: 0,
-            event: Some(Event::End),
-        };
-        assert_eq!(parser.step(b"", true), Ok(at_eof));
-    }
-
-    #[test]
-    fn errors_read_as_sentences() {
-        for error in [
-            MultipartError::NotMultipart,
-            MultipartError::BadBoundary,
-            MultipartError::PartHeaderTooLarge,
-            MultipartError::TooManyParts,
-            MultipartError::MalformedPartHeader,
-            MultipartError::MalformedDelimiter,
-            MultipartError::Truncated,
-        ] {
-            let text = error.to_string();
-            assert!(text.starts_with(char::is_lowercase) && !text.ends_with('.'), "{text}");
-            let _: &dyn std::error::Error = &error;
-        }
-    }
-
-    #[test]
-    fn default_limits_match_the_contract() {
-        assert_eq!(
-            Limits::default(),
-            Limits {
-                max_part_header_bytes: 8192,
-                max_parts: 100
-            }
-        );
-    }
-}
+mod tests;

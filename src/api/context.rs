@@ -1,0 +1,130 @@
+//! The request as a route handler sees it: the parsed head, the body to
+//! pull, and who is asking. Authentication lives here so that every route
+//! finds the token the same way and reports the same errors.
+
+use serde::de::DeserializeOwned;
+
+use super::ApiError;
+use crate::auth::tokens::{Claims, Tokens};
+use crate::http::body::Body;
+use crate::http::request::Request;
+use crate::http::service::Exchange;
+
+/// JSON and form bodies are refused over this size (413).
+pub(crate) const SMALL_BODY_LIMIT: u64 = 64 * 1024;
+
+/// Where a request's token came from; the WebSocket origin rule depends on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TokenSource {
+    Query,
+    Bearer,
+    Cookie,
+}
+
+pub(crate) struct Ctx<'r, 'c> {
+    pub request: &'r Request,
+    pub body: &'r mut Body<'c>,
+    /// The exchange's user, for the log line.
+    user: &'r mut Option<String>,
+    tokens: &'r Tokens,
+}
+
+impl<'r, 'c> Ctx<'r, 'c> {
+    pub(crate) fn new(ex: &'r mut Exchange<'_, 'c>, tokens: &'r Tokens) -> Ctx<'r, 'c> {
+        Ctx {
+            request: ex.request,
+            body: &mut ex.body,
+            user: &mut ex.user,
+            tokens,
+        }
+    }
+
+    /// Authenticates by `Authorization: Bearer` or the `access_token` cookie.
+    pub(crate) fn authenticate(&mut self) -> Result<Claims, ApiError> {
+        self.authenticate_from(false).map(|(claims, _)| claims)
+    }
+
+    /// As [`Ctx::authenticate`], also accepting `?token=` (first) when
+    /// `allow_query`; tells where the token came from.
+    pub(crate) fn authenticate_from(&mut self, allow_query: bool) -> Result<(Claims, TokenSource), ApiError> {
+        let (token, source) =
+            find_token(self.request, allow_query).ok_or_else(|| ApiError::unauthorized("not authenticated"))?;
+        let claims = self.tokens.verify(&token)?;
+        self.set_user(&claims.sub);
+        Ok((claims, source))
+    }
+
+    /// Names the user in the request's log line.
+    pub(crate) fn set_user(&mut self, username: &str) {
+        *self.user = Some(username.to_string());
+    }
+
+    /// Reads a body of at most [`SMALL_BODY_LIMIT`] bytes into memory.
+    pub(crate) async fn small_body(&mut self) -> Result<Vec<u8>, ApiError> {
+        Ok(self.body.read_to_end(SMALL_BODY_LIMIT).await?)
+    }
+
+    /// Reads a JSON object body: one that is not JSON, misses a field or has
+    /// a wrong type is a 422 whose detail says what was wrong. serde would
+    /// also fill a struct from an array of its field values in order, which
+    /// no client of a `{"field": ...}` API means to send, so anything but an
+    /// object is refused.
+    pub(crate) async fn json_object<T: DeserializeOwned>(&mut self) -> Result<T, ApiError> {
+        let body = self.small_body().await?;
+        if !body.trim_ascii_start().starts_with(b"{") {
+            return Err(ApiError::unprocessable("the body must be a JSON object"));
+        }
+        serde_json::from_slice(&body).map_err(|e| ApiError::unprocessable(format!("invalid JSON body: {e}")))
+    }
+}
+
+/// Finds the request's token: `?token=` first (only where `allow_query`),
+/// then `Authorization: Bearer`, then the `access_token` cookie.
+fn find_token(request: &Request, allow_query: bool) -> Option<(String, TokenSource)> {
+    if allow_query {
+        let from_query = request.query().split('&').find_map(|pair| pair.strip_prefix("token="));
+        if let Some(token) = from_query {
+            let token = percent_encoding::percent_decode_str(token).decode_utf8_lossy();
+            return Some((token.into_owned(), TokenSource::Query));
+        }
+    }
+    if let Some(value) = request.header("authorization") {
+        if let Some((scheme, token)) = value.trim().split_once(' ') {
+            if scheme.eq_ignore_ascii_case("bearer") {
+                return Some((token.trim().to_string(), TokenSource::Bearer));
+            }
+        }
+    }
+    request
+        .headers
+        .iter()
+        .filter(|(name, _)| name == "cookie")
+        .flat_map(|(_, value)| value.split(';'))
+        .find_map(|pair| pair.trim().strip_prefix("access_token="))
+        .filter(|token| !token.is_empty())
+        .map(|token| (token.to_string(), TokenSource::Cookie))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(head: &str) -> Request {
+        crate::http::request::parse(head.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn query_token_wins_only_where_allowed() {
+        let req = request(
+            "GET /ws/chat?token=q%2Eq HTTP/1.1\r\nAuthorization: Bearer b\r\nCookie: x=1; access_token=c\r\n\r\n",
+        );
+        assert_eq!(find_token(&req, true), Some(("q.q".into(), TokenSource::Query)));
+        assert_eq!(find_token(&req, false), Some(("b".into(), TokenSource::Bearer)));
+        let req = request("GET /me HTTP/1.1\r\nCookie: a=b; access_token=c\r\n\r\n");
+        assert_eq!(find_token(&req, true), Some(("c".into(), TokenSource::Cookie)));
+        assert_eq!(
+            find_token(&request("GET /me HTTP/1.1\r\nCookie: access_token=\r\n\r\n"), true),
+            None
+        );
+    }
+}

@@ -1,0 +1,37 @@
+//! The chat: one global room over WebSocket, and its history over HTTP.
+//!
+//! The path of a chat message: the socket ([`socket`]) reads a text frame
+//! -> rate ([`limit`]) and size checks -> [`Room::post`](room::Room::post)
+//! has storage commit it -> right after the commit, on the writer thread,
+//! the room drops its cached newest page ([`cache`]) and the hub ([`hub`])
+//! queues the event ([`events`]), encoded once, for every connection -> each
+//! socket's writer drains its own queue to its socket.
+//!
+//! [`upgrade`] decides who may open a socket; [`history`] serves the pages.
+
+pub(crate) mod cache;
+pub(crate) mod events;
+pub(crate) mod history;
+pub(crate) mod hub;
+pub(crate) mod limit;
+pub(crate) mod room;
+pub(crate) mod socket;
+pub(crate) mod upgrade;
+
+use std::sync::Arc;
+
+use crate::shutdown::Shutdown;
+
+/// What the chat's routes need: the room, and the settings of its sockets.
+pub struct Chat {
+    pub room: Arc<room::Room>,
+    /// Messages a second per connection (`--ws-rate-limit`); 0 is no limit.
+    pub rate_limit: u32,
+    /// Extra origins a cookie-authenticated handshake may come from,
+    /// normalised by the configuration.
+    pub allowed_origins: Vec<String>,
+    /// The server is reached over TLS (`--secure-cookies`): its own origin
+    /// may be `https://`.
+    pub https: bool,
+    pub shutdown: Shutdown,
+}

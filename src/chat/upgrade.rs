@@ -1,0 +1,30 @@
+//! `GET /ws/chat`: who may open a chat socket.
+//!
+//! Everything is decided before the `101`: a request that is not a valid
+//! handshake gets 400 (426 if it is a plain GET), a missing or bad token 401,
+//! and a cookie-authenticated handshake from a foreign page 403. Browsers
+//! send cookies with cross-site WebSocket handshakes and do not apply CORS to
+//! them, so without the `Origin` check any page a user visits could chat in
+//! their name. A token passed in the query cannot have been attached by the
+//! browser on its own, so it is accepted from any origin.
+
+use super::socket::Session;
+use super::Chat;
+use crate::api::{origin, ApiError, Ctx, TokenSource};
+use crate::http::response::Response;
+use crate::ws::handshake::{handshake_key, switching_protocols};
+
+pub(crate) async fn chat(ctx: &mut Ctx<'_, '_>, chat: &Chat) -> Result<Response, ApiError> {
+    let key = handshake_key(ctx.request)?;
+    let (claims, source) = ctx.authenticate_from(true)?;
+    if source == TokenSource::Cookie && !origin::is_allowed(ctx.request, &chat.allowed_origins, chat.https) {
+        return Err(ApiError::forbidden(
+            "cross-site WebSocket handshake refused: origin not allowed",
+        ));
+    }
+    let session = Session::new(chat, claims);
+    Ok(switching_protocols(
+        key,
+        Box::new(move |stream, leftover| Box::pin(session.run(stream, leftover))),
+    ))
+}

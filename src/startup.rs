@@ -1,0 +1,142 @@
+//! Start-up: open storage, recover the uploads directory, set up tokens and
+//! password hashing, build the application, and serve it until SIGINT or
+//! SIGTERM. Nothing here panics: every failure is a [`StartError`], which
+//! the binary reports in one line before exiting with status 1.
+
+use std::io;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, Signal, SignalKind};
+
+use crate::accounts::Accounts;
+use crate::app::App;
+use crate::auth::passwords::Passwords;
+use crate::auth::tokens::Tokens;
+use crate::chat::room::Room;
+use crate::chat::Chat;
+use crate::config::Config;
+use crate::db::Db;
+use crate::files::{self, Files};
+use crate::http::server;
+use crate::log::Level;
+use crate::routes::Routes;
+use crate::shutdown::{Shutdown, ShutdownTrigger};
+
+/// Why the server could not start.
+#[derive(Debug)]
+pub enum StartError {
+    Bind(io::Error),
+    Storage(String),
+    /// A pool of threads (password hashing) could not be started.
+    Threads(io::Error),
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Bind(e) => write!(f, "cannot listen: {e}"),
+            StartError::Storage(e) => write!(f, "cannot open storage: {e}"),
+            StartError::Threads(e) => write!(f, "cannot start worker threads: {e}"),
+        }
+    }
+}
+
+/// Binds, opens storage and serves until SIGINT or SIGTERM, then shuts down
+/// gracefully. The first line on stderr is the bound address.
+pub async fn run(config: Config) -> Result<(), StartError> {
+    // The handlers are in place before the first connection is accepted: a
+    // signal that arrives any time after that is a graceful shutdown, never
+    // the default action of killing the process.
+    let signals = Signals::install();
+    let listener = TcpListener::bind(config.addr).await.map_err(StartError::Bind)?;
+    let addr = listener.local_addr().map_err(StartError::Bind)?;
+    eprintln!("listening on http://{addr}");
+    let (trigger, shutdown) = ShutdownTrigger::new();
+    let routes = Arc::new(build(&config, shutdown.clone()).await?);
+    tokio::spawn(async move {
+        signals.wait().await;
+        crate::log!(Level::Info, "shutting down");
+        trigger.trigger();
+    });
+    server::serve(listener, routes, config.max_connections, shutdown).await;
+    Ok(())
+}
+
+/// Opens storage, recovers the uploads directory and sets up tokens: the
+/// route table over the application [`run`] serves. Public so that a test
+/// build can serve the same routes from a listener of its own, behind a
+/// service of its own.
+pub async fn build(config: &Config, shutdown: Shutdown) -> Result<Routes, StartError> {
+    let storage = |e: &dyn std::fmt::Display| StartError::Storage(e.to_string());
+    let (db_path, synchronous) = (config.db.clone(), config.synchronous);
+    let db = tokio::task::spawn_blocking(move || Db::open(&db_path, synchronous))
+        .await
+        .map_err(|e| storage(&e))?
+        .map_err(|e| storage(&e))?;
+    let secret = match &config.jwt_secret {
+        Some(secret) => secret.as_bytes().to_vec(),
+        None => {
+            let mut fresh = [0u8; 32];
+            getrandom::fill(&mut fresh).map_err(|e| storage(&e))?;
+            db.jwt_secret(fresh).await.map_err(|e| storage(&e))?
+        }
+    };
+    // Before the first request: no upload can be in flight while the sweep runs.
+    files::recover(&db, &config.uploads_dir)
+        .await
+        .map_err(StartError::Storage)?;
+    let tokens = Arc::new(Tokens::new(&secret, config.token_ttl));
+    let passwords = Passwords::start(config.bcrypt_cost).map_err(StartError::Threads)?;
+    let app = App {
+        tokens: tokens.clone(),
+        accounts: Accounts {
+            db: db.clone(),
+            tokens,
+            passwords,
+            secure_cookies: config.secure_cookies,
+        },
+        chat: Chat {
+            room: Arc::new(Room::new(db.clone())),
+            rate_limit: config.ws_rate_limit,
+            allowed_origins: config.allowed_origins.clone(),
+            https: config.secure_cookies,
+            shutdown,
+        },
+        files: Files {
+            db: db.clone(),
+            dir: config.uploads_dir.clone(),
+            max_upload_bytes: config.max_upload_bytes,
+        },
+        db,
+    };
+    Ok(Routes::new(app))
+}
+
+/// SIGTERM and SIGINT, caught from the moment [`Signals::install`] returns.
+struct Signals(std::io::Result<(Signal, Signal)>);
+
+impl Signals {
+    fn install() -> Signals {
+        Signals(signal(SignalKind::terminate()).and_then(|term| Ok((term, signal(SignalKind::interrupt())?))))
+    }
+
+    async fn wait(self) {
+        // Reported here rather than at install, so that the bound address
+        // stays the first line on stderr.
+        let (mut term, mut int) = match self.0 {
+            Ok(signals) => signals,
+            Err(e) => {
+                crate::log!(
+                    Level::Error,
+                    "cannot install signal handlers ({e}); stop the server with SIGKILL"
+                );
+                return std::future::pending().await;
+            }
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    }
+}

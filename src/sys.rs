@@ -1,0 +1,90 @@
+//! Every call into the C library, each behind a safe function: the one file
+//! with `unsafe` in it. Each wrapper states what it relies on, so a reviewer
+//! checks the whole of the crate's unsafe code here.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+/// Bytes written to a TCP socket that the peer has not acknowledged yet
+/// (`TIOCOUTQ`): how a writer tells a client that reads slowly but steadily
+/// from one that stopped reading.
+pub(crate) fn unacknowledged(socket: BorrowedFd<'_>) -> io::Result<u64> {
+    let mut queued: libc::c_int = 0;
+    // SAFETY: TIOCOUTQ on an open socket writes one int through the pointer,
+    // which points at a live local.
+    if unsafe { libc::ioctl(socket.as_raw_fd(), libc::TIOCOUTQ, &mut queued) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(u64::try_from(queued).unwrap_or_default())
+}
+
+/// One `sendfile(2)` of up to `count` bytes of `file` from `offset` to
+/// `socket`: the bytes go from the page cache to the socket without passing
+/// through user space. Returns how many were sent; blocking while it reads
+/// pages that are not cached.
+pub(crate) fn sendfile(socket: BorrowedFd<'_>, file: &File, offset: u64, count: usize) -> io::Result<usize> {
+    let mut offset = libc::off_t::try_from(offset).map_err(io::Error::other)?;
+    // SAFETY: both descriptors are open for the whole call (borrowed for it),
+    // and `offset` is a valid `off_t` the call may update.
+    let sent = unsafe { libc::sendfile(socket.as_raw_fd(), file.as_raw_fd(), &mut offset, count) };
+    usize::try_from(sent).map_err(|_| io::Error::last_os_error())
+}
+
+/// Whether `fd` can take more bytes right now (`poll` with a zero timeout:
+/// never blocks).
+pub(crate) fn is_writable_now(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    let mut poll = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd that lives for the call, and a zero timeout.
+    match unsafe { libc::poll(&mut poll, 1, 0) } {
+        0 => Ok(false),
+        n if n > 0 => Ok(true),
+        _ => Err(io::Error::last_os_error()),
+    }
+}
+
+/// Has the kernel start writing `len` bytes of `file` from `offset` to the
+/// disk now (`sync_file_range` with `SYNC_FILE_RANGE_WRITE`), without
+/// waiting for them.
+pub(crate) fn start_writeback(file: &File, offset: u64, len: usize) -> io::Result<()> {
+    let offset = libc::off64_t::try_from(offset).map_err(io::Error::other)?;
+    let len = libc::off64_t::try_from(len).map_err(io::Error::other)?;
+    // SAFETY: a plain system call on a descriptor borrowed for its duration.
+    let started = unsafe { libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE) };
+    if started != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Sets the nice value of the calling thread (not the whole process). A
+/// failure only means the thread keeps the default priority, so it is
+/// ignored.
+pub(crate) fn set_thread_nice(nice: i32) {
+    // SAFETY: plain system calls about the calling thread, with no pointers.
+    unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice);
+    }
+}
+
+/// Whether a write failed because the disk (or the user's quota) is full.
+pub(crate) fn is_disk_full(error: &io::Error) -> bool {
+    matches!(error.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disk_full_is_enospc_or_edquot() {
+        assert!(is_disk_full(&io::Error::from_raw_os_error(libc::ENOSPC)));
+        assert!(is_disk_full(&io::Error::from_raw_os_error(libc::EDQUOT)));
+        assert!(!is_disk_full(&io::Error::from_raw_os_error(libc::EIO)));
+    }
+}
