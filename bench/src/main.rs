@@ -3,7 +3,8 @@
 //!
 //! Map of the modules:
 //! - `args`: hand-written flag parsing and the flags every subcommand shares
-//! - `cmd`: one file per subcommand, with the run context they share
+//! - `cmd`: one file per subcommand, with the run context and the skeleton of
+//!   a measured phase that they share
 //! - `chat`: the chat client loop and the probe messages that carry timings
 //! - `ws`: opening and closing WebSocket connections, parsing chat events
 //! - `http`: a tiny HTTP/1.1 client over raw TCP

@@ -11,18 +11,17 @@ use std::ops::ControlFlow;
 use std::rc::Rc;
 use std::time::Duration;
 
-use tokio::sync::{watch, Notify};
-use tokio::task::JoinHandle;
-use tokio::time::{sleep, Instant};
+use tokio::sync::Notify;
+use tokio::time::{sleep, timeout_at, Instant};
 
-use super::{join, Ctx, Ends};
+use super::phase::Crowd;
+use super::{Ctx, Ends};
 use crate::args::{bad, ArgError, Flags};
-use crate::chat::{self, now_ns, Outcome, Pace, Phase, SendPlan, CONTROL};
+use crate::chat::{now_ns, Delivery, End, Pace, Phase, SendPlan, CONTROL};
 use crate::error::{Error, Result};
 use crate::report::Report;
 use crate::stats::{rate, round3, Histogram};
-use crate::sys::Meter;
-use crate::ws::{self, Ws};
+use crate::ws;
 
 pub const FLAGS: &[&str] = &["--clients", "--senders", "--messages", "--window", "--rate", "--users"];
 
@@ -128,12 +127,10 @@ struct Totals {
     joined: usize,
 }
 
-/// What every client task needs.
+/// What every client needs.
 struct Shared {
-    tag: String,
     senders: usize,
     expected_per_client: u64,
-    deadline: Instant,
     totals: RefCell<Totals>,
     joined: Notify,
 }
@@ -142,17 +139,14 @@ pub async fn run(ctx: &Ctx, options: &Options) -> Result<Report> {
     let users = ctx.create_users(options.users).await?;
     let tokens: Vec<String> = users.into_iter().map(|u| u.token).collect();
     let shared = Rc::new(Shared {
-        tag: ctx.tag.clone(),
         senders: options.senders,
         expected_per_client: options.senders as u64 * options.messages,
-        deadline: ctx.deadline,
         totals: RefCell::default(),
         joined: Notify::new(),
     });
-    let (phase, watching) = watch::channel(Phase::Joining);
 
     let connecting = Instant::now();
-    let mut tasks = Vec::with_capacity(options.clients);
+    let mut clients = Crowd::new(ctx, Phase::Joining);
     ws::open_many(&ctx.endpoint, &tokens, options.clients, ctx.deadline, |i, ws| {
         let plan = (i < options.senders).then(|| SendPlan {
             sender: i as u32,
@@ -163,7 +157,7 @@ pub async fn run(ctx: &Ctx, options: &Options) -> Result<Report> {
                 offset: Duration::from_secs_f64(i as f64 / r / options.senders as f64),
             }),
         });
-        tasks.push(client(ws, plan, watching.clone(), shared.clone()));
+        clients.spawn(ws, plan, client(shared.clone()));
     })
     .await?;
     let connect_time = connecting.elapsed();
@@ -172,21 +166,11 @@ pub async fn run(ctx: &Ctx, options: &Options) -> Result<Report> {
     wait_until_joined(ctx, &tokens[0], &shared, options.clients).await?;
     let join_time = joining.elapsed();
 
-    let server_cpu = ctx.server_cpu()?;
-    let meter = Meter::start();
+    let timer = clients.start()?;
     let start_ns = now_ns();
-    phase.send_replace(Phase::Sending);
-    let mut outcomes = Vec::with_capacity(tasks.len());
-    let mut sockets = Vec::with_capacity(tasks.len());
-    for task in tasks {
-        let (outcome, ws) = join(task).await?;
-        outcomes.push(outcome);
-        sockets.push(ws);
-    }
-    let usage = meter.read();
-    let server_cpu = ctx.server_cpu_since(server_cpu)?;
-    phase.send_replace(Phase::Stopping);
-    ws::close_all(sockets).await;
+    let outcomes = clients.join().await?;
+    let (usage, server_cpu) = timer.read()?;
+    clients.close().await;
 
     let totals = shared.totals.take();
     let mut report = Report::new("fanout");
@@ -272,18 +256,13 @@ pub async fn run(ctx: &Ctx, options: &Options) -> Result<Report> {
     Ok(report)
 }
 
-/// One client: reads until it has seen every sender's every message.
-fn client(
-    ws: Ws,
-    plan: Option<SendPlan>,
-    phase: watch::Receiver<Phase>,
-    shared: Rc<Shared>,
-) -> JoinHandle<(Outcome, Ws)> {
+/// What one client does with each delivery: it reads until it has seen
+/// every sender's every message.
+fn client(shared: Rc<Shared>) -> impl FnMut(&Delivery) -> ControlFlow<()> {
     let mut order = Order::new(shared.senders);
     let mut joined = false;
     let mut received = 0;
-    let (tag, deadline) = (shared.tag.clone(), shared.deadline);
-    chat::spawn(ws, tag, plan, phase, deadline, move |d| {
+    move |d| {
         let sender = d.probe.sender as usize;
         if d.probe.sender == CONTROL {
             if !joined {
@@ -309,14 +288,13 @@ fn client(
         } else {
             ControlFlow::Continue(())
         }
-    })
+    }
 }
 
 /// Repeats a start probe from a control connection until every client has
 /// seen one.
 async fn wait_until_joined(ctx: &Ctx, token: &str, shared: &Shared, clients: usize) -> Result<()> {
-    let control = ws::connect(&ctx.endpoint, token).await?;
-    let (phase, watching) = watch::channel(Phase::Sending);
+    let mut control = Crowd::new(ctx, Phase::Sending);
     let plan = SendPlan {
         sender: CONTROL,
         count: u64::MAX,
@@ -326,24 +304,17 @@ async fn wait_until_joined(ctx: &Ctx, token: &str, shared: &Shared, clients: usi
             offset: Duration::ZERO,
         }),
     };
-    let repeating = chat::spawn(
-        control,
-        shared.tag.clone(),
-        Some(plan),
-        watching,
-        shared.deadline,
-        |_| ControlFlow::Continue(()),
-    );
+    control.spawn(ws::connect(&ctx.endpoint, token).await?, Some(plan), |_| {
+        ControlFlow::Continue(())
+    });
     let all_joined = async {
         while shared.totals.borrow().joined < clients {
             shared.joined.notified().await;
         }
     };
-    let waited = tokio::time::timeout_at(shared.deadline, all_joined).await;
-    phase.send_replace(Phase::Stopping);
-    let (outcome, control) = join(repeating).await?;
-    ws::close_all(vec![control]).await;
-    if let chat::End::Closed(why) = outcome.end {
+    let waited = timeout_at(ctx.deadline, all_joined).await;
+    let outcome = control.finish().await?.remove(0);
+    if let End::Closed(why) = outcome.end {
         return Err(Error::new(format!("control connection: {why}")));
     }
     if waited.is_err() {

@@ -2,24 +2,20 @@
 //! at a chosen depth, after optionally seeding messages over WebSocket.
 //! Measures requests a second and their latency; every answer must be 200.
 
-use std::cell::{Cell, RefCell};
 use std::ops::ControlFlow;
-use std::rc::Rc;
 use std::str::FromStr;
 
 use serde_json::Value;
-use tokio::sync::watch;
-use tokio::task::spawn_local;
-use tokio::time::{timeout_at, Instant};
 
-use super::{join, Ctx};
+use super::phase::{requests, Crowd};
+use super::Ctx;
 use crate::api::{self, bearer};
 use crate::args::{bad, ArgError, Flags};
-use crate::chat::{self, End, Phase, SendPlan};
+use crate::chat::{End, Phase, SendPlan};
 use crate::error::{Error, Result};
-use crate::http::{Endpoint, HttpConn};
+use crate::http::HttpConn;
 use crate::report::Report;
-use crate::stats::{rate, round3, Histogram};
+use crate::stats::{rate, round3};
 use crate::sys::Meter;
 use crate::ws;
 
@@ -118,21 +114,6 @@ impl Options {
     }
 }
 
-/// What the request workers add up.
-#[derive(Default)]
-struct Totals {
-    latency: Histogram,
-    errors: u64,
-    first_error: Option<String>,
-}
-
-impl Totals {
-    fn error(&mut self, what: String) {
-        self.errors += 1;
-        self.first_error.get_or_insert(what);
-    }
-}
-
 pub async fn run(ctx: &Ctx, options: &Options) -> Result<Report> {
     let user = ctx.create_users(1).await?.remove(0);
     let mut report = Report::new("history");
@@ -169,26 +150,14 @@ pub async fn run(ctx: &Ctx, options: &Options) -> Result<Report> {
         report.line("  (fewer than 20: the history is shallower than --depth + 20; see --seed)");
     }
 
-    let totals = Rc::new(RefCell::new(Totals::default()));
-    let left = Rc::new(Cell::new(options.requests));
-    let meter = Meter::start();
-    let workers: Vec<_> = (0..options.connections)
-        .map(|_| {
-            spawn_local(worker(
-                ctx.endpoint.clone(),
-                auth.clone(),
-                path.clone(),
-                left.clone(),
-                totals.clone(),
-                ctx.deadline,
-            ))
+    let get = async move |conn: &mut HttpConn| {
+        let response = conn.request("GET", &path, &[("Authorization", &auth)], None).await?;
+        Ok(match response.status() {
+            200 => Ok(()),
+            _ => Err(response.describe()),
         })
-        .collect();
-    for worker in workers {
-        join(worker).await?;
-    }
-    let usage = meter.read();
-    let totals = totals.take();
+    };
+    let (totals, usage) = requests(ctx, options.connections, options.requests, get).await?;
     let done = totals.latency.count();
     let per_second = rate(done, usage.wall.as_nanos() as u64);
     let latency = totals.latency.summary();
@@ -223,8 +192,8 @@ pub async fn run(ctx: &Ctx, options: &Options) -> Result<Report> {
 /// them unacknowledged.
 async fn seed(ctx: &Ctx, token: &str, count: u64) -> Result<()> {
     let connections = count.min(SEED_CONNECTIONS);
-    let (_phase, watching) = watch::channel(Phase::Sending);
-    let mut seeders = Vec::new();
+    let mut seeders = Crowd::new(ctx, Phase::Sending);
+    let mut shares = Vec::new();
     for sender in 0..connections {
         let share = count / connections + u64::from(sender < count % connections);
         let ws = ws::connect(&ctx.endpoint, token).await?;
@@ -235,41 +204,35 @@ async fn seed(ctx: &Ctx, token: &str, count: u64) -> Result<()> {
             pace: None,
         };
         let mut mine = 0;
-        let seeder = chat::spawn(
-            ws,
-            ctx.tag.clone(),
-            Some(plan),
-            watching.clone(),
-            ctx.deadline,
-            move |d| {
-                mine += u64::from(d.probe.sender == plan.sender);
-                if mine == share {
-                    ControlFlow::Break(())
-                } else {
-                    ControlFlow::Continue(())
-                }
-            },
-        );
-        seeders.push((seeder, share));
+        seeders.spawn(ws, Some(plan), move |d| {
+            mine += u64::from(d.probe.sender == plan.sender);
+            if mine == share {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        });
+        shares.push(share);
     }
-    let mut sockets = Vec::new();
-    let mut trouble = None;
-    for (seeder, share) in seeders {
-        let (outcome, ws) = join(seeder).await?;
-        sockets.push(ws);
-        if outcome.end != End::Done && trouble.is_none() {
+    let outcomes = seeders.join().await?;
+    seeders.close().await;
+    let trouble = outcomes
+        .into_iter()
+        .zip(shares)
+        .find(|(outcome, _)| outcome.end != End::Done);
+    match trouble {
+        None => Ok(()),
+        Some((outcome, share)) => {
             let hint = match outcome.first_error {
                 Some(code) => format!(" (error event {code}; is --ws-rate-limit 0 set?)"),
                 None => String::new(),
             };
-            trouble = Some(format!(
+            Err(Error::new(format!(
                 "seeding stopped after {} of {share} messages acknowledged: {}{hint}",
                 outcome.acked, outcome.end
-            ));
+            )))
         }
     }
-    ws::close_all(sockets).await;
-    trouble.map_or(Ok(()), |why| Err(Error::new(why)))
 }
 
 /// The id of the newest message, from `/history/last20`.
@@ -297,55 +260,6 @@ async fn check_page(conn: &mut HttpConn, auth: &str, path: &str, mode: Mode) -> 
     messages
         .map(Vec::len)
         .ok_or_else(|| Error::new(format!("GET {path}: unexpected answer {body}")))
-}
-
-/// Takes requests from the shared count until none are left or the run's
-/// time is up.
-async fn worker(
-    endpoint: Endpoint,
-    auth: String,
-    path: String,
-    left: Rc<Cell<u64>>,
-    totals: Rc<RefCell<Totals>>,
-    deadline: Instant,
-) {
-    let mut kept: Option<HttpConn> = None;
-    while left.get() > 0 && Instant::now() < deadline {
-        left.set(left.get() - 1);
-        let started = Instant::now();
-        let answer = timeout_at(deadline, get(&endpoint, &mut kept, &path, &auth)).await;
-        let elapsed = started.elapsed().as_nanos() as u64;
-        match answer {
-            Err(_) => {
-                left.set(left.get() + 1);
-                return;
-            }
-            Ok(Ok(response)) if response.status() == 200 => {
-                totals.borrow_mut().latency.record(elapsed);
-            }
-            Ok(Ok(response)) => totals.borrow_mut().error(response.describe()),
-            Ok(Err(e)) => totals.borrow_mut().error(e.to_string()),
-        }
-    }
-}
-
-/// One GET on the kept connection, or on a new one when there is none; the
-/// connection is kept again only if it can carry another request.
-async fn get(
-    endpoint: &Endpoint,
-    kept: &mut Option<HttpConn>,
-    path: &str,
-    auth: &str,
-) -> Result<crate::http::Response> {
-    let mut conn = match kept.take() {
-        Some(conn) => conn,
-        None => HttpConn::open(endpoint).await?,
-    };
-    let response = conn.request("GET", path, &[("Authorization", auth)], None).await?;
-    if conn.is_reusable() {
-        *kept = Some(conn);
-    }
-    Ok(response)
 }
 
 #[cfg(test)]

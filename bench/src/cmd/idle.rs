@@ -8,12 +8,13 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use serde_json::json;
-use tokio::sync::{watch, Notify};
+use tokio::sync::Notify;
 use tokio::time::{sleep, timeout_at};
 
-use super::{join, Ctx, Ends};
+use super::phase::Crowd;
+use super::{Ctx, Ends};
 use crate::args::{bad, ArgError, Flags};
-use crate::chat::{self, Phase, SendPlan};
+use crate::chat::{Phase, SendPlan};
 use crate::error::{Context, Error, Result};
 use crate::process;
 use crate::report::Report;
@@ -82,68 +83,48 @@ pub async fn run(ctx: &Ctx, options: &Options) -> Result<Report> {
     let tokens: Vec<String> = users.into_iter().map(|u| u.token).collect();
     let before = ctx.server_memory()?;
 
-    let (phase, watching) = watch::channel(Phase::Joining);
+    let mut announcer = Crowd::new(ctx, Phase::Joining);
     // The listeners only read, which they do from the start: they watch a
     // phase of their own that changes only to stop them, so that the start
     // of the broadcast does not wake ten thousand tasks of this one thread.
-    let (stop, listening) = watch::channel(Phase::Sending);
+    let mut listeners = Crowd::new(ctx, Phase::Sending);
     let arrivals = Rc::new(RefCell::new(Arrivals::default()));
     let arrived = Rc::new(Notify::new());
     let opening = Meter::start();
-    let mut listeners = Vec::with_capacity(options.connections);
     ws::open_many(&ctx.endpoint, &tokens, options.connections, ctx.deadline, |_, ws| {
         let (arrivals, arrived) = (arrivals.clone(), arrived.clone());
-        let listener = chat::spawn(ws, ctx.tag.clone(), None, listening.clone(), ctx.deadline, move |d| {
+        listeners.spawn(ws, None, move |d| {
             let mut arrivals = arrivals.borrow_mut();
             arrivals.latency.record(d.latency_ns());
             arrivals.last_ns = arrivals.last_ns.max(d.received_ns);
             arrived.notify_one();
             ControlFlow::Break(())
         });
-        listeners.push(listener);
     })
     .await?;
     let open = opening.read();
     sleep(options.settle).await;
     let settled = ctx.server_memory()?;
 
-    let announcer = ws::connect(&ctx.endpoint, &tokens[0]).await?;
     let plan = SendPlan {
         sender: 0,
         count: 1,
         window: 1,
         pace: None,
     };
-    let announcing = chat::spawn(
-        announcer,
-        ctx.tag.clone(),
-        Some(plan),
-        watching.clone(),
-        ctx.deadline,
-        |_| ControlFlow::Break(()),
-    );
-    let server_cpu = ctx.server_cpu()?;
-    let broadcasting = Meter::start();
-    phase.send_replace(Phase::Sending);
+    announcer.spawn(ws::connect(&ctx.endpoint, &tokens[0]).await?, Some(plan), |_| {
+        ControlFlow::Break(())
+    });
+    let broadcasting = announcer.start()?;
     let all_arrived = async {
         while arrivals.borrow().latency.count() < options.connections as u64 {
             arrived.notified().await;
         }
     };
     let _ = timeout_at(ctx.deadline, all_arrived).await;
-    let broadcast = broadcasting.read();
-    let broadcast_server_cpu = ctx.server_cpu_since(server_cpu)?;
-    phase.send_replace(Phase::Stopping);
-    stop.send_replace(Phase::Stopping);
-    let (announced, announcer) = join(announcing).await?;
-    let mut outcomes = vec![announced];
-    let mut sockets = vec![announcer];
-    for listener in listeners {
-        let (outcome, ws) = join(listener).await?;
-        outcomes.push(outcome);
-        sockets.push(ws);
-    }
-    ws::close_all(sockets).await;
+    let (broadcast, broadcast_server_cpu) = broadcasting.read()?;
+    let mut outcomes = announcer.finish().await?;
+    outcomes.extend(listeners.finish().await?);
 
     let arrivals = arrivals.take();
     let sent_ns = outcomes[0].first_sent_ns.unwrap_or(arrivals.last_ns);

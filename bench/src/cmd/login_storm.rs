@@ -3,24 +3,22 @@
 //! latency is measured for a while, then again while many `POST /token`
 //! requests run concurrently.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::ops::ControlFlow;
 use std::rc::Rc;
 use std::time::Duration;
 
-use tokio::sync::watch;
-use tokio::task::spawn_local;
-use tokio::time::{sleep, timeout_at, Instant};
+use tokio::time::sleep;
 
-use super::{join, Ctx, Ends};
-use crate::api::{self, User};
+use super::phase::{requests, Crowd};
+use super::{Ctx, Ends};
+use crate::api;
 use crate::args::{bad, ArgError, Flags};
-use crate::chat::{self, now_ns, Pace, Phase, SendPlan};
+use crate::chat::{now_ns, Pace, Phase, SendPlan};
 use crate::error::Result;
-use crate::http::{Endpoint, HttpConn};
+use crate::http::HttpConn;
 use crate::report::Report;
 use crate::stats::{rate, Histogram};
-use crate::sys::Meter;
 use crate::ws;
 
 pub const FLAGS: &[&str] = &["--logins", "--concurrency", "--chatters", "--chat-rate", "--before"];
@@ -99,20 +97,11 @@ fn split(samples: &[(u64, u64)], measure_from: u64, burst_from: u64, burst_until
     split
 }
 
-/// What the login workers add up.
-#[derive(Default)]
-struct Logins {
-    latency: Histogram,
-    errors: u64,
-    first_error: Option<String>,
-}
-
 pub async fn run(ctx: &Ctx, options: &Options) -> Result<Report> {
     let users = ctx.create_users(options.chatters.min(4)).await?;
     let tokens: Vec<String> = users.iter().map(|u| u.token.clone()).collect();
-    let (phase, watching) = watch::channel(Phase::Sending);
     let samples = Rc::new(RefCell::new(Vec::new()));
-    let mut chatters = Vec::with_capacity(options.chatters);
+    let mut chatters = Crowd::new(ctx, Phase::Sending);
     ws::open_many(&ctx.endpoint, &tokens, options.chatters, ctx.deadline, |i, ws| {
         let plan = (i == 0).then(|| SendPlan {
             sender: 0,
@@ -124,57 +113,25 @@ pub async fn run(ctx: &Ctx, options: &Options) -> Result<Report> {
             }),
         });
         let samples = samples.clone();
-        chatters.push(chat::spawn(
-            ws,
-            ctx.tag.clone(),
-            plan,
-            watching.clone(),
-            ctx.deadline,
-            move |d| {
-                samples.borrow_mut().push((d.probe.sent_ns, d.latency_ns()));
-                ControlFlow::Continue(())
-            },
-        ));
+        chatters.spawn(ws, plan, move |d| {
+            samples.borrow_mut().push((d.probe.sent_ns, d.latency_ns()));
+            ControlFlow::Continue(())
+        });
     })
     .await?;
 
     sleep(WARM_UP).await;
     let measure_from = now_ns();
     sleep(options.before).await;
+    let (name, password) = (users[0].name.clone(), ctx.password.clone());
+    let login = async move |conn: &mut HttpConn| api::login(conn, &name, &password).await.map(|_| Ok(()));
     let burst_from = now_ns();
-    let meter = Meter::start();
-    let logins = Rc::new(RefCell::new(Logins::default()));
-    let left = Rc::new(Cell::new(options.logins));
-    let workers: Vec<_> = (0..options.concurrency)
-        .map(|_| {
-            spawn_local(login_worker(
-                ctx.endpoint.clone(),
-                users[0].clone(),
-                ctx.password.clone(),
-                left.clone(),
-                logins.clone(),
-                ctx.deadline,
-            ))
-        })
-        .collect();
-    for worker in workers {
-        join(worker).await?;
-    }
-    let usage = meter.read();
+    let (logins, usage) = requests(ctx, options.concurrency, options.logins, login).await?;
     let burst_until = now_ns();
     sleep(DRAIN).await;
-    phase.send_replace(Phase::Stopping);
-    let mut outcomes = Vec::with_capacity(chatters.len());
-    let mut sockets = Vec::with_capacity(chatters.len());
-    for chatter in chatters {
-        let (outcome, ws) = join(chatter).await?;
-        outcomes.push(outcome);
-        sockets.push(ws);
-    }
-    ws::close_all(sockets).await;
+    let outcomes = chatters.finish().await?;
 
     let chat = split(&samples.borrow(), measure_from, burst_from, burst_until);
-    let logins = logins.take();
     let ok = logins.latency.count();
     let per_second = rate(ok, burst_until - burst_from);
     let (before, during, login_latency) = (chat.before.summary(), chat.during.summary(), logins.latency.summary());
@@ -215,44 +172,6 @@ pub async fn run(ctx: &Ctx, options: &Options) -> Result<Report> {
         report.fail("the burst did not finish before --timeout");
     }
     Ok(report)
-}
-
-/// Logs in again and again until the shared count runs out, on one
-/// keep-alive connection, opened again when the server closes it.
-async fn login_worker(
-    endpoint: Endpoint,
-    user: User,
-    password: String,
-    left: Rc<Cell<u64>>,
-    logins: Rc<RefCell<Logins>>,
-    deadline: Instant,
-) {
-    let mut kept: Option<HttpConn> = None;
-    while left.get() > 0 {
-        left.set(left.get() - 1);
-        let started = Instant::now();
-        let attempt = timeout_at(deadline, async {
-            let mut conn = match kept.take() {
-                Some(conn) => conn,
-                None => HttpConn::open(&endpoint).await?,
-            };
-            api::login(&mut conn, &user.name, &password).await?;
-            if conn.is_reusable() {
-                kept = Some(conn);
-            }
-            Ok::<_, crate::error::Error>(())
-        })
-        .await;
-        let mut logins = logins.borrow_mut();
-        match attempt {
-            Err(_) => return,
-            Ok(Ok(())) => logins.latency.record(started.elapsed().as_nanos() as u64),
-            Ok(Err(e)) => {
-                logins.errors += 1;
-                logins.first_error.get_or_insert(e.to_string());
-            }
-        }
-    }
 }
 
 #[cfg(test)]

@@ -1,11 +1,12 @@
 //! The subcommands, one file each, and what they share: the run context, the
-//! table from a subcommand's name to its flags and help, and how the
-//! connections of a run ended.
+//! table from a subcommand's name to its flags and help, how the connections
+//! of a run ended, and (in `phase`) the skeleton of a measured phase.
 
 pub mod fanout;
 pub mod history;
 pub mod idle;
 pub mod login_storm;
+mod phase;
 pub mod upload;
 
 use std::time::Duration;
