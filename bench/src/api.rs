@@ -58,32 +58,27 @@ pub async fn check_health(endpoint: &Endpoint) -> Result<()> {
     expect(&response, 200, "GET /healthz")
 }
 
+/// A POST of `body`, which must answer `status`.
+async fn post(conn: &mut HttpConn, path: &str, content_type: &str, body: &str, status: u16) -> Result<Response> {
+    let response = conn
+        .request("POST", path, &[("Content-Type", content_type)], Some(body.as_bytes()))
+        .await?;
+    expect(&response, status, &format!("POST {path}"))?;
+    Ok(response)
+}
+
 pub async fn register(conn: &mut HttpConn, name: &str, password: &str) -> Result<()> {
     let body = serde_json::json!({ "username": name, "password": password }).to_string();
-    let response = conn
-        .request(
-            "POST",
-            "/register",
-            &[("Content-Type", "application/json")],
-            Some(body.as_bytes()),
-        )
-        .await?;
-    expect(&response, 201, "POST /register")
+    post(conn, "/register", "application/json", &body, 201).await?;
+    Ok(())
 }
 
 /// `POST /token`: the access token of a user.
 pub async fn login(conn: &mut HttpConn, name: &str, password: &str) -> Result<String> {
     let body = format!("username={}&password={}", form_encode(name), form_encode(password));
-    let response = conn
-        .request(
-            "POST",
-            "/token",
-            &[("Content-Type", "application/x-www-form-urlencoded")],
-            Some(body.as_bytes()),
-        )
-        .await?;
-    expect(&response, 200, "POST /token")?;
-    response
+    let form = "application/x-www-form-urlencoded";
+    post(conn, "/token", form, &body, 200)
+        .await?
         .json()?
         .get("access_token")
         .and_then(|t| t.as_str())
