@@ -15,15 +15,13 @@ use tokio::sync::Notify;
 use tokio::time::{sleep, timeout_at, Instant};
 
 use super::phase::Crowd;
-use super::{Ctx, Ends};
+use super::{Ctx, Ends, FromFlags};
 use crate::args::{bad, ArgError, Flags};
 use crate::chat::{now_ns, Delivery, End, Pace, Phase, SendPlan, CONTROL};
 use crate::error::{Error, Result};
 use crate::report::Report;
 use crate::stats::{rate, round3, Histogram};
 use crate::ws;
-
-pub const FLAGS: &[&str] = &["--clients", "--senders", "--messages", "--window", "--rate", "--users"];
 
 pub const HELP: &str = "\
 chat-bench fanout: many WebSocket clients, some of them sending; every message
@@ -61,8 +59,10 @@ pub struct Options {
     pub users: usize,
 }
 
-impl Options {
-    pub fn from_flags(flags: &Flags) -> std::result::Result<Options, ArgError> {
+impl FromFlags for Options {
+    const FLAGS: &'static [&'static str] = &["--clients", "--senders", "--messages", "--window", "--rate", "--users"];
+
+    fn from_flags(flags: &Flags) -> std::result::Result<Options, ArgError> {
         let clients = flags.get("--clients", 100usize)?;
         let options = Options {
             clients,
@@ -331,16 +331,11 @@ async fn wait_until_joined(ctx: &Ctx, token: &str, shared: &Shared, clients: usi
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::args::argv;
-
-    fn parse(line: &str) -> std::result::Result<Options, ArgError> {
-        Options::from_flags(&Flags::parse(&argv(line), FLAGS)?)
-    }
 
     #[test]
     fn defaults_fit_a_small_room() {
         assert_eq!(
-            parse("").unwrap(),
+            Options::parse("").unwrap(),
             Options {
                 clients: 100,
                 senders: 10,
@@ -350,13 +345,13 @@ mod tests {
                 users: 10
             }
         );
-        let small = parse("--clients 3").unwrap();
+        let small = Options::parse("--clients 3").unwrap();
         assert_eq!((small.senders, small.users), (3, 3));
     }
 
     #[test]
     fn flags_override_defaults() {
-        let o = parse("--clients 50 --senders 5 --messages 7 --window 2 --rate 12.5 --users 4").unwrap();
+        let o = Options::parse("--clients 50 --senders 5 --messages 7 --window 2 --rate 12.5 --users 4").unwrap();
         assert_eq!(
             o,
             Options {
@@ -372,14 +367,14 @@ mod tests {
 
     #[test]
     fn impossible_settings_are_refused() {
-        assert!(parse("--clients 0").is_err());
-        assert!(parse("--clients 5 --senders 6").is_err());
-        assert!(parse("--senders 0").is_err());
-        assert!(parse("--window 0").is_err());
-        assert!(parse("--messages 0").is_err());
-        assert!(parse("--rate 0").is_err());
-        assert!(parse("--rate -3").is_err());
-        assert!(parse("--clients 2 --users 3").is_err());
+        assert!(Options::parse("--clients 0").is_err());
+        assert!(Options::parse("--clients 5 --senders 6").is_err());
+        assert!(Options::parse("--senders 0").is_err());
+        assert!(Options::parse("--window 0").is_err());
+        assert!(Options::parse("--messages 0").is_err());
+        assert!(Options::parse("--rate 0").is_err());
+        assert!(Options::parse("--rate -3").is_err());
+        assert!(Options::parse("--clients 2 --users 3").is_err());
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::str::FromStr;
 use serde_json::Value;
 
 use super::phase::{requests, Crowd};
-use super::Ctx;
+use super::{Ctx, FromFlags};
 use crate::api::{self, bearer};
 use crate::args::{bad, ArgError, Flags};
 use crate::chat::{End, Phase, SendPlan};
@@ -18,8 +18,6 @@ use crate::report::Report;
 use crate::stats::{rate, round3};
 use crate::sys::Meter;
 use crate::ws;
-
-pub const FLAGS: &[&str] = &["--requests", "--connections", "--mode", "--depth", "--seed"];
 
 pub const HELP: &str = "\
 chat-bench history: GET /history requests over keep-alive connections.
@@ -85,8 +83,10 @@ pub struct Options {
     pub seed: u64,
 }
 
-impl Options {
-    pub fn from_flags(flags: &Flags) -> std::result::Result<Options, ArgError> {
+impl FromFlags for Options {
+    const FLAGS: &'static [&'static str] = &["--requests", "--connections", "--mode", "--depth", "--seed"];
+
+    fn from_flags(flags: &Flags) -> std::result::Result<Options, ArgError> {
         let options = Options {
             requests: flags.get("--requests", 1000)?,
             connections: flags.get("--connections", 4)?,
@@ -104,7 +104,9 @@ impl Options {
         }
         Ok(options)
     }
+}
 
+impl Options {
     fn path(&self, newest_id: i64) -> String {
         match self.mode {
             Mode::Last20 => "/history/last20".to_string(),
@@ -265,25 +267,20 @@ async fn check_page(conn: &mut HttpConn, auth: &str, path: &str, mode: Mode) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::args::argv;
-
-    fn parse(line: &str) -> std::result::Result<Options, ArgError> {
-        Options::from_flags(&Flags::parse(&argv(line), FLAGS)?)
-    }
 
     #[test]
     fn modes_give_the_contract_paths() {
-        let o = parse("--mode before_id --depth 30").unwrap();
+        let o = Options::parse("--mode before_id --depth 30").unwrap();
         assert_eq!(o.path(1000), "/history?before_id=970&limit=20");
-        let o = parse("--mode offset --depth 30").unwrap();
+        let o = Options::parse("--mode offset --depth 30").unwrap();
         assert_eq!(o.path(1000), "/history?offset=30&limit=20");
-        assert_eq!(parse("").unwrap().path(1000), "/history/last20");
+        assert_eq!(Options::parse("").unwrap().path(1000), "/history/last20");
     }
 
     #[test]
     fn defaults_and_bad_values() {
         assert_eq!(
-            parse("").unwrap(),
+            Options::parse("").unwrap(),
             Options {
                 requests: 1000,
                 connections: 4,
@@ -293,10 +290,10 @@ mod tests {
             }
         );
         assert_eq!(
-            parse("--mode latest").unwrap_err(),
+            Options::parse("--mode latest").unwrap_err(),
             bad("--mode: expected last20, offset or before_id, got 'latest'")
         );
-        assert!(parse("--connections 0").is_err());
-        assert!(parse("--depth -1").is_err());
+        assert!(Options::parse("--connections 0").is_err());
+        assert!(Options::parse("--depth -1").is_err());
     }
 }

@@ -12,7 +12,7 @@ use tokio::sync::Notify;
 use tokio::time::{sleep, timeout_at};
 
 use super::phase::Crowd;
-use super::{Ctx, Ends};
+use super::{Ctx, Ends, FromFlags};
 use crate::args::{bad, ArgError, Flags};
 use crate::chat::{Phase, SendPlan};
 use crate::error::{Context, Error, Result};
@@ -21,8 +21,6 @@ use crate::report::Report;
 use crate::stats::{ms, rate, round3, Histogram};
 use crate::sys::Meter;
 use crate::ws;
-
-pub const FLAGS: &[&str] = &["--connections", "--users", "--settle"];
 
 pub const HELP: &str = "\
 chat-bench idle: many idle WebSocket connections; memory per connection and the
@@ -47,8 +45,10 @@ pub struct Options {
     pub settle: Duration,
 }
 
-impl Options {
-    pub fn from_flags(flags: &Flags) -> std::result::Result<Options, ArgError> {
+impl FromFlags for Options {
+    const FLAGS: &'static [&'static str] = &["--connections", "--users", "--settle"];
+
+    fn from_flags(flags: &Flags) -> std::result::Result<Options, ArgError> {
         let options = Options {
             connections: flags.get("--connections", 1000)?,
             users: flags.get("--users", 4)?,
@@ -192,13 +192,11 @@ pub async fn run(ctx: &Ctx, options: &Options) -> Result<Report> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::args::argv;
 
     #[test]
     fn defaults_and_overrides() {
-        let parse = |line: &str| Options::from_flags(&Flags::parse(&argv(line), FLAGS)?);
         assert_eq!(
-            parse("").unwrap(),
+            Options::parse("").unwrap(),
             Options {
                 connections: 1000,
                 users: 4,
@@ -206,10 +204,10 @@ mod tests {
             }
         );
         assert_eq!(
-            parse("--connections 10 --settle 500ms").unwrap().settle,
+            Options::parse("--connections 10 --settle 500ms").unwrap().settle,
             Duration::from_millis(500)
         );
-        assert!(parse("--connections 0").is_err());
-        assert!(parse("--settle 0").is_err());
+        assert!(Options::parse("--connections 0").is_err());
+        assert!(Options::parse("--settle 0").is_err());
     }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::time::sleep;
 
 use super::phase::{requests, Crowd};
-use super::{Ctx, Ends};
+use super::{Ctx, Ends, FromFlags};
 use crate::api;
 use crate::args::{bad, ArgError, Flags};
 use crate::chat::{now_ns, Pace, Phase, SendPlan};
@@ -20,8 +20,6 @@ use crate::http::HttpConn;
 use crate::report::Report;
 use crate::stats::{rate, Histogram};
 use crate::ws;
-
-pub const FLAGS: &[&str] = &["--logins", "--concurrency", "--chatters", "--chat-rate", "--before"];
 
 pub const HELP: &str = "\
 chat-bench login-storm: chat latency before and during a burst of logins.
@@ -56,8 +54,10 @@ pub struct Options {
     pub before: Duration,
 }
 
-impl Options {
-    pub fn from_flags(flags: &Flags) -> std::result::Result<Options, ArgError> {
+impl FromFlags for Options {
+    const FLAGS: &'static [&'static str] = &["--logins", "--concurrency", "--chatters", "--chat-rate", "--before"];
+
+    fn from_flags(flags: &Flags) -> std::result::Result<Options, ArgError> {
         let options = Options {
             logins: flags.get("--logins", 200)?,
             concurrency: flags.get("--concurrency", 8)?,
@@ -177,7 +177,6 @@ pub async fn run(ctx: &Ctx, options: &Options) -> Result<Report> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::args::argv;
 
     #[test]
     fn samples_fall_in_the_window_of_their_send_time() {
@@ -191,9 +190,8 @@ mod tests {
 
     #[test]
     fn defaults_and_bad_values() {
-        let parse = |line: &str| Options::from_flags(&Flags::parse(&argv(line), FLAGS)?);
         assert_eq!(
-            parse("").unwrap(),
+            Options::parse("").unwrap(),
             Options {
                 logins: 200,
                 concurrency: 8,
@@ -202,8 +200,8 @@ mod tests {
                 before: Duration::from_secs(3)
             }
         );
-        assert!(parse("--chat-rate 0").is_err());
-        assert!(parse("--concurrency 0").is_err());
-        assert!(parse("--before 0").is_err());
+        assert!(Options::parse("--chat-rate 0").is_err());
+        assert!(Options::parse("--concurrency 0").is_err());
+        assert!(Options::parse("--before 0").is_err());
     }
 }

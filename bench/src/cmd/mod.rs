@@ -1,5 +1,5 @@
 //! The subcommands, one file each, and what they share: the run context, the
-//! table from a subcommand's name to its flags and help, how the connections
+//! table from a subcommand's name to its options and help, how the connections
 //! of a run ended, and (in `phase`) the skeleton of a measured phase.
 
 pub mod fanout;
@@ -68,24 +68,36 @@ pub fn help(name: &str) -> Option<String> {
     Some(format!("{own}\n\n{COMMON_HELP}"))
 }
 
+/// A subcommand's own options: the flags it knows, so that a misspelt one is
+/// refused rather than ignored, and how it reads them.
+pub trait FromFlags: Sized {
+    const FLAGS: &'static [&'static str];
+
+    fn from_flags(flags: &Flags) -> std::result::Result<Self, ArgError>;
+
+    /// The options of one line of space-separated words, for tests.
+    #[cfg(test)]
+    fn parse(line: &str) -> std::result::Result<Self, ArgError> {
+        Self::from_flags(&Flags::parse(&crate::args::argv(line), Self::FLAGS)?)
+    }
+}
+
 /// Parses the command line after the subcommand's name.
 pub fn parse(name: &str, argv: &[String]) -> std::result::Result<(Common, Command), ArgError> {
-    let known = match name {
-        "fanout" => fanout::FLAGS,
-        "history" => history::FLAGS,
-        "upload" => upload::FLAGS,
-        "idle" => idle::FLAGS,
-        "login-storm" => login_storm::FLAGS,
-        _ => return Err(bad(format!("unknown subcommand '{name}'"))),
-    };
-    let flags = Flags::parse(argv, known)?;
-    let command = match name {
-        "fanout" => Command::Fanout(fanout::Options::from_flags(&flags)?),
-        "history" => Command::History(history::Options::from_flags(&flags)?),
-        "upload" => Command::Upload(upload::Options::from_flags(&flags)?),
-        "idle" => Command::Idle(idle::Options::from_flags(&flags)?),
-        _ => Command::LoginStorm(login_storm::Options::from_flags(&flags)?),
-    };
+    match name {
+        "fanout" => read(argv, Command::Fanout),
+        "history" => read(argv, Command::History),
+        "upload" => read(argv, Command::Upload),
+        "idle" => read(argv, Command::Idle),
+        "login-storm" => read(argv, Command::LoginStorm),
+        _ => Err(bad(format!("unknown subcommand '{name}'"))),
+    }
+}
+
+/// A subcommand's options, then the common flags, from its command line.
+fn read<O: FromFlags>(argv: &[String], command: fn(O) -> Command) -> std::result::Result<(Common, Command), ArgError> {
+    let flags = Flags::parse(argv, O::FLAGS)?;
+    let command = command(O::from_flags(&flags)?);
     Ok((Common::from_flags(&flags)?, command))
 }
 

@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use tokio::task::spawn_local;
 use tokio::time::{interval, timeout, timeout_at};
 
-use super::{join, Ctx};
+use super::{join, Ctx, FromFlags};
 use crate::api::{self, bearer};
 use crate::args::{bad, parse_size, ArgError, Flags};
 use crate::error::{Error, Result};
@@ -24,8 +24,6 @@ use crate::report::Report;
 use crate::rng::Rng;
 use crate::stats::round3;
 use crate::sys::{process_memory, Meter, Usage};
-
-pub const FLAGS: &[&str] = &["--size", "--data-seed"];
 
 pub const HELP: &str = "\
 chat-bench upload: stream a generated file up, download it back, delete it.
@@ -61,8 +59,10 @@ pub struct Options {
     pub data_seed: u64,
 }
 
-impl Options {
-    pub fn from_flags(flags: &Flags) -> std::result::Result<Options, ArgError> {
+impl FromFlags for Options {
+    const FLAGS: &'static [&'static str] = &["--size", "--data-seed"];
+
+    fn from_flags(flags: &Flags) -> std::result::Result<Options, ArgError> {
         let options = Options {
             size: flags
                 .opt_with("--size", "a byte count like 1000, 64K, 100M or 1G", parse_size)?
@@ -445,7 +445,6 @@ async fn sample_peak_rss(pid: u32, mut stop: watch::Receiver<()>) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::args::argv;
 
     /// The file `seed` and `size` stand for, made here without [`Generated`].
     fn file_bytes(seed: u64, size: u64) -> Vec<u8> {
@@ -505,23 +504,22 @@ mod tests {
 
     #[test]
     fn sizes_take_suffixes_and_refuse_zero() {
-        let parse = |line: &str| Options::from_flags(&Flags::parse(&argv(line), FLAGS)?);
         assert_eq!(
-            parse("").unwrap(),
+            Options::parse("").unwrap(),
             Options {
                 size: 64 << 20,
                 data_seed: 1
             }
         );
         assert_eq!(
-            parse("--size 3K --data-seed 9").unwrap(),
+            Options::parse("--size 3K --data-seed 9").unwrap(),
             Options {
                 size: 3072,
                 data_seed: 9
             }
         );
-        assert!(parse("--size 0").is_err());
-        assert!(parse("--size lots").is_err());
+        assert!(Options::parse("--size 0").is_err());
+        assert!(Options::parse("--size lots").is_err());
     }
 
     #[test]
