@@ -22,6 +22,7 @@ use crate::http::server;
 use crate::log::Level;
 use crate::routes::Routes;
 use crate::shutdown::{Shutdown, ShutdownTrigger};
+use crate::sync::blocking;
 
 /// Why the server could not start.
 #[derive(Debug)]
@@ -70,9 +71,8 @@ pub async fn run(config: Config) -> Result<(), StartError> {
 pub async fn build(config: &Config, shutdown: Shutdown) -> Result<Routes, StartError> {
     let storage = |e: &dyn std::fmt::Display| StartError::Storage(e.to_string());
     let (db_path, synchronous) = (config.db.clone(), config.synchronous);
-    let db = tokio::task::spawn_blocking(move || Db::open(&db_path, synchronous))
+    let db = blocking(move || Db::open(&db_path, synchronous).map_err(io::Error::other))
         .await
-        .map_err(|e| storage(&e))?
         .map_err(|e| storage(&e))?;
     let secret = match &config.jwt_secret {
         Some(secret) => secret.as_bytes().to_vec(),

@@ -1,11 +1,12 @@
 //! The architecture's dependency rules, checked on the crate's own `src/`.
 //!
-//! The server is built in layers: the transport (`src/http/`) at the bottom,
-//! a few leaf modules (time, logging, configuration, ...) beside it, and the
-//! router, the handlers and the server above. The compiler accepts an import
-//! that points upward without a word, yet one such import ties the layers
-//! into a circle in which no file can be read, tested or changed alone. So
-//! this test reads the sources and fails when
+//! The server is built in floors (the map at the top of `src/lib.rs`):
+//! wiring, then the features, the handlers' shared kit, transport and
+//! storage, and the leaves (time, logging, configuration, ...) at the
+//! bottom. The compiler accepts an import that points upward without a word,
+//! yet one such import ties the floors into a circle in which no file can be
+//! read, tested or changed alone. So this test reads the sources and fails
+//! when
 //!
 //! 1. files of `src/` import each other in a circle;
 //! 2. a file of `src/http/` imports anything but `src/http/` and the leaves;

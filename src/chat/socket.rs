@@ -15,7 +15,7 @@
 //!   is ready, feeds them all and flushes once, and pings every
 //!   [`PING_EVERY`].
 //!
-//! Whatever ends the session, it then leaves the hub, and if the server is
+//! Whatever ends the session, it then leaves the room, and if the server is
 //! the one closing, sends an `error` event saying why, the close frame, and
 //! waits (at most [`CLOSE_TIMEOUT`]) for the client to finish the close.
 
@@ -55,8 +55,8 @@ pub(crate) const PING_EVERY: Duration = Duration::from_secs(30);
 /// A peer that sends nothing, not even a pong, for this long is dropped.
 pub(crate) const PEER_TIMEOUT: Duration = Duration::from_secs(60);
 /// The close handshake, and draining what the client still sends, get this
-/// long; shutdown waits for sessions, so it must stay well under the
-/// server's shutdown grace (10 s).
+/// long; shutdown waits for sessions, so it must stay well under
+/// [`SHUTDOWN_GRACE`](crate::http::server::SHUTDOWN_GRACE).
 pub(crate) const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Bytes read and thrown away after the close frame at most (see [`linger`]).
 const DRAIN_LIMIT: usize = 256 * 1024;
@@ -272,7 +272,7 @@ async fn finish(mut sink: Sink, source: Source, outbox: &Outbox, end: End) {
     if let Ok(mut socket) = sink.reunite(source) {
         // The rest of an oversized frame or a flood cut short may still be
         // arriving: see `linger`. The caller bounds the whole close in time.
-        linger(socket.get_mut(), CLOSE_TIMEOUT, DRAIN_LIMIT).await;
+        linger(socket.get_mut(), DRAIN_LIMIT).await;
     }
 }
 

@@ -15,7 +15,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 // Tokio's clock, not std's, so that tests can run the timeouts on a paused clock.
-use tokio::time::{timeout, timeout_at, Instant};
+use tokio::time::timeout;
 
 use crate::sync::blocking;
 use crate::sys;
@@ -187,10 +187,11 @@ impl Socket {
     }
 
     /// Shuts our side and discards what the client still sends (see
-    /// [`linger`]), starting with what is already buffered.
+    /// [`linger`]), starting with what is already buffered, for at most
+    /// `within`.
     pub async fn linger(&mut self, within: Duration) {
         self.consume(self.buffered().len());
-        linger(&mut self.stream, within, usize::MAX).await;
+        let _ = timeout(within, linger(&mut self.stream, usize::MAX)).await;
     }
 
     /// The socket and the bytes read past what was consumed, in a buffer
@@ -214,20 +215,22 @@ struct Transfer {
 /// and a reset can destroy what the client has not read yet (a 413 in the
 /// middle of an upload, a WebSocket close frame after a flood). So our side
 /// is shut first (FIN), then whatever the client still sends is read and
-/// thrown away, until it closes its side, `within` has passed or `max_bytes`
-/// were discarded.
-pub(crate) async fn linger(stream: &mut TcpStream, within: Duration, max_bytes: usize) {
+/// thrown away, until it closes its side or `max_bytes` were discarded.
+///
+/// The caller bounds the whole in time. No timer lives in here: this future
+/// is part of every chat session's state, idle ones included (a session
+/// future is as large as its largest state), and the session's close is
+/// already under a timeout of its own.
+pub(crate) async fn linger(stream: &mut TcpStream, max_bytes: usize) {
     if stream.shutdown().await.is_err() {
         return;
     }
-    let deadline = Instant::now() + within;
-    // On the heap: an array here would be part of every future that may
-    // linger, idle WebSocket sessions included.
+    // On the heap, for the same reason.
     let mut scratch = vec![0u8; 4096];
     let mut drained = 0;
     while drained < max_bytes {
-        match timeout_at(deadline, stream.read(&mut scratch)).await {
-            Ok(Ok(n)) if n > 0 => drained += n,
+        match stream.read(&mut scratch).await {
+            Ok(n) if n > 0 => drained += n,
             _ => return,
         }
     }
@@ -237,6 +240,7 @@ pub(crate) async fn linger(stream: &mut TcpStream, within: Duration, max_bytes: 
 pub(super) mod tests {
     use super::*;
     use tokio::net::TcpListener;
+    use tokio::time::Instant;
 
     /// The server's end of a fresh loopback connection, and the client's.
     pub(crate) async fn pair() -> (Socket, TcpStream) {
