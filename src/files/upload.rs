@@ -8,7 +8,7 @@
 //!
 //! Memory does not grow with the upload: the body is read a socket buffer at
 //! a time, the parser holds back at most a possible delimiter, and the file
-//! is written in fixed-size pieces (see [`store::Incoming`]).
+//! is written in fixed-size pieces (see [`Incoming`]).
 
 use std::path::PathBuf;
 

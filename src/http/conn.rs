@@ -60,9 +60,10 @@ pub(crate) async fn serve(
             HeadWait::Request(request, len) => (request, len),
             HeadWait::Close => return None,
             HeadWait::Refuse(refusal) => {
-                crate::log!(Level::Info, "- - refused: {refusal}");
-                // The rest of a refused head (and any body) is still arriving.
+                let why = refusal.to_string();
                 let response = service.refuse(refusal);
+                crate::log!(Level::Info, "- - {} (refused: {why})", response.status);
+                // The rest of a refused head (and any body) is still arriving.
                 if write_response(&mut conn, &mut out, response, false, false)
                     .await
                     .is_ok()
