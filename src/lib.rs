@@ -1,9 +1,9 @@
 //! chat-server: a real-time chat room and file service on HTTP/1.1 and
 //! WebSocket, without a web framework.
 //!
-//! The modules, by floor; a file imports only from its own floor or below
-//! (`tests/architecture.rs` checks that the imports of `src/` form no
-//! circle, and that the transport and the leaves import nothing above them):
+//! The modules, by floor; a file imports only from its own floor or below.
+//! `tests/architecture.rs` checks that, that the imports of `src/` form no
+//! circle, and that the transport and the leaves import nothing above them:
 //!
 //! 1. **Wiring**: `main.rs` (flags, runtime, exit codes), [`startup`]
 //!    (storage, recovery, the application, signals), [`app`] (the shared

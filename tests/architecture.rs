@@ -9,8 +9,9 @@
 //! when
 //!
 //! 1. files of `src/` import each other in a circle;
-//! 2. a file of `src/http/` imports anything but `src/http/` and the leaves;
-//! 3. a leaf imports anything but the leaves.
+//! 2. a file imports from a floor above its own, or belongs to no floor;
+//! 3. a file of `src/http/` imports anything but `src/http/` and the leaves;
+//! 4. a leaf imports anything but the leaves.
 //!
 //! An import is a `crate::` or `super::` path that names a file: in a `use`
 //! declaration, written inline (`crate::log!(...)`), or starting with a name
@@ -36,6 +37,18 @@ const LEAVES: &[&str] = &["clock", "log", "config", "sys", "shutdown", "sync", "
 /// but the leaves.
 const TRANSPORT: &str = "http";
 
+/// The floors of the map in `src/lib.rs`, top first, by module at the crate
+/// root ("" is the root itself: `lib.rs` and `main.rs`). A file may import
+/// from its own floor or any below it. A new module must be placed here, or
+/// the floor test fails: where it sits is a decision, not an accident.
+const FLOORS: &[(&str, &[&str])] = &[
+    ("wiring", &["", "startup", "app", "routes"]),
+    ("features", &["accounts", "chat", "files", "pages", "health"]),
+    ("kit", &["api"]),
+    ("transport and storage", &["http", "ws", "auth", "db", "pool"]),
+    ("leaves", LEAVES),
+];
+
 #[test]
 fn src_has_no_import_circle() {
     let circles = circles(&read_crate(&src_dir()).imports);
@@ -47,6 +60,16 @@ fn src_has_no_import_circle() {
         circles.is_empty(),
         "files of src/ import each other in a circle; break it by moving what both sides need down a layer:\n{}",
         report.join("\n")
+    );
+}
+
+#[test]
+fn every_file_imports_only_from_its_floor_or_below() {
+    let climbing = floor_violations(&read_crate(&src_dir()));
+    assert!(
+        climbing.is_empty(),
+        "a file may import only from its own floor or below (see FLOORS and src/lib.rs):\n{}",
+        climbing.join("\n")
     );
 }
 
@@ -70,7 +93,7 @@ fn leaves_import_only_leaves() {
     );
 }
 
-/// The analysis on small trees written for it: the three tests above fail on
+/// The analysis on small trees written for it: the tests above fail on
 /// a tree that breaks the rules, and these make sure the analysis also
 /// passes one that keeps them, so that a failure above is the tree's fault.
 mod analysis {
@@ -168,6 +191,54 @@ mod analysis {
         ]);
         assert_eq!(transport_violations(&krate), ["src/http/conn.rs imports src/router.rs"]);
         assert_eq!(leaf_violations(&krate), ["src/log.rs imports src/server.rs"]);
+    }
+
+    #[test]
+    fn an_import_from_a_higher_floor_and_a_file_on_no_floor_are_reported() {
+        let krate = read_synthetic(&[
+            (
+                "lib.rs",
+                "mod api;
+mod chat;
+mod clock;
+mod stray;
+",
+            ),
+            (
+                "api/mod.rs",
+                "use crate::chat::room::Room;
+use crate::clock::now;
+",
+            ),
+            (
+                "chat/mod.rs",
+                "pub mod room;
+",
+            ),
+            (
+                "chat/room.rs",
+                "use crate::api::Ctx;
+pub struct Room;
+",
+            ),
+            (
+                "clock.rs",
+                "pub fn now() {}
+",
+            ),
+            (
+                "stray.rs",
+                "pub fn lost() {}
+",
+            ),
+        ]);
+        assert_eq!(
+            floor_violations(&krate),
+            [
+                "src/api/mod.rs (kit) imports src/chat/room.rs (features)",
+                "src/stray.rs is on no floor",
+            ]
+        );
     }
 
     /// Reads a `src/` tree of the given files (paths relative to `src/`),
@@ -652,6 +723,35 @@ impl Tarjan<'_> {
 /// leaves.
 fn transport_violations(krate: &Crate) -> Vec<String> {
     imports_outside(krate, is_transport, |module| is_transport(module) || is_leaf(module))
+}
+
+/// Every import into a higher floor than its file's, and every file whose
+/// module is on no floor.
+fn floor_violations(krate: &Crate) -> Vec<String> {
+    let mut found = Vec::new();
+    for (file, module) in &krate.files {
+        let Some(floor) = floor_of(module) else {
+            found.push(format!("{file} is on no floor"));
+            continue;
+        };
+        for target in krate.imports.get(file).into_iter().flatten() {
+            match floor_of(&krate.files[target]) {
+                Some(higher) if higher < floor => found.push(format!(
+                    "{file} ({}) imports {target} ({})",
+                    FLOORS[floor].0, FLOORS[higher].0
+                )),
+                _ => {}
+            }
+        }
+    }
+    found
+}
+
+/// The index in [`FLOORS`] of the floor a module sits on, by its top-level
+/// module.
+fn floor_of(module: &[String]) -> Option<usize> {
+    let top = module.first().map_or("", String::as_str);
+    FLOORS.iter().position(|(_, modules)| modules.contains(&top))
 }
 
 /// The imports out of the leaves into anything but the leaves.
