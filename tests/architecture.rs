@@ -56,41 +56,39 @@ fn src_has_no_import_circle() {
         .iter()
         .map(|circle| format!("circle of {}: {}", circle.len(), circle.join(", ")))
         .collect();
-    assert!(
-        circles.is_empty(),
-        "files of src/ import each other in a circle; break it by moving what both sides need down a layer:\n{}",
-        report.join("\n")
+    assert_none(
+        report,
+        "files of src/ import each other in a circle; break it by moving what both sides need down a layer",
     );
 }
 
 #[test]
 fn every_file_imports_only_from_its_floor_or_below() {
-    let climbing = floor_violations(&read_crate(&src_dir()));
-    assert!(
-        climbing.is_empty(),
-        "a file may import only from its own floor or below (see FLOORS and src/lib.rs):\n{}",
-        climbing.join("\n")
+    assert_none(
+        floor_violations(&read_crate(&src_dir())),
+        "a file may import only from its own floor or below (see FLOORS and src/lib.rs)",
     );
 }
 
 #[test]
 fn http_imports_only_itself_and_leaves() {
-    let climbing = transport_violations(&read_crate(&src_dir()));
-    assert!(
-        climbing.is_empty(),
-        "src/{TRANSPORT}/ may import only itself and the leaves {LEAVES:?}:\n{}",
-        climbing.join("\n")
+    assert_none(
+        transport_violations(&read_crate(&src_dir())),
+        &format!("src/{TRANSPORT}/ may import only itself and the leaves {LEAVES:?}"),
     );
 }
 
 #[test]
 fn leaves_import_only_leaves() {
-    let climbing = leaf_violations(&read_crate(&src_dir()));
-    assert!(
-        climbing.is_empty(),
-        "the leaves {LEAVES:?} may import only each other:\n{}",
-        climbing.join("\n")
+    assert_none(
+        leaf_violations(&read_crate(&src_dir())),
+        &format!("the leaves {LEAVES:?} may import only each other"),
     );
+}
+
+/// Fails with the rule and every place that breaks it, one a line.
+fn assert_none(found: Vec<String>, rule: &str) {
+    assert!(found.is_empty(), "{rule}:\n{}", found.join("\n"));
 }
 
 /// The analysis on small trees written for it: the tests above fail on
