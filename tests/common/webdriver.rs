@@ -45,13 +45,12 @@ pub(crate) struct Chromedriver {
 }
 
 impl Chromedriver {
-    /// Starts chromedriver, or says why not and returns `None` when Chromium
-    /// or chromedriver is not installed (a failure under CI).
-    pub(crate) fn start() -> Option<Chromedriver> {
+    /// Starts chromedriver; fails the test when Chromium or chromedriver
+    /// is not installed.
+    pub(crate) fn start() -> Chromedriver {
         for tool in [CHROMIUM, CHROMEDRIVER] {
             if !Path::new(tool).exists() {
-                super::skip_without(tool, "install Debian's chromium and chromium-driver");
-                return None;
+                super::missing_tool(tool, "install Debian's chromium and chromium-driver");
             }
         }
         // A test that failed while holding the turn poisons the lock; the
@@ -87,7 +86,7 @@ impl Chromedriver {
             Ok(Ok(port)) => port,
             other => panic!("chromedriver did not report its port: {other:?}"),
         };
-        Some(driver)
+        driver
     }
 
     /// Opens a headless Chromium with a fresh profile of its own, so two
