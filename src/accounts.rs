@@ -1,8 +1,6 @@
 //! Account routes: `/register`, `/token`, `/logout`, `/me`, and the cookie
 //! that carries a token for browsers.
 
-use std::sync::Arc;
-
 use serde::Deserialize;
 
 use crate::api::{ApiError, Ctx};
@@ -30,7 +28,7 @@ struct Registration {
 /// What the account routes need.
 pub struct Accounts {
     pub db: Db,
-    pub tokens: Arc<Tokens>,
+    pub tokens: Tokens,
     pub passwords: Passwords,
     /// `Secure` on the cookie (`--secure-cookies`).
     pub secure_cookies: bool,

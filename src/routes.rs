@@ -86,7 +86,7 @@ impl Routes {
     /// what it needs, and every failure becomes a response here, through the
     /// one mapping of [`ApiError`].
     async fn answer(&self, ex: &mut Exchange<'_, '_>) -> Response {
-        let mut ctx = Ctx::new(ex, &self.app.tokens);
+        let mut ctx = Ctx::new(ex, &self.app.accounts.tokens);
         dispatch(&mut ctx, &self.app)
             .await
             .unwrap_or_else(ApiError::into_response)

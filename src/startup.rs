@@ -86,13 +86,11 @@ pub async fn build(config: &Config, shutdown: Shutdown) -> Result<Routes, StartE
     files::recover(&db, &config.uploads_dir)
         .await
         .map_err(StartError::Storage)?;
-    let tokens = Arc::new(Tokens::new(&secret, config.token_ttl));
     let passwords = Passwords::start(config.bcrypt_cost).map_err(StartError::Threads)?;
     let app = App {
-        tokens: tokens.clone(),
         accounts: Accounts {
             db: db.clone(),
-            tokens,
+            tokens: Tokens::new(&secret, config.token_ttl),
             passwords,
             secure_cookies: config.secure_cookies,
         },

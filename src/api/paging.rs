@@ -25,38 +25,11 @@ pub struct PageQuery {
     pub limit: u32,
 }
 
-/// Whether a listing takes `before_id`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Keyset {
-    Allowed,
-    /// `before_id` is not a parameter of this listing, so it is ignored.
-    Ignored,
-}
-
-/// Parses a query string into a page; a bad value is 422 naming the
-/// parameter.
-pub(crate) fn parse(query: &str, keyset: Keyset) -> Result<PageQuery, ApiError> {
-    let number = |name: &str| -> Result<Option<i64>, ApiError> {
-        let Some(value) = form::get(query, name) else {
-            return Ok(None);
-        };
-        match value.parse::<i64>() {
-            Ok(n) if n >= 0 => Ok(Some(n)),
-            _ => Err(ApiError::unprocessable(format!(
-                "'{name}' must be a whole number of at least 0"
-            ))),
-        }
-    };
-    let limit = match number("limit")? {
-        None => DEFAULT_LIMIT,
-        Some(n) if (1..=i64::from(MAX_LIMIT)).contains(&n) => n as u32,
-        Some(_) => return Err(ApiError::unprocessable("'limit' must be from 1 to 100")),
-    };
-    let before_id = match keyset {
-        Keyset::Allowed => number("before_id")?,
-        Keyset::Ignored => None,
-    };
-    let start = match (number("offset")?, before_id) {
+/// A page of a listing with a keyset form (`/history`): `offset` or
+/// `before_id`, and `limit`.
+pub(crate) fn parse(query: &str) -> Result<PageQuery, ApiError> {
+    let limit = limit(query)?;
+    let start = match (number(query, "offset")?, number(query, "before_id")?) {
         (Some(_), Some(_)) => return Err(ApiError::unprocessable("give either 'offset' or 'before_id', not both")),
         (_, Some(id)) => Start::BeforeId(id),
         (offset, None) => Start::Offset(offset.unwrap_or(0)),
@@ -64,17 +37,42 @@ pub(crate) fn parse(query: &str, keyset: Keyset) -> Result<PageQuery, ApiError> 
     Ok(PageQuery { start, limit })
 }
 
+/// A page of a listing by offset only (`/files`): the offset and the limit.
+/// `before_id` is not one of its parameters, so it is ignored like any other.
+pub(crate) fn parse_offset(query: &str) -> Result<(i64, u32), ApiError> {
+    Ok((number(query, "offset")?.unwrap_or(0), limit(query)?))
+}
+
+/// `limit`, 1 to 100, [`DEFAULT_LIMIT`] when absent.
+fn limit(query: &str) -> Result<u32, ApiError> {
+    match number(query, "limit")? {
+        None => Ok(DEFAULT_LIMIT),
+        Some(n) if (1..=i64::from(MAX_LIMIT)).contains(&n) => Ok(n as u32),
+        Some(_) => Err(ApiError::unprocessable("'limit' must be from 1 to 100")),
+    }
+}
+
+/// The whole number `name`, if present; 422 naming it if it is not one of
+/// at least 0.
+fn number(query: &str, name: &str) -> Result<Option<i64>, ApiError> {
+    let Some(value) = form::get(query, name) else {
+        return Ok(None);
+    };
+    match value.parse::<i64>() {
+        Ok(n) if n >= 0 => Ok(Some(n)),
+        _ => Err(ApiError::unprocessable(format!(
+            "'{name}' must be a whole number of at least 0"
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn parse_query(query: &str) -> Result<PageQuery, ApiError> {
-        parse(query, Keyset::Allowed)
-    }
-
     #[test]
     fn queries_default_and_validate() {
-        let parsed = |q: &str| parse_query(q).map(|p| (p.start, p.limit));
+        let parsed = |q: &str| parse(q).map(|p| (p.start, p.limit));
         assert_eq!(parsed("").unwrap(), (Start::Offset(0), 20));
         assert_eq!(parsed("offset=40&limit=100").unwrap(), (Start::Offset(40), 100));
         assert_eq!(parsed("before_id=7&limit=1&x=y").unwrap(), (Start::BeforeId(7), 1));
@@ -89,13 +87,13 @@ mod tests {
             "offset=99999999999999999999",
             "offset=0&before_id=5",
         ] {
-            assert_eq!(parse_query(bad).unwrap_err().status, 422, "{bad}");
+            assert_eq!(parse(bad).unwrap_err().status, 422, "{bad}");
         }
     }
 
     #[test]
     fn a_listing_without_keyset_ignores_before_id() {
-        let page = parse("offset=3&before_id=oops", Keyset::Ignored).unwrap();
-        assert_eq!((page.start, page.limit), (Start::Offset(3), 20));
+        assert_eq!(parse_offset("offset=3&before_id=oops").unwrap(), (3, 20));
+        assert_eq!(parse_offset("limit=0").unwrap_err().status, 422);
     }
 }

@@ -2,7 +2,7 @@
 //! authentication and parameters here, the pages themselves from the room.
 
 use super::room::Room;
-use crate::api::paging::{self, Keyset};
+use crate::api::paging;
 use crate::api::{ApiError, Ctx};
 use crate::http::response::Response;
 
@@ -14,7 +14,7 @@ pub(crate) async fn last20(ctx: &mut Ctx<'_, '_>, room: &Room) -> Result<Respons
 
 pub(crate) async fn page(ctx: &mut Ctx<'_, '_>, room: &Room) -> Result<Response, ApiError> {
     ctx.authenticate()?;
-    let query = paging::parse(ctx.request.query(), Keyset::Allowed)?;
+    let query = paging::parse(ctx.request.query())?;
     let body = room.page(query).await?;
     Ok(Response::bytes(200, "application/json", body))
 }

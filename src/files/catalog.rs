@@ -3,7 +3,7 @@
 
 use super::download::no_such_file;
 use super::{store, FileView, Files};
-use crate::api::paging::{self, Keyset, Start};
+use crate::api::paging;
 use crate::api::{ApiError, Ctx};
 use crate::db::files::Deletion;
 use crate::http::response::Response;
@@ -11,12 +11,8 @@ use crate::log::Level;
 
 pub(crate) async fn list(ctx: &mut Ctx<'_, '_>, files: &Files) -> Result<Response, ApiError> {
     ctx.authenticate()?;
-    let query = paging::parse(ctx.request.query(), Keyset::Ignored)?;
-    // Without keyset paging every page starts at an offset.
-    let Start::Offset(offset) = query.start else {
-        return Err(ApiError::unprocessable("this listing pages by offset only"));
-    };
-    let rows = files.db.files_page(offset, query.limit).await?;
+    let (offset, limit) = paging::parse_offset(ctx.request.query())?;
+    let rows = files.db.files_page(offset, limit).await?;
     let views: Vec<FileView<'_>> = rows.iter().map(FileView::from).collect();
     Ok(Response::json(200, &views))
 }
