@@ -11,8 +11,21 @@ use super::DbError;
 use crate::config::Synchronous;
 
 /// The schema version `schema.sql` describes.
-pub(super) const SCHEMA_VERSION: i64 = 1;
+pub(super) const SCHEMA_VERSION: i64 = 2;
 pub(super) const SCHEMA: &str = include_str!("../../schema.sql");
+
+/// What `schema.sql`'s `CREATE ... IF NOT EXISTS` cannot do: the changes to
+/// tables that already exist in a database of an older version, each step
+/// keyed by the version it starts from. They run in order, before
+/// `schema.sql`, in the same transaction, so a database is either wholly
+/// migrated or left as it was.
+const MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    // v2: file messages, and files private until shared. Every v1 file
+    // starts private to its uploader.
+    "ALTER TABLE messages ADD COLUMN file_id TEXT;
+     ALTER TABLE files ADD COLUMN shared INTEGER NOT NULL DEFAULT 0;",
+)];
 
 /// SQLite's name for the `synchronous` level.
 fn pragma(synchronous: Synchronous) -> &'static str {
@@ -38,8 +51,10 @@ pub(super) fn open_connection(path: &Path, synchronous: Synchronous) -> Result<C
     Ok(conn)
 }
 
-/// Applies `schema.sql` and records its version. Idempotent; refuses a
-/// database written by a newer version of the server.
+/// Brings the database to `schema.sql`'s version in one transaction: the
+/// steps from its version on, then `schema.sql`, then `user_version`.
+/// Idempotent; refuses a database written by a newer version of the server.
+/// Version 0 is a new, empty file: `schema.sql` alone creates it.
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), DbError> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
     if version > SCHEMA_VERSION {
@@ -48,6 +63,11 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), DbError> {
         )));
     }
     let tx = conn.transaction()?;
+    if version > 0 {
+        for (_, step) in MIGRATIONS.iter().filter(|(from, _)| *from >= version) {
+            tx.execute_batch(step)?;
+        }
+    }
     tx.execute_batch(SCHEMA)?;
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     tx.commit()?;
@@ -115,6 +135,71 @@ mod tests {
         let db = Db::open(&path, Synchronous::Normal).unwrap();
         let secret = db.write(|conn| settings::jwt_secret(conn, b"second")).await.unwrap();
         assert_eq!(secret, b"first");
+    }
+
+    /// The database and uploads the v1 release wrote, kept in the tests'
+    /// fixtures, copied to `dir`.
+    fn v1_database(dir: &Path) -> std::path::PathBuf {
+        let path = dir.join("chat.db");
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v1/chat_app.db");
+        std::fs::copy(fixture, &path).unwrap();
+        path
+    }
+
+    #[tokio::test]
+    async fn a_v1_database_is_migrated_in_place_keeping_every_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = v1_database(dir.path());
+        let db = Db::open(&path, Synchronous::Normal).unwrap();
+        let (version, counts, shared, file_ids) = db
+            .read(|conn| {
+                let count = |table: &str| -> Result<i64, DbError> {
+                    Ok(conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |row| row.get(0))?)
+                };
+                let counts = [count("users")?, count("messages")?, count("files")?, count("sessions")?];
+                let shared: i64 = conn.query_row("SELECT sum(shared) FROM files", [], |row| row.get(0))?;
+                let file_ids: i64 =
+                    conn.query_row("SELECT count(*) FROM messages WHERE file_id IS NOT NULL", [], |row| {
+                        row.get(0)
+                    })?;
+                Ok((pragma::<i64>(conn, "user_version")?, counts, shared, file_ids))
+            })
+            .await
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        assert_eq!(counts, [3, 5, 2, 0]);
+        assert_eq!(
+            (shared, file_ids),
+            (0, 0),
+            "v1 files start private, v1 messages carry no file"
+        );
+        let newest = db.messages_before(i64::MAX, 1).await.unwrap();
+        assert_eq!(newest[0].content, "émoji 🎉 and \"quotes\"");
+        drop(db);
+        // Opening the migrated file again changes nothing.
+        let db = Db::open(&path, Synchronous::Normal).unwrap();
+        assert_eq!(db.messages_before(i64::MAX, 10).await.unwrap().len(), 5);
+    }
+
+    #[test]
+    fn a_failed_migration_leaves_the_v1_database_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = v1_database(dir.path());
+        let mut conn = Connection::open(&path).unwrap();
+        // A column the v2 step adds already exists: its ALTER fails, and
+        // the whole migration with it.
+        conn.execute_batch("ALTER TABLE files ADD COLUMN shared INTEGER")
+            .unwrap();
+        assert!(migrate(&mut conn).is_err());
+        let version: i64 = pragma(&conn, "user_version").unwrap();
+        let has_file_id: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM pragma_table_info('messages') WHERE name = 'file_id'",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!((version, has_file_id), (1, 0));
     }
 
     #[test]
