@@ -216,20 +216,10 @@ fn apply_env<E: Fn(&str) -> Option<String>>(config: &mut Config, env: &E) -> Res
         }
     }
     if let Some(list) = env("CHAT_ALLOWED_ORIGINS") {
-        config.allowed_origins = list
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(|s| parse_origin("CHAT_ALLOWED_ORIGINS", s))
-            .collect::<Result<_, _>>()?;
+        config.allowed_origins = comma_list("CHAT_ALLOWED_ORIGINS", &list, parse_origin)?;
     }
     if let Some(list) = env("CHAT_TRUSTED_PROXIES") {
-        config.trusted_proxies = list
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(|s| parse_proxy("CHAT_TRUSTED_PROXIES", s))
-            .collect::<Result<_, _>>()?;
+        config.trusted_proxies = comma_list("CHAT_TRUSTED_PROXIES", &list, parse_proxy)?;
     }
     if let Some(value) = env("CHAT_SECURE_COOKIES") {
         config.secure_cookies = match value.as_str() {
@@ -290,6 +280,20 @@ fn non_empty_path(flag: &str, value: &str) -> Result<PathBuf, ConfigError> {
         return Err(ConfigError(format!("{flag}: must not be empty")));
     }
     Ok(PathBuf::from(value))
+}
+
+/// The entries of a comma list from the variable `var`, each parsed by
+/// `parse`; blanks are skipped.
+fn comma_list<T>(
+    var: &str,
+    list: &str,
+    parse: fn(&str, &str) -> Result<T, ConfigError>,
+) -> Result<Vec<T>, ConfigError> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| parse(var, s))
+        .collect()
 }
 
 fn parse_proxy(flag: &str, value: &str) -> Result<Cidr, ConfigError> {
