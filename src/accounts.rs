@@ -165,11 +165,14 @@ async fn open_session(ctx: &Ctx<'_, '_>, accounts: &Accounts, uid: i64, username
     let now = clock::now_millis();
     let max_age = i64::try_from(accounts.session_max_age.saturating_mul(1000)).unwrap_or(i64::MAX);
     let expires_at = now.saturating_add(max_age);
-    let session = accounts.tokens.sessions.open(Opened {
+    // Opened with the expiry of its first token, which `issue` confirms:
+    // never a moment without one, when the registry would forget it.
+    let tokens = &accounts.tokens;
+    let session = tokens.sessions.open(Opened {
         id: id.clone(),
         uid,
         expires_at,
-        token_exp: 0,
+        token_exp: tokens.expiry(clock::now_secs(), expires_at),
         last_used: now,
     });
     let (response, exp) = accounts.issue(ctx, username, &session)?;

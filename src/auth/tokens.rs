@@ -90,8 +90,7 @@ impl Tokens {
     /// until it expires.
     pub fn issue(&self, username: &str, session: &LiveSession) -> Result<Issued, TokenError> {
         let iat = clock::now_secs();
-        let limit = u64::try_from(session.expires_at / 1000).unwrap_or(0);
-        let exp = (iat + self.ttl).min(limit);
+        let exp = self.expiry(iat, session.expires_at);
         if exp <= iat || !session.is_live(clock::now_millis()) {
             return Err(TokenError::SessionEnded);
         }
@@ -110,6 +109,13 @@ impl Tokens {
             exp,
             expires_in: exp - iat,
         })
+    }
+
+    /// The `exp` of a token issued at `iat` (Unix seconds) for a session
+    /// whose absolute limit is `expires_at` (Unix milliseconds).
+    pub fn expiry(&self, iat: u64, expires_at: i64) -> u64 {
+        let limit = u64::try_from(expires_at / 1000).unwrap_or(0);
+        iat.saturating_add(self.ttl).min(limit)
     }
 
     /// Checks a token, and that its session is live; returns its claims and
