@@ -68,13 +68,8 @@ pub(crate) const ROUTES: &[Route] = &[
     route(Method::Get, "/healthz", Endpoint::Health),
     route(Method::Post, "/register", Endpoint::Register),
     route(Method::Post, "/token", Endpoint::Token),
-    route(Method::Post, "/token/refresh", Endpoint::TokenRefresh),
     route(Method::Post, "/logout", Endpoint::Logout),
-    route(Method::Post, "/logout/all", Endpoint::LogoutAll),
     route(Method::Get, "/me", Endpoint::Me),
-    route(Method::Post, "/password", Endpoint::Password),
-    route(Method::Get, "/sessions", Endpoint::SessionList),
-    route(Method::Delete, "/sessions/{id}", Endpoint::SessionDelete),
     route(Method::Post, "/files/upload", Endpoint::FileUpload),
     route(Method::Get, "/files", Endpoint::FileList),
     route(Method::Get, "/files/{id}", Endpoint::FileDownload),
@@ -82,6 +77,13 @@ pub(crate) const ROUTES: &[Route] = &[
     route(Method::Get, "/ws/chat", Endpoint::Chat),
     route(Method::Get, "/history/last20", Endpoint::HistoryLast20),
     route(Method::Get, "/history", Endpoint::History),
+    // Sessions (v2). After the routes of every request: the table is
+    // searched in order, and these are called once in a while.
+    route(Method::Post, "/token/refresh", Endpoint::TokenRefresh),
+    route(Method::Post, "/logout/all", Endpoint::LogoutAll),
+    route(Method::Post, "/password", Endpoint::Password),
+    route(Method::Get, "/sessions", Endpoint::SessionList),
+    route(Method::Delete, "/sessions/{id}", Endpoint::SessionDelete),
 ];
 
 /// The route table over the application it serves.
