@@ -154,3 +154,45 @@ pub(crate) async fn keep_up(db: Db, sessions: Arc<Sessions>, mut shutdown: Shutd
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Synchronous;
+    use crate::db::sessions::NewSession;
+    use crate::shutdown::ShutdownTrigger;
+
+    #[tokio::test]
+    async fn uses_are_written_back_in_a_batch_and_loaded_at_the_next_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("chat.db"), Synchronous::Normal).unwrap();
+        let uid = db.create_user("ann".into(), "x".into()).await.unwrap().unwrap().id;
+        let now = clock::now_millis();
+        for id in ["used", "idle"] {
+            let record = NewSession {
+                id: id.into(),
+                user_id: uid,
+                created_at: Timestamp(now - 60_000),
+                expires_at: Timestamp(now + 3_600_000),
+                token_expires_at: Timestamp(now + 600_000),
+                ip: "192.0.2.1".into(),
+                user_agent: "test".into(),
+            };
+            db.create_session(record).await.unwrap();
+        }
+        let sessions = load(&db).await.unwrap();
+        assert_eq!(sessions.len(), 2);
+        // Many requests, one time of use to write.
+        for _ in 0..100 {
+            sessions.get("used").unwrap().touch(now);
+        }
+        let (trigger, shutdown) = ShutdownTrigger::new();
+        let upkeep = tokio::spawn(keep_up(db.clone(), sessions.clone(), shutdown));
+        trigger.trigger();
+        upkeep.await.unwrap();
+        assert!(sessions.unflushed().is_empty());
+        let listed = db.sessions_of(uid).await.unwrap();
+        let last_used = |id: &str| listed.iter().find(|s| s.id == id).unwrap().last_used_at.0;
+        assert_eq!((last_used("used"), last_used("idle")), (now, now - 60_000));
+    }
+}
