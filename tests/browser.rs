@@ -402,3 +402,24 @@ fn an_open_page_stays_logged_in_across_token_lifetimes_until_logged_out_everywhe
     assert_no_console_errors(&first, "/ (first browser)");
     assert_no_console_errors(&second, "/ (second browser)");
 }
+
+#[test]
+#[ignore = "needs Chromium and chromedriver (bash .ci/run installs them)"]
+fn the_docs_page_keeps_its_login_across_token_lifetimes() {
+    let driver = Chromedriver::start();
+    let server = Server::start_with(&["--token-ttl=4"]);
+    server.register("ann", PASSWORD);
+    let browser = driver.session();
+    log_in_on_docs(&browser, &server, "ann");
+    std::thread::sleep(std::time::Duration::from_secs(10));
+    // Both the cookie and the page's bearer token are fresh ones.
+    let me = browser.script("return fetch('/me').then((response) => response.status)", &[]);
+    assert_eq!(me, json!(200));
+    browser.goto(&url(&server, "/docs"));
+    browser.wait_for(
+        "the page to be logged in by its refreshed cookie",
+        "return document.getElementById('auth-state').textContent.startsWith('Logged in as ann')",
+        &[],
+    );
+    assert_no_console_errors(&browser, "/docs");
+}
