@@ -49,12 +49,16 @@ CREATE INDEX IF NOT EXISTS files_shared ON files (seq) WHERE shared = 1;
 -- Login sessions (v2): one per successful `POST /token`, refreshed in place.
 -- A token is valid only while its session is neither revoked nor past
 -- `expires_at`, the absolute limit (created_at + --session-max-age).
+-- `last_used_at` is written in batches, so it may lag by up to a minute.
 CREATE TABLE IF NOT EXISTS sessions (
     id           TEXT    PRIMARY KEY, -- random, 128 bits, URL-safe
     user_id      INTEGER NOT NULL REFERENCES users (id),
     created_at   INTEGER NOT NULL,    -- Unix milliseconds, UTC
     last_used_at INTEGER NOT NULL,
     expires_at   INTEGER NOT NULL,
+    -- When the session's newest token expires: it ends then unless a
+    -- refresh issues a newer one, so only recently used sessions stay live.
+    token_expires_at INTEGER NOT NULL,
     revoked_at   INTEGER,             -- NULL while live
     ip           TEXT    NOT NULL,
     user_agent   TEXT    NOT NULL

@@ -3,6 +3,7 @@
 
 use crate::accounts::Accounts;
 use crate::chat::Chat;
+use crate::cidr::Cidr;
 use crate::db::Db;
 use crate::files::Files;
 
@@ -14,4 +15,7 @@ pub struct App {
     pub files: Files,
     /// For the health probe.
     pub db: Db,
+    /// Peers whose `X-Forwarded-*` headers name the client
+    /// (`--trusted-proxy`).
+    pub trusted_proxies: Vec<Cidr>,
 }

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use std::str::FromStr;
 
+use crate::cidr::Cidr;
 use crate::log::Level;
 
 #[derive(Clone, Debug)]
@@ -28,6 +29,13 @@ pub struct Config {
     pub max_connections: usize,
     pub synchronous: Synchronous,
     pub log: Level,
+    /// Peers whose `X-Forwarded-For` and `X-Forwarded-Proto` are believed.
+    pub trusted_proxies: Vec<Cidr>,
+    /// Seconds a session may live, refreshes included.
+    pub session_max_age: u64,
+    /// Failed logins in a row before a name is slowed down; 0 turns login
+    /// throttling off.
+    pub login_throttle: u32,
 }
 
 impl Default for Config {
@@ -46,6 +54,9 @@ impl Default for Config {
             max_connections: 10_000,
             synchronous: Synchronous::Normal,
             log: Level::Info,
+            trusted_proxies: Vec::new(),
+            session_max_age: 30 * 24 * 3600,
+            login_throttle: 5,
         }
     }
 }
@@ -115,6 +126,10 @@ USAGE: chat-server [FLAGS]
 | commits survive (normal: a kill;      | --synchronous          | CHAT_SYNCHRONOUS        | normal         |
 |   full: also a power cut)             |                        |                         |                |
 | log level (error|warn|info|debug)     | --log                  | CHAT_LOG                | info           |
+| trusted reverse proxies (IP or CIDR)  | --trusted-proxy (rep.) | CHAT_TRUSTED_PROXIES    | none           |
+| longest session, refreshes included   | --session-max-age      | CHAT_SESSION_MAX_AGE    | 2592000 (30 d) |
+|   (seconds)                           |                        |                         |                |
+| failed logins before slowing down     | --login-throttle       | CHAT_LOGIN_THROTTLE     | 5 (0 = off)    |
 
 Flags take their value as `--flag VALUE` or `--flag=VALUE`; flags win over env.
 Port 0 binds an ephemeral port; the bound address is printed on the first line of stderr.
@@ -135,6 +150,7 @@ where
     let mut config = Config::default();
     apply_env(&mut config, &env)?;
     let mut origins_from_flags = Vec::new();
+    let mut proxies_from_flags = Vec::new();
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -151,7 +167,8 @@ where
             config.secure_cookies = true;
             continue;
         }
-        if flag != "--allowed-origin" && !VALUE_FLAGS.iter().any(|(_, known)| *known == flag) {
+        let repeatable = flag == "--allowed-origin" || flag == "--trusted-proxy";
+        if !repeatable && !VALUE_FLAGS.iter().any(|(_, known)| *known == flag) {
             return Err(ConfigError(format!("unknown flag '{flag}' (see --help)")));
         }
         let value = match inline.or_else(|| args.next()) {
@@ -160,6 +177,8 @@ where
         };
         if flag == "--allowed-origin" {
             origins_from_flags.push(parse_origin(&flag, &value)?);
+        } else if flag == "--trusted-proxy" {
+            proxies_from_flags.push(parse_proxy(&flag, &value)?);
         } else {
             set(&mut config, &flag, &flag, &value)?;
         }
@@ -167,11 +186,14 @@ where
     if !origins_from_flags.is_empty() {
         config.allowed_origins = origins_from_flags;
     }
+    if !proxies_from_flags.is_empty() {
+        config.trusted_proxies = proxies_from_flags;
+    }
     Ok(Command::Serve(Box::new(config)))
 }
 
 /// The settings that take one value, with their environment variables.
-const VALUE_FLAGS: [(&str, &str); 11] = [
+const VALUE_FLAGS: [(&str, &str); 13] = [
     ("CHAT_ADDR", "--addr"),
     ("CHAT_DB", "--db"),
     ("CHAT_UPLOADS_DIR", "--uploads-dir"),
@@ -183,6 +205,8 @@ const VALUE_FLAGS: [(&str, &str); 11] = [
     ("CHAT_MAX_CONNECTIONS", "--max-connections"),
     ("CHAT_SYNCHRONOUS", "--synchronous"),
     ("CHAT_LOG", "--log"),
+    ("CHAT_SESSION_MAX_AGE", "--session-max-age"),
+    ("CHAT_LOGIN_THROTTLE", "--login-throttle"),
 ];
 
 fn apply_env<E: Fn(&str) -> Option<String>>(config: &mut Config, env: &E) -> Result<(), ConfigError> {
@@ -192,12 +216,10 @@ fn apply_env<E: Fn(&str) -> Option<String>>(config: &mut Config, env: &E) -> Res
         }
     }
     if let Some(list) = env("CHAT_ALLOWED_ORIGINS") {
-        config.allowed_origins = list
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(|s| parse_origin("CHAT_ALLOWED_ORIGINS", s))
-            .collect::<Result<_, _>>()?;
+        config.allowed_origins = comma_list("CHAT_ALLOWED_ORIGINS", &list, parse_origin)?;
+    }
+    if let Some(list) = env("CHAT_TRUSTED_PROXIES") {
+        config.trusted_proxies = comma_list("CHAT_TRUSTED_PROXIES", &list, parse_proxy)?;
     }
     if let Some(value) = env("CHAT_SECURE_COOKIES") {
         config.secure_cookies = match value.as_str() {
@@ -231,6 +253,8 @@ fn set(config: &mut Config, source: &str, flag: &str, value: &str) -> Result<(),
         "--max-connections" => config.max_connections = parse_range(source, value, 1, 1_000_000)? as usize,
         "--synchronous" => config.synchronous = parse_value(source, value, "normal or full")?,
         "--log" => config.log = parse_value(source, value, "one of error, warn, info, debug")?,
+        "--session-max-age" => config.session_max_age = parse_range(source, value, 1, 100 * 365 * 24 * 3600)?,
+        "--login-throttle" => config.login_throttle = parse_range(source, value, 0, 1_000_000)? as u32,
         _ => return Err(ConfigError(format!("unknown flag '{flag}' (see --help)"))),
     }
     Ok(())
@@ -256,6 +280,24 @@ fn non_empty_path(flag: &str, value: &str) -> Result<PathBuf, ConfigError> {
         return Err(ConfigError(format!("{flag}: must not be empty")));
     }
     Ok(PathBuf::from(value))
+}
+
+/// The entries of a comma list from the variable `var`, each parsed by
+/// `parse`; blanks are skipped.
+fn comma_list<T>(
+    var: &str,
+    list: &str,
+    parse: fn(&str, &str) -> Result<T, ConfigError>,
+) -> Result<Vec<T>, ConfigError> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| parse(var, s))
+        .collect()
+}
+
+fn parse_proxy(flag: &str, value: &str) -> Result<Cidr, ConfigError> {
+    value.parse().map_err(|e| ConfigError(format!("{flag}: {e}")))
 }
 
 /// Origins are compared as the browser sends them: `scheme://host[:port]`,
@@ -362,6 +404,9 @@ mod tests {
             (vec!["--max-connections=0"], "--max-connections"),
             (vec!["--db"], "needs a value"),
             (vec!["--allowed-origin", "evil"], "origin"),
+            (vec!["--trusted-proxy", "10.0.0.0/33"], "--trusted-proxy"),
+            (vec!["--session-max-age=0"], "--session-max-age"),
+            (vec!["--login-throttle=-1"], "--login-throttle"),
         ] {
             let err = parse_args(&args, &[]).unwrap_err();
             assert!(err.0.contains(needle), "{args:?}: {}", err.0);
@@ -373,6 +418,7 @@ mod tests {
             ("CHAT_SECURE_COOKIES", "maybe"),
             ("CHAT_ALLOWED_ORIGINS", "evil"),
             ("CHAT_JWT_SECRET", "short"),
+            ("CHAT_TRUSTED_PROXIES", "10.0.0.1, nowhere"),
         ] {
             let err = parse_args(&[], &[(var, value)]).unwrap_err().0;
             assert!(err.starts_with(&format!("{var}: ")), "{err}");
@@ -394,6 +440,8 @@ mod tests {
             ("3", "--max-connections"),
             ("FULL", "--synchronous"),
             ("warn", "--log"),
+            ("60", "--session-max-age"),
+            ("0", "--login-throttle"),
         ];
         let expected = |c: &Config| {
             c.addr.port() == 0
@@ -403,6 +451,7 @@ mod tests {
                 && (c.token_ttl, c.bcrypt_cost, c.max_upload_bytes) == (77, 5, 1000)
                 && (c.ws_rate_limit, c.max_connections, c.log) == (0, 3, Level::Warn)
                 && c.synchronous == Synchronous::Full
+                && (c.session_max_age, c.login_throttle) == (60, 0)
         };
         let flags: Vec<String> = values.iter().map(|(v, flag)| format!("{flag}={v}")).collect();
         let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
@@ -414,6 +463,23 @@ mod tests {
         assert!(expected(&config(&[], &env)));
         assert!(config(&["--secure-cookies"], &[]).secure_cookies);
         assert!(config(&[], &[("CHAT_SECURE_COOKIES", "1")]).secure_cookies);
+    }
+
+    #[test]
+    fn trusted_proxies_come_from_repeated_flags_or_a_comma_list() {
+        let c = config(&[], &[("CHAT_TRUSTED_PROXIES", "10.0.0.0/8, ::1")]);
+        assert_eq!(
+            c.trusted_proxies,
+            ["10.0.0.0/8".parse().unwrap(), "::1".parse().unwrap()]
+        );
+        let c = config(
+            &["--trusted-proxy", "192.0.2.1", "--trusted-proxy=2001:db8::/32"],
+            &[("CHAT_TRUSTED_PROXIES", "10.0.0.0/8")],
+        );
+        assert_eq!(c.trusted_proxies.len(), 2);
+        assert!(config(&[], &[]).trusted_proxies.is_empty());
+        assert_eq!(config(&[], &[]).session_max_age, 2_592_000);
+        assert_eq!(config(&[], &[]).login_throttle, 5);
     }
 
     #[test]

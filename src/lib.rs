@@ -23,8 +23,8 @@
 //!    passwords, free of HTTP), [`db`] (SQLite on blocking threads behind
 //!    typed methods) and [`pool`] (the blocking thread pools).
 //! 5. **Leaves**: [`config`], [`log`](mod@log), [`clock`], [`json`], [`shutdown`],
-//!    [`sync`] (locks and blocking work) and [`sys`] (every libc call, the
-//!    crate's only `unsafe`).
+//!    [`sync`] (locks and blocking work), [`sys`] (every libc call, the
+//!    crate's only `unsafe`) and [`cidr`] (IP ranges, for trusted proxies).
 //!
 //! A chat message goes: `chat::socket` reads the frame -> `chat::room`
 //! posts it -> `db` commits it -> the room's commit hook -> `chat::hub` ->
@@ -42,6 +42,7 @@ mod api;
 mod app;
 mod auth;
 mod chat;
+mod cidr;
 mod clock;
 mod config;
 mod db;

@@ -9,9 +9,11 @@
 
 use std::future::Future;
 
+use crate::accounts::sessions;
 use crate::api::{ApiError, Ctx};
 use crate::app::App;
 use crate::chat::{history, upgrade};
+use crate::cidr::Cidr;
 use crate::files::{catalog, download, upload};
 use crate::http::request::Method;
 use crate::http::response::Response;
@@ -27,8 +29,13 @@ pub(crate) enum Endpoint {
     Health,
     Register,
     Token,
+    TokenRefresh,
     Logout,
+    LogoutAll,
     Me,
+    Password,
+    SessionList,
+    SessionDelete,
     FileUpload,
     FileList,
     FileDownload,
@@ -70,6 +77,13 @@ pub(crate) const ROUTES: &[Route] = &[
     route(Method::Get, "/ws/chat", Endpoint::Chat),
     route(Method::Get, "/history/last20", Endpoint::HistoryLast20),
     route(Method::Get, "/history", Endpoint::History),
+    // Sessions (v2). After the routes of every request: the table is
+    // searched in order, and these are called once in a while.
+    route(Method::Post, "/token/refresh", Endpoint::TokenRefresh),
+    route(Method::Post, "/logout/all", Endpoint::LogoutAll),
+    route(Method::Post, "/password", Endpoint::Password),
+    route(Method::Get, "/sessions", Endpoint::SessionList),
+    route(Method::Delete, "/sessions/{id}", Endpoint::SessionDelete),
 ];
 
 /// The route table over the application it serves.
@@ -100,6 +114,10 @@ impl Service for Routes {
 
     fn refuse(&self, refusal: Refusal) -> Response {
         ApiError::from(refusal).into_response()
+    }
+
+    fn trusted_proxies(&self) -> &[Cidr] {
+        &self.app.trusted_proxies
     }
 }
 
@@ -155,8 +173,13 @@ async fn dispatch(ctx: &mut Ctx<'_, '_>, app: &App) -> Result<Response, ApiError
         Endpoint::Health => health::check(&app.db).await,
         Endpoint::Register => accounts::register(ctx, &app.accounts).await,
         Endpoint::Token => accounts::token(ctx, &app.accounts).await,
-        Endpoint::Logout => accounts::logout(&app.accounts),
+        Endpoint::TokenRefresh => sessions::refresh(ctx, &app.accounts).await,
+        Endpoint::Logout => accounts::logout(ctx, &app.accounts).await,
+        Endpoint::LogoutAll => sessions::logout_all(ctx, &app.accounts).await,
         Endpoint::Me => accounts::me(ctx, &app.accounts).await,
+        Endpoint::Password => sessions::change_password(ctx, &app.accounts).await,
+        Endpoint::SessionList => sessions::list(ctx, &app.accounts).await,
+        Endpoint::SessionDelete => sessions::delete(ctx, &app.accounts, param).await,
         Endpoint::FileUpload => upload::upload(ctx, &app.files).await,
         Endpoint::FileList => catalog::list(ctx, &app.files).await,
         Endpoint::FileDownload => download::download(ctx, &app.files, param).await,

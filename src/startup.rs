@@ -4,14 +4,16 @@
 //! the binary reports in one line before exiting with status 1.
 
 use std::io;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
-use crate::accounts::Accounts;
+use crate::accounts::{sessions, Accounts};
 use crate::app::App;
 use crate::auth::passwords::Passwords;
+use crate::auth::throttle::{self, Throttle};
 use crate::auth::tokens::Tokens;
 use crate::chat::room::Room;
 use crate::chat::Chat;
@@ -87,12 +89,16 @@ pub async fn build(config: &Config, shutdown: Shutdown) -> Result<Routes, StartE
         .await
         .map_err(StartError::Storage)?;
     let passwords = Passwords::start(config.bcrypt_cost).map_err(StartError::Threads)?;
+    let live_sessions = sessions::load(&db).await.map_err(|e| storage(&e))?;
+    tokio::spawn(sessions::keep_up(db.clone(), live_sessions.clone(), shutdown.clone()));
     let app = App {
         accounts: Accounts {
             db: db.clone(),
-            tokens: Tokens::new(&secret, config.token_ttl),
+            tokens: Tokens::new(&secret, config.token_ttl, live_sessions),
             passwords,
             secure_cookies: config.secure_cookies,
+            session_max_age: config.session_max_age,
+            throttle: Mutex::new(Throttle::new(config.login_throttle, throttle::CAPACITY, Instant::now())),
         },
         chat: Chat {
             room: Arc::new(Room::new(db.clone())),
@@ -107,6 +113,7 @@ pub async fn build(config: &Config, shutdown: Shutdown) -> Result<Routes, StartE
             max_upload_bytes: config.max_upload_bytes,
         },
         db,
+        trusted_proxies: config.trusted_proxies.clone(),
     };
     Ok(Routes::new(app))
 }

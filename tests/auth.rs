@@ -150,7 +150,7 @@ fn login_ignores_case_and_the_token_carries_the_name_as_registered() {
 }
 
 #[test]
-fn tokens_carry_exactly_sub_uid_iat_and_exp() {
+fn tokens_carry_exactly_sub_uid_sid_iat_and_exp() {
     let server = Server::start_with(&[&format!("--jwt-secret={SECRET}"), "--token-ttl=120"]);
     server.register("frank", PASSWORD);
     let response = server.login("frank", PASSWORD);
@@ -162,7 +162,9 @@ fn tokens_carry_exactly_sub_uid_iat_and_exp() {
     let claims = claims_of(&token);
     let mut keys: Vec<&str> = claims.as_object().unwrap().keys().map(String::as_str).collect();
     keys.sort_unstable();
-    assert_eq!(keys, ["exp", "iat", "sub", "uid"]);
+    assert_eq!(keys, ["exp", "iat", "sid", "sub", "uid"]);
+    let sid = claims["sid"].as_str().unwrap();
+    assert!(sid.len() >= 22 && sid.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
     assert_eq!(claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap(), 120);
 }
 
@@ -242,8 +244,10 @@ fn me_accepts_the_token_as_bearer_or_as_the_cookie() {
 fn every_kind_of_bad_token_is_refused_with_401() {
     let server = Server::start_with(&[&format!("--jwt-secret={SECRET}")]);
     let uid = server.register("judy", PASSWORD).json()["id"].as_i64().unwrap();
+    let login = server.login("judy", PASSWORD).json();
+    let sid = claims_of(login["access_token"].as_str().unwrap())["sid"].clone();
     let now = now();
-    let claims = |sub: &str, iat: u64, exp: u64| json!({ "sub": sub, "uid": uid, "iat": iat, "exp": exp });
+    let claims = |sub: &str, iat: u64, exp: u64| json!({ "sub": sub, "uid": uid, "sid": sid, "iat": iat, "exp": exp });
     // A token made here with the server's secret is accepted: the refusals
     // below are for what each changes, not for how it was made.
     let good = sign(Algorithm::HS256, SECRET, &claims("judy", now, now + 600));
@@ -303,6 +307,30 @@ fn every_kind_of_bad_token_is_refused_with_401() {
                 Algorithm::HS256,
                 SECRET,
                 &json!({ "sub": "judy", "uid": uid, "iat": now }),
+            ),
+        ),
+        (
+            "no sid: a token as v1 issued them",
+            sign(
+                Algorithm::HS256,
+                SECRET,
+                &json!({ "sub": "judy", "uid": uid, "iat": now, "exp": now + 600 }),
+            ),
+        ),
+        (
+            "a session that does not exist",
+            sign(
+                Algorithm::HS256,
+                SECRET,
+                &json!({ "sub": "judy", "uid": uid, "sid": "0123456789abcdef0123456789abcdef", "iat": now, "exp": now + 600 }),
+            ),
+        ),
+        (
+            "another user's claims on judy's session",
+            sign(
+                Algorithm::HS256,
+                SECRET,
+                &json!({ "sub": "mallory", "uid": uid + 1, "sid": sid, "iat": now, "exp": now + 600 }),
             ),
         ),
         ("garbage", "garbage".to_string()),

@@ -345,3 +345,81 @@ fn docs_websocket_console_chats_with_the_login_cookie() {
     browser.screenshot("docs-websocket");
     assert_no_console_errors(&browser, "/docs");
 }
+
+#[test]
+#[ignore = "needs Chromium and chromedriver (bash .ci/run installs them)"]
+fn an_open_page_stays_logged_in_across_token_lifetimes_until_logged_out_everywhere() {
+    let driver = Chromedriver::start();
+    let server = Server::start_with(&["--token-ttl=4"]);
+    let first = driver.session();
+    let second = driver.session();
+    register_and_enter_chat(&first, &server, "ann");
+
+    // Three lifetimes of a token: the page refreshes it before each expiry,
+    // so the socket stays open and the cookie stays good.
+    std::thread::sleep(std::time::Duration::from_secs(13));
+    let still = first.script(
+        "return [document.getElementById('auth').hidden, document.getElementById('conn-status').textContent]",
+        &[],
+    );
+    assert_eq!(still, json!([true, "Connected"]), "logged in and connected after 13 s");
+    say(&first, "still here after three token lifetimes");
+    wait_for_message(&first, "ann: still here after three token lifetimes");
+    let me = first.script("return fetch('/me').then((response) => response.status)", &[]);
+    assert_eq!(me, json!(200));
+
+    // A second browser logs in as the same user, sees both sessions, and
+    // logs out everywhere: the first page's chat is closed at once.
+    second.goto(&url(&server, "/"));
+    second.wait_for("the login form", "return !document.getElementById('auth').hidden", &[]);
+    second.find("#login-username").send_keys("ann");
+    second.find("#login-password").send_keys(PASSWORD);
+    second.find("#login-form button[type=submit]").click();
+    wait_until_connected_as(&second, "ann");
+    second.find("#sessions summary").click();
+    second.wait_for(
+        "both sessions listed, this one marked",
+        "const items = document.querySelectorAll('#session-list li');
+         return items.length === 2 && items[0].textContent.includes('(this browser)')",
+        &[],
+    );
+    second.screenshot("sessions-list");
+    second.find("#logout-all").click();
+    second.wait_for(
+        "the logged-out notice",
+        "return document.getElementById('auth-notice').textContent === 'You are logged out everywhere.'",
+        &[],
+    );
+    first.wait_for(
+        "the first page to be logged out",
+        "return !document.getElementById('auth').hidden
+           && document.getElementById('auth-notice').textContent.startsWith('You were logged out')",
+        &[],
+    );
+    first.screenshot("logged-out-elsewhere");
+    let after = first.script("return fetch('/me').then((response) => response.status)", &[]);
+    assert_eq!(after, json!(401));
+    assert_no_console_errors(&first, "/ (first browser)");
+    assert_no_console_errors(&second, "/ (second browser)");
+}
+
+#[test]
+#[ignore = "needs Chromium and chromedriver (bash .ci/run installs them)"]
+fn the_docs_page_keeps_its_login_across_token_lifetimes() {
+    let driver = Chromedriver::start();
+    let server = Server::start_with(&["--token-ttl=4"]);
+    server.register("ann", PASSWORD);
+    let browser = driver.session();
+    log_in_on_docs(&browser, &server, "ann");
+    std::thread::sleep(std::time::Duration::from_secs(10));
+    // Both the cookie and the page's bearer token are fresh ones.
+    let me = browser.script("return fetch('/me').then((response) => response.status)", &[]);
+    assert_eq!(me, json!(200));
+    browser.goto(&url(&server, "/docs"));
+    browser.wait_for(
+        "the page to be logged in by its refreshed cookie",
+        "return document.getElementById('auth-state').textContent.startsWith('Logged in as ann')",
+        &[],
+    );
+    assert_no_console_errors(&browser, "/docs");
+}

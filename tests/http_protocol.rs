@@ -400,7 +400,7 @@ fn connections_past_the_bound_get_503_and_close_while_the_others_keep_working() 
 }
 
 #[test]
-fn each_request_is_logged_on_one_line_with_status_size_and_user() {
+fn each_request_is_logged_on_one_line_with_address_status_size_and_user() {
     let server = Server::start();
     let token = server.user("logged");
     let response = server.get("/me?x=1", &token);
@@ -408,7 +408,10 @@ fn each_request_is_logged_on_one_line_with_status_size_and_user() {
     let line_start = format!("GET /me?x=1 200 {}B ", response.body.len());
     let logs = server.wait_for_log(&line_start);
     let line = logs.lines().find(|l| l.contains(&line_start)).expect("request line");
-    assert!(line.contains(" INFO "), "{line}");
+    assert!(
+        line.contains(&format!(" INFO 127.0.0.1 {line_start}")),
+        "the client's address first: {line}"
+    );
     assert!(line.ends_with("user=logged"), "{line}");
     assert_eq!(server.request("GET", "/nope", None, None).status, 404);
     let logs = server.wait_for_log("GET /nope 404");

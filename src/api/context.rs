@@ -2,11 +2,15 @@
 //! pull, and who is asking. Authentication lives here so that every route
 //! finds the token the same way and reports the same errors.
 
+use std::sync::Arc;
+
 use serde::de::DeserializeOwned;
 
 use super::ApiError;
+use crate::auth::sessions::LiveSession;
 use crate::auth::tokens::{Claims, Tokens};
 use crate::http::body::Body;
+use crate::http::forwarded::Client;
 use crate::http::request::Request;
 use crate::http::service::Exchange;
 
@@ -21,9 +25,20 @@ pub(crate) enum TokenSource {
     Cookie,
 }
 
+/// An authenticated caller: the token's claims, the session it belongs to
+/// (which a chat socket follows), and where the token was found.
+pub(crate) struct Caller {
+    pub claims: Claims,
+    pub session: Arc<LiveSession>,
+    pub source: TokenSource,
+}
+
 pub(crate) struct Ctx<'r, 'c> {
     pub request: &'r Request,
     pub body: &'r mut Body<'c>,
+    /// Who sent the request: the client's address (behind a trusted proxy,
+    /// the one it forwarded) and whether it came over TLS.
+    pub client: Client,
     /// The exchange's user, for the log line.
     user: &'r mut Option<String>,
     tokens: &'r Tokens,
@@ -34,6 +49,7 @@ impl<'r, 'c> Ctx<'r, 'c> {
         Ctx {
             request: ex.request,
             body: &mut ex.body,
+            client: ex.client,
             user: &mut ex.user,
             tokens,
         }
@@ -41,17 +57,29 @@ impl<'r, 'c> Ctx<'r, 'c> {
 
     /// Authenticates by `Authorization: Bearer` or the `access_token` cookie.
     pub(crate) fn authenticate(&mut self) -> Result<Claims, ApiError> {
-        self.authenticate_from(false).map(|(claims, _)| claims)
+        self.authenticate_from(false).map(|caller| caller.claims)
     }
 
     /// As [`Ctx::authenticate`], also accepting `?token=` (first) when
-    /// `allow_query`; tells where the token came from.
-    pub(crate) fn authenticate_from(&mut self, allow_query: bool) -> Result<(Claims, TokenSource), ApiError> {
+    /// `allow_query`; tells where the token came from and its session.
+    pub(crate) fn authenticate_from(&mut self, allow_query: bool) -> Result<Caller, ApiError> {
         let (token, source) =
             find_token(self.request, allow_query).ok_or_else(|| ApiError::unauthorized("not authenticated"))?;
-        let claims = self.tokens.verify(&token)?;
+        let (claims, session) = self.tokens.verify(&token)?;
         self.set_user(&claims.sub);
-        Ok((claims, source))
+        Ok(Caller {
+            claims,
+            session,
+            source,
+        })
+    }
+
+    /// Whether the request came over TLS, directly or behind a trusted
+    /// proxy, or the server is configured as reached over TLS
+    /// (`--secure-cookies`): cookies then get `Secure`, and the server's own
+    /// origin is `https://`.
+    pub(crate) fn over_tls(&self, configured: bool) -> bool {
+        configured || self.client.tls
     }
 
     /// Names the user in the request's log line.

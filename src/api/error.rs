@@ -66,6 +66,13 @@ impl ApiError {
         ApiError::new(422, detail)
     }
 
+    /// Too many failed logins (429): the client may try again after
+    /// `wait`, rounded up to whole seconds for `Retry-After`.
+    pub fn throttled(wait: std::time::Duration) -> ApiError {
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        ApiError::new(429, "too many failed logins; try again later").header("Retry-After", secs.max(1).to_string())
+    }
+
     pub fn internal() -> ApiError {
         ApiError::new(500, "internal server error")
     }
@@ -179,6 +186,7 @@ impl From<TokenError> for ApiError {
         match err {
             TokenError::Expired => ApiError::unauthorized("token expired"),
             TokenError::Invalid => ApiError::unauthorized("invalid token"),
+            TokenError::SessionEnded => ApiError::unauthorized("the session has ended; log in again"),
         }
     }
 }

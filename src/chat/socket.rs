@@ -6,7 +6,8 @@
 //! over; it spawns nothing, so nothing outlives it. Within it, a reader and
 //! a writer run side by side on the two halves of the socket, raced against
 //! the reasons the server may end the session (eviction by the hub,
-//! shutdown, token expiry):
+//! shutdown, the end of the login session: revoked, or its newest token
+//! expired):
 //!
 //! - the reader takes text frames, applies the rate and size rules and has
 //!   each message posted to the room, which broadcasts it after the commit,
@@ -41,8 +42,8 @@ use super::hub::{ClientId, Membership, Outbox};
 use super::limit::{RateLimit, Verdict};
 use super::room::Room;
 use super::Chat;
+use crate::auth::sessions::{Ended, LiveSession};
 use crate::auth::tokens::Claims;
-use crate::clock;
 use crate::db::DbError;
 use crate::http::socket::linger;
 use crate::log::Level;
@@ -113,15 +114,18 @@ pub(crate) struct Session {
     shutdown: Shutdown,
     rate_limit: u32,
     claims: Claims,
+    /// The login session the socket follows through refreshes.
+    login: Arc<LiveSession>,
 }
 
 impl Session {
-    pub(crate) fn new(chat: &Chat, claims: Claims) -> Session {
+    pub(crate) fn new(chat: &Chat, claims: Claims, login: Arc<LiveSession>) -> Session {
         Session {
             room: chat.room.clone(),
             shutdown: chat.shutdown.clone(),
             rate_limit: chat.rate_limit,
             claims,
+            login,
         }
     }
 
@@ -135,14 +139,17 @@ impl Session {
             WebSocketStream::from_partially_read(stream, leftover, Role::Server, Some(crate::ws::config())).await;
         let (mut sink, mut source) = socket.split();
         let Membership { id, outbox } = self.room.join(self.claims.uid, &self.claims.sub);
-        let expired = tokio::time::sleep(until_expiry(self.claims.exp));
+        let login_ended = self.login.ended(self.claims.exp);
         let mut shutdown = self.shutdown.clone();
         let end = tokio::select! {
             end = self.read(&mut source, id) => end,
             end = write(&mut sink, &outbox) => end,
             _ = outbox.evicted() => End::Close(Close::SLOW_CONSUMER),
             _ = shutdown.triggered() => End::Close(Close::SHUTDOWN),
-            _ = expired => End::Close(Close::EXPIRED),
+            ended = login_ended => End::Close(match ended {
+                Ended::Expired => Close::EXPIRED,
+                Ended::Revoked => Close::REVOKED,
+            }),
         };
         self.room.leave(id);
         let level = if end == End::Close(Close::SLOW_CONSUMER) {
@@ -306,12 +313,6 @@ fn bound_send_buffer(stream: &TcpStream) -> std::io::Result<()> {
     tokio::net::TcpSocket::from_std_stream(duplicate).set_send_buffer_size(SEND_BUFFER)
 }
 
-/// Time left until `exp` (Unix seconds); zero if it has passed.
-fn until_expiry(exp: u64) -> Duration {
-    let left = (exp as i64).saturating_mul(1000).saturating_sub(clock::now_millis());
-    Duration::from_millis(left.max(0) as u64)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -343,12 +344,5 @@ mod tests {
             None
         );
         assert_eq!(code(WsError::Io(std::io::ErrorKind::BrokenPipe.into())), None);
-    }
-
-    #[test]
-    fn expiry_is_counted_from_the_wall_clock() {
-        assert_eq!(until_expiry(0), Duration::ZERO);
-        let in_a_minute = until_expiry(clock::now_secs() + 60);
-        assert!(in_a_minute > Duration::from_secs(58) && in_a_minute <= Duration::from_secs(60));
     }
 }

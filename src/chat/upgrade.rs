@@ -6,7 +6,8 @@
 //! send cookies with cross-site WebSocket handshakes and do not apply CORS to
 //! them, so without the `Origin` check any page a user visits could chat in
 //! their name. A token passed in the query cannot have been attached by the
-//! browser on its own, so it is accepted from any origin.
+//! browser on its own, so it is accepted from any origin. The socket then
+//! follows the token's session: it ends when the session does.
 
 use super::socket::Session;
 use super::Chat;
@@ -16,13 +17,14 @@ use crate::ws::handshake::{handshake_key, switching_protocols};
 
 pub(crate) async fn chat(ctx: &mut Ctx<'_, '_>, chat: &Chat) -> Result<Response, ApiError> {
     let key = handshake_key(ctx.request)?;
-    let (claims, source) = ctx.authenticate_from(true)?;
-    if source == TokenSource::Cookie && !origin::is_allowed(ctx.request, &chat.allowed_origins, chat.https) {
+    let caller = ctx.authenticate_from(true)?;
+    let https = ctx.over_tls(chat.https);
+    if caller.source == TokenSource::Cookie && !origin::is_allowed(ctx.request, &chat.allowed_origins, https) {
         return Err(ApiError::forbidden(
             "cross-site WebSocket handshake refused: origin not allowed",
         ));
     }
-    let session = Session::new(chat, claims);
+    let session = Session::new(chat, caller.claims, caller.session);
     Ok(switching_protocols(
         key,
         Box::new(move |stream, leftover| Box::pin(session.run(stream, leftover))),

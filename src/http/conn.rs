@@ -12,6 +12,7 @@
 //! [`WRITE_TIMEOUT`](super::socket::WRITE_TIMEOUT).
 
 use std::io;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use tokio::net::TcpStream;
@@ -19,6 +20,7 @@ use tokio::net::TcpStream;
 use tokio::time::{timeout_at, Instant};
 
 use super::body::Body;
+use super::forwarded::Client;
 use super::request::{self, Method, Request};
 use super::response::{self, Response};
 use super::service::{Exchange, Refusal, Service};
@@ -45,9 +47,11 @@ enum HeadWait {
 }
 
 /// Serves requests until the connection closes or switches protocols; in
-/// the latter case returns the new protocol for the caller to run.
+/// the latter case returns the new protocol for the caller to run. `peer`
+/// is the address the connection came from.
 pub(crate) async fn serve(
     stream: TcpStream,
+    peer: IpAddr,
     service: &impl Service,
     mut shutdown: Shutdown,
 ) -> Option<response::Upgraded> {
@@ -62,7 +66,7 @@ pub(crate) async fn serve(
             HeadWait::Refuse(refusal) => {
                 let why = refusal.to_string();
                 let response = service.refuse(refusal);
-                crate::log!(Level::Info, "- - {} (refused: {why})", response.status);
+                crate::log!(Level::Info, "{peer} - - {} (refused: {why})", response.status);
                 // The rest of a refused head (and any body) is still arriving.
                 if write_response(&mut conn, &mut out, response, false, false)
                     .await
@@ -80,9 +84,10 @@ pub(crate) async fn serve(
             request: &request,
             body: Body::new(&mut conn, &request),
             user: None,
+            client: Client::of(peer, &request, service.trusted_proxies()),
         };
         let response = service.handle(&mut exchange).await;
-        let Exchange { body, user, .. } = exchange;
+        let Exchange { body, user, client, .. } = exchange;
         let close = response.close;
         let body_done = if close {
             body.is_complete()
@@ -96,6 +101,7 @@ pub(crate) async fn serve(
         let upgrade = response.upgrade.is_some();
         let written = write_response(&mut conn, &mut out, response, keep_alive, head_only).await;
         log_request(
+            client,
             &request,
             status,
             if head_only { 0 } else { length },
@@ -190,11 +196,12 @@ async fn write_response(
     Ok(upgrade)
 }
 
-fn log_request(request: &Request, status: u16, bytes: u64, started: Instant, user: Option<&str>) {
+fn log_request(client: Client, request: &Request, status: u16, bytes: u64, started: Instant, user: Option<&str>) {
     let level = if status >= 500 { Level::Warn } else { Level::Info };
     crate::log!(
         level,
-        "{} {} {} {}B {}ms user={}",
+        "{} {} {} {} {}B {}ms user={}",
+        client.addr,
         request.method.as_str(),
         log::printable(&log::redact(&request.target)),
         status,

@@ -7,12 +7,15 @@
 //! - the buffered socket with `sendfile` and a lingering close ([`socket`]);
 //! - the keep-alive loop ([`conn`]) and the accept loop ([`server`]);
 //! - the seam to the application ([`service`]): a `Service` answers an
-//!   `Exchange` with a `Response`, and words the transport's refusals.
+//!   `Exchange` with a `Response`, and words the transport's refusals;
+//! - who made a request ([`forwarded`]): the client's address and TLS,
+//!   from the peer or, behind a trusted proxy, from its headers.
 
 pub(crate) mod body;
 pub(crate) mod chunked;
 pub(crate) mod conn;
 pub(crate) mod form;
+pub(crate) mod forwarded;
 pub(crate) mod multipart;
 pub(crate) mod request;
 pub(crate) mod response;

@@ -29,9 +29,9 @@ pub async fn serve(listener: TcpListener, service: Arc<impl Service>, max_connec
     let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
     let mut stop = shutdown.clone();
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok((stream, peer)) => (stream, peer.ip()),
                 Err(e) => {
                     // Out of descriptors or a similar passing fault: back off
                     // instead of spinning on an error that repeats at once.
@@ -53,7 +53,7 @@ pub async fn serve(listener: TcpListener, service: Arc<impl Service>, max_connec
         let done = done_tx.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            if let Some(upgraded) = conn::serve(stream, &*service, shutdown).await {
+            if let Some(upgraded) = conn::serve(stream, peer, &*service, shutdown).await {
                 // A task of its own, sized for the new protocol alone: the
                 // HTTP loop's state is freed, so an idle WebSocket costs only
                 // what the session holds. It keeps the permit and the

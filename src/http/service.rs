@@ -11,8 +11,10 @@ use std::fmt;
 use std::future::Future;
 
 use super::body::Body;
+use super::forwarded::Client;
 use super::request::{HeadError, Request};
 use super::response::Response;
+use crate::cidr::Cidr;
 
 /// One request on its way through a handler: the handler reads the body
 /// through it and records who made the request, for the log line.
@@ -21,6 +23,8 @@ pub struct Exchange<'a, 'c> {
     pub body: Body<'c>,
     /// The authenticated user's name, once a handler knows it.
     pub user: Option<String>,
+    /// Who sent the request (see [`Client`]), for the handler and the log.
+    pub client: Client,
 }
 
 /// What the transport refuses on its own, before or instead of a request.
@@ -52,4 +56,10 @@ pub trait Service: Send + Sync + 'static {
 
     /// The response for something the transport refused.
     fn refuse(&self, refusal: Refusal) -> Response;
+
+    /// The peers whose `X-Forwarded-*` headers name the client (see
+    /// [`Client::of`]); by default none, so every peer is the client.
+    fn trusted_proxies(&self) -> &[Cidr] {
+        &[]
+    }
 }

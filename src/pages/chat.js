@@ -2,8 +2,11 @@
 //
 // The session lives in the HttpOnly `access_token` cookie that POST /token
 // sets, so this script never sees or stores the token: fetch() sends the
-// cookie (same origin) and so does the WebSocket handshake. Server data is
-// only ever put into the page with textContent and DOM nodes, never as HTML.
+// cookie (same origin) and so does the WebSocket handshake. Before the token
+// expires the page asks for a new one (POST /token/refresh, which resets the
+// cookie), so an open page stays logged in up to the session's absolute
+// limit. Server data is only ever put into the page with textContent and DOM
+// nodes, never as HTML.
 'use strict';
 
 (() => {
@@ -11,6 +14,8 @@
   const MAX_MESSAGE_CHARS = 4096;
   const BACKOFF_FIRST_MS = 1000;
   const BACKOFF_MAX_MS = 30000;
+  // A refresh that fails for want of a network is tried again this soon.
+  const REFRESH_RETRY_MS = 5000;
   // A link to a shared file: "/files/<id>" at the start of the text or after
   // a space or an opening bracket.
   const FILE_LINK = /(^|[\s([{])(\/files\/[A-Za-z0-9_-]+)/g;
@@ -32,6 +37,7 @@
   const CLOSING_ERRORS = new Set([
     'server_shutdown', 'protocol_error', 'binary_not_supported', 'invalid_utf8',
     'message_too_large', 'internal_error', 'token_expired', 'slow_consumer',
+    'session_revoked',
   ]);
 
   const el = (id) => document.getElementById(id);
@@ -39,6 +45,10 @@
     account: el('account'),
     meName: el('me-name'),
     logout: el('logout'),
+    logoutAll: el('logout-all'),
+    sessions: el('sessions'),
+    sessionList: el('session-list'),
+    sessionsStatus: el('sessions-status'),
     auth: el('auth'),
     authNotice: el('auth-notice'),
     loginForm: el('login-form'),
@@ -76,6 +86,8 @@
     newestId: null,      // highest message id shown, to catch up after a reconnect
     pending: [],         // messages sent and not yet acknowledged: [{text, li}]
     hadSocket: false,    // whether a socket was open before (then reconnects reload history)
+    refreshTimer: 0,
+    refreshDue: 0,       // Date.now() by which the token should be refreshed
   };
 
   // ---- HTTP ----
@@ -114,7 +126,9 @@
 
   function showAuth(notice) {
     disconnect();
+    stopRefreshing();
     state.me = null;
+    ui.sessions.open = false;
     ui.account.hidden = true;
     ui.chat.hidden = true;
     ui.auth.hidden = false;
@@ -143,19 +157,123 @@
     showAuth('Your session has expired. Please log in again.');
   }
 
+  // The session was ended on purpose: here, or from another browser.
+  function sessionRevoked() {
+    showAuth('You were logged out: this session was ended. Please log in again.');
+  }
+
+  // ---- keeping the session alive ----
+
+  // Asks for the next token halfway through this one's life, so that a
+  // late timer (a sleeping laptop, a background tab) still has time left.
+  function scheduleRefresh(expiresIn) {
+    clearTimeout(state.refreshTimer);
+    const delay = Math.max(1000, (expiresIn * 1000) / 2);
+    state.refreshDue = Date.now() + delay;
+    state.refreshTimer = setTimeout(refreshToken, delay);
+  }
+
+  function stopRefreshing() {
+    clearTimeout(state.refreshTimer);
+    state.refreshDue = 0;
+  }
+
+  async function refreshToken() {
+    if (!state.me) return;
+    const result = await api('POST', '/token/refresh');
+    if (!state.me) return;
+    if (result.status === 200 && result.data) {
+      scheduleRefresh(result.data.expires_in);
+    } else if (result.status === 401) {
+      sessionExpired();
+    } else {
+      clearTimeout(state.refreshTimer);
+      state.refreshTimer = setTimeout(refreshToken, REFRESH_RETRY_MS);
+    }
+  }
+
+  // Timers of hidden tabs may run late: catch up as soon as the page shows.
+  function onVisible() {
+    if (document.visibilityState === 'visible' && state.refreshDue && Date.now() >= state.refreshDue) {
+      refreshToken();
+    }
+  }
+
+  // ---- sessions ----
+
+  async function loadSessions() {
+    ui.sessionsStatus.textContent = 'Loading…';
+    const result = await api('GET', '/sessions');
+    if (result.status === 401) {
+      sessionExpired();
+      return;
+    }
+    if (result.status !== 200 || !Array.isArray(result.data)) {
+      ui.sessionsStatus.textContent = 'Could not list the sessions: ' + detailOf(result);
+      return;
+    }
+    ui.sessionList.replaceChildren(...result.data.map(sessionItem));
+    ui.sessionsStatus.textContent = result.data.length === 1 ? 'One session.' : result.data.length + ' sessions.';
+  }
+
+  function sessionItem(session) {
+    const li = document.createElement('li');
+    const what = document.createElement('span');
+    what.className = 'session-what';
+    const agent = document.createElement('bdi');
+    agent.textContent = session.user_agent || 'unknown browser';
+    what.append(agent, ' from ' + session.ip + ', since ' + formatTime(session.created_at)
+      + ', last used ' + formatTime(session.last_used_at));
+    li.append(what);
+    if (session.current) {
+      const mark = document.createElement('strong');
+      mark.textContent = ' (this browser)';
+      li.append(mark);
+    }
+    const end = document.createElement('button');
+    end.type = 'button';
+    end.className = 'secondary';
+    end.textContent = 'End';
+    end.setAttribute('aria-label', 'End the session of ' + (session.user_agent || 'unknown browser') + ' from ' + session.ip);
+    end.addEventListener('click', () => endSession(session));
+    li.append(end);
+    return li;
+  }
+
+  async function endSession(session) {
+    const result = await api('DELETE', '/sessions/' + encodeURIComponent(session.id));
+    if (session.current && (result.status === 204 || result.status === 401)) {
+      sessionRevoked();
+      return;
+    }
+    if (result.status !== 204 && result.status !== 404) {
+      ui.sessionsStatus.textContent = 'Could not end the session: ' + detailOf(result);
+      return;
+    }
+    loadSessions();
+  }
+
+  async function onLogoutAll() {
+    disconnect();
+    await api('POST', '/logout/all');
+    clearMessages();
+    showAuth('You are logged out everywhere.');
+  }
+
   // ---- log in, register, log out ----
 
   async function logIn(username, password) {
     const form = new URLSearchParams({ username, password });
     const result = await api('POST', '/token', form.toString(), 'application/x-www-form-urlencoded');
     if (result.status !== 200) {
-      return result.status === 401
-        ? 'Wrong username or password.'
-        : detailOf(result);
+      if (result.status === 401) return 'Wrong username or password.';
+      if (result.status === 429) return 'Too many failed attempts. ' + detailOf(result);
+      return detailOf(result);
     }
     const me = await api('GET', '/me');
     if (me.status !== 200) return detailOf(me, 'Logged in, but the account could not be read.');
     showChat(me.data);
+    scheduleRefresh(result.data.expires_in);
     return null;
   }
 
@@ -451,6 +569,10 @@
       sessionExpired();
       return;
     }
+    if (code === 4003) {
+      sessionRevoked();
+      return;
+    }
     if (!opened) {
       // The handshake was refused or the server is down: a refused token
       // looks the same as a network error from here, so ask.
@@ -659,6 +781,11 @@
     ui.loginForm.addEventListener('submit', onLogin);
     ui.registerForm.addEventListener('submit', onRegister);
     ui.logout.addEventListener('click', onLogout);
+    ui.logoutAll.addEventListener('click', onLogoutAll);
+    ui.sessions.addEventListener('toggle', () => {
+      if (ui.sessions.open) loadSessions();
+    });
+    document.addEventListener('visibilitychange', onVisible);
     ui.sendForm.addEventListener('submit', onSend);
     ui.input.addEventListener('keydown', onComposerKey);
     ui.loadOlder.addEventListener('click', loadOlder);
@@ -671,6 +798,8 @@
     const me = await api('GET', '/me');
     if (me.status === 200 && me.data) {
       showChat(me.data);
+      // The cookie's expiry is not visible from here: a refresh now says it.
+      refreshToken();
     } else {
       showAuth(me.status === 0 || me.status >= 500 ? detailOf(me) : '');
     }

@@ -5,7 +5,9 @@
 // from a response reaches the page through textContent and DOM nodes, never
 // as HTML, so neither a description nor a response body can inject markup.
 // The login box keeps the token in memory only (it is gone on reload); the
-// HttpOnly cookie set by POST /token authenticates the page meanwhile.
+// HttpOnly cookie set by POST /token authenticates the page meanwhile. Before
+// the token expires the page refreshes it (POST /token/refresh), so it stays
+// logged in while it is open, up to the session's absolute limit.
 'use strict';
 
 (() => {
@@ -16,12 +18,14 @@
     304: 'Not Modified', 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found',
     405: 'Method Not Allowed', 408: 'Request Timeout', 409: 'Conflict', 411: 'Length Required',
     413: 'Content Too Large', 414: 'URI Too Long', 415: 'Unsupported Media Type',
-    416: 'Range Not Satisfiable', 422: 'Unprocessable Content', 426: 'Upgrade Required',
+    416: 'Range Not Satisfiable', 422: 'Unprocessable Content', 426: 'Upgrade Required', 429: 'Too Many Requests',
     431: 'Request Header Fields Too Large', 500: 'Internal Server Error', 503: 'Service Unavailable',
     507: 'Insufficient Storage',
   };
 
-  const auth = { token: null };
+  const auth = { token: null, refreshTimer: 0 };
+  // A refresh that fails for want of a network is tried again this soon.
+  const REFRESH_RETRY_MS = 5000;
   let spec = null;
   // The {id} fields of the file operations, filled in after an upload so
   // that downloading or deleting the new file is one click away.
@@ -232,6 +236,8 @@
       me = null;
     }
     document.getElementById('docs-logout').hidden = !me;
+    // Logged in by the cookie alone, its expiry is unknown: a refresh says it.
+    if (me && !auth.refreshTimer) refreshSession();
     if (me && typeof me.username === 'string') {
       stateLine.textContent = 'Logged in as ' + me.username + (auth.token ? ' (cookie and bearer token).' : ' (cookie).');
       stateLine.className = 'auth-state ok';
@@ -241,17 +247,46 @@
     }
   }
 
-  // Called after any successful POST /token, from the login box or a Try it form.
+  // Called after any successful POST /token or /token/refresh, from the
+  // login box, a Try it form or the page's own refresh.
   function rememberToken(body) {
     if (body && typeof body.access_token === 'string') {
       auth.token = body.access_token;
+      keepFresh(body.expires_in);
       refreshAuthState();
     }
   }
 
   function forgetToken() {
     auth.token = null;
+    clearTimeout(auth.refreshTimer);
+    auth.refreshTimer = 0;
     refreshAuthState();
+  }
+
+  // Refreshes halfway through the token's life, so a late timer still
+  // finds it valid.
+  function keepFresh(expiresIn) {
+    clearTimeout(auth.refreshTimer);
+    auth.refreshTimer = setTimeout(refreshSession, Math.max(1000, (Number(expiresIn) || 0) * 500));
+  }
+
+  async function refreshSession() {
+    clearTimeout(auth.refreshTimer);
+    auth.refreshTimer = setTimeout(refreshSession, REFRESH_RETRY_MS);
+    const headers = auth.token ? { Authorization: 'Bearer ' + auth.token } : {};
+    try {
+      const response = await fetch('/token/refresh', { method: 'POST', credentials: 'same-origin', headers });
+      const body = await response.json().catch(() => null);
+      if (response.ok && body) {
+        if (auth.token) auth.token = body.access_token;
+        keepFresh(body.expires_in);
+      } else if (response.status === 401) {
+        forgetToken();
+      }
+    } catch (err) {
+      // Tried again by the timer set above.
+    }
   }
 
   async function onLogin(event) {
@@ -588,7 +623,7 @@
             h('a', { href: safePath(item.download_url) }, item.filename || item.download_url)))));
         }
       }
-      if (method === 'POST' && url === '/token' && response.ok) rememberToken(data);
+      if (method === 'POST' && (url === '/token' || url === '/token/refresh') && response.ok) rememberToken(data);
       const shown = text.length > TEXT_LIMIT ? text.slice(0, TEXT_LIMIT) + '\n… (' + (text.length - TEXT_LIMIT) + ' more characters)' : text;
       parts.push(h('h4', {}, 'Body'), h('pre', {}, shown));
     } else {
@@ -599,7 +634,7 @@
         h('p', {}, (length ? length + ' bytes' : 'A body') + ' of ' + (contentType || 'unknown type') + ' (not shown). ',
           method === 'GET' ? h('a', { href: url }, 'Download it') : null));
     }
-    if (method === 'POST' && url === '/logout' && response.ok) forgetToken();
+    if (method === 'POST' && (url === '/logout' || url === '/logout/all') && response.ok) forgetToken();
     output.replaceChildren(...parts);
   }
 

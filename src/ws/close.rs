@@ -23,6 +23,7 @@ impl Close {
     pub const INTERNAL: Close = Close::new(1011, "internal_error", "the message could not be stored");
     pub const EXPIRED: Close = Close::new(4001, "token_expired", "the token expired; reconnect with a new one");
     pub const SLOW_CONSUMER: Close = Close::new(4002, "slow_consumer", "too far behind; dropped");
+    pub const REVOKED: Close = Close::new(4003, "session_revoked", "the session was revoked; log in again");
 
     const fn new(code: u16, error: &'static str, detail: &'static str) -> Close {
         Close { code, error, detail }
@@ -65,6 +66,7 @@ mod tests {
             Close::INTERNAL,
             Close::EXPIRED,
             Close::SLOW_CONSUMER,
+            Close::REVOKED,
         ] {
             assert!(close.detail.len() <= 123, "{close:?}");
         }
