@@ -11,13 +11,17 @@
 //! - the reader takes text frames, applies the rate and size rules and has
 //!   each message posted to the room, which broadcasts it after the commit,
 //!   so the sender's copy, carrying its `id`, is its acknowledgement;
-//! - the writer drains the connection's outbox: it takes every event that
-//!   is ready, feeds them all and flushes once, and pings every
-//!   [`PING_EVERY`].
+//! - the writer first sends what a resuming client missed (see
+//!   [`resume`](super::resume): the session joined the room held, so live
+//!   events wait until the replay is read), then drains the connection's
+//!   outbox: it takes every event that is ready, feeds them all and flushes
+//!   once, and pings every [`PING_EVERY`].
 //!
-//! Whatever ends the session, it then leaves the room, and if the server is
-//! the one closing, sends an `error` event saying why, the close frame, and
-//! waits (at most [`CLOSE_TIMEOUT`]) for the client to finish the close.
+//! Whatever ends the session, it then leaves the room (quietly if the server
+//! is shutting down: its users are not leaving, and must not be told that
+//! anyone is), and if the server is the one closing, sends an `error` event
+//! saying why, the close frame, and waits (at most [`CLOSE_TIMEOUT`]) for
+//! the client to finish the close.
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
@@ -39,6 +43,7 @@ use tokio_tungstenite::WebSocketStream;
 use super::events::Event;
 use super::hub::{ClientId, Membership, Outbox};
 use super::limit::{RateLimit, Verdict};
+use super::resume::Resume;
 use super::room::Room;
 use super::Chat;
 use crate::auth::tokens::Claims;
@@ -113,15 +118,19 @@ pub(crate) struct Session {
     shutdown: Shutdown,
     rate_limit: u32,
     claims: Claims,
+    resume: Resume,
+    epoch: Arc<str>,
 }
 
 impl Session {
-    pub(crate) fn new(chat: &Chat, claims: Claims) -> Session {
+    pub(crate) fn new(chat: &Chat, claims: Claims, resume: Resume) -> Session {
         Session {
             room: chat.room.clone(),
             shutdown: chat.shutdown.clone(),
             rate_limit: chat.rate_limit,
             claims,
+            resume,
+            epoch: chat.epoch.clone(),
         }
     }
 
@@ -134,17 +143,18 @@ impl Session {
         let socket =
             WebSocketStream::from_partially_read(stream, leftover, Role::Server, Some(crate::ws::config())).await;
         let (mut sink, mut source) = socket.split();
-        let Membership { id, outbox } = self.room.join(self.claims.uid, &self.claims.sub);
+        let held = self.resume != Resume::Live;
+        let Membership { id, outbox } = self.room.join(self.claims.uid, &self.claims.sub, held);
         let expired = tokio::time::sleep(until_expiry(self.claims.exp));
         let mut shutdown = self.shutdown.clone();
         let end = tokio::select! {
             end = self.read(&mut source, id) => end,
-            end = write(&mut sink, &outbox) => end,
+            end = self.send(&mut sink, &outbox) => end,
             _ = outbox.evicted() => End::Close(Close::SLOW_CONSUMER),
             _ = shutdown.triggered() => End::Close(Close::SHUTDOWN),
             _ = expired => End::Close(Close::EXPIRED),
         };
-        self.room.leave(id);
+        self.room.leave(id, !self.shutdown.is_triggered());
         let level = if end == End::Close(Close::SLOW_CONSUMER) {
             Level::Warn
         } else {
@@ -203,6 +213,29 @@ impl Session {
             }
             committing.push_back(self.post(content));
         }
+    }
+
+    /// Sends the catch-up, if any, releases the held outbox, then writes
+    /// live events (see [`write`]) until the socket fails.
+    async fn send(&self, sink: &mut Sink, outbox: &Outbox) -> End {
+        match self.resume.catch_up(&self.room, &self.epoch).await {
+            Ok(None) => {}
+            Ok(Some(mut catch_up)) => {
+                outbox.release(catch_up.through);
+                if let Err(e) = write_batch(sink, &mut catch_up.events).await {
+                    return End::from_error(e);
+                }
+            }
+            Err(e) => {
+                crate::log!(
+                    Level::Error,
+                    "chat: user={} cannot read the replay: {e}",
+                    self.claims.sub
+                );
+                return End::Close(Close::INTERNAL);
+            }
+        }
+        write(sink, outbox).await
     }
 
     /// A message that could not be stored ends the session with 1011.

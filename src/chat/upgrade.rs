@@ -6,8 +6,11 @@
 //! send cookies with cross-site WebSocket handshakes and do not apply CORS to
 //! them, so without the `Origin` check any page a user visits could chat in
 //! their name. A token passed in the query cannot have been attached by the
-//! browser on its own, so it is accepted from any origin.
+//! browser on its own, so it is accepted from any origin. The resume
+//! parameters (`after_id`, `epoch`, `last`) are checked here too, so that a
+//! bad one is a 422 and not a socket that opens and closes.
 
+use super::resume;
 use super::socket::Session;
 use super::Chat;
 use crate::api::{origin, ApiError, Ctx, TokenSource};
@@ -22,7 +25,8 @@ pub(crate) async fn chat(ctx: &mut Ctx<'_, '_>, chat: &Chat) -> Result<Response,
             "cross-site WebSocket handshake refused: origin not allowed",
         ));
     }
-    let session = Session::new(chat, claims);
+    let resume = resume::parse(ctx.request.query())?;
+    let session = Session::new(chat, claims, resume);
     Ok(switching_protocols(
         key,
         Box::new(move |stream, leftover| Box::pin(session.run(stream, leftover))),
