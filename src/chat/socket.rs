@@ -161,7 +161,9 @@ impl Session {
             Level::Info
         };
         crate::log!(level, "chat: user={} {end}", self.claims.sub);
-        let _ = timeout(CLOSE_TIMEOUT, finish(sink, source, &outbox, end)).await;
+        // Boxed: the close runs once, and its state would otherwise be part
+        // of every session's for its whole life.
+        let _ = Box::pin(timeout(CLOSE_TIMEOUT, finish(sink, source, &outbox, end))).await;
     }
 
     /// Reads frames until the session must end, and says why. It keeps
@@ -216,9 +218,11 @@ impl Session {
     }
 
     /// Sends the catch-up, if any, releases the held outbox, then writes
-    /// live events (see [`write`]) until the socket fails.
+    /// live events (see [`write`]) until the socket fails. The catch-up's
+    /// future is boxed: inline, its reads would make every session's state
+    /// larger for its whole life, idle ones included.
     async fn send(&self, sink: &mut Sink, outbox: &Outbox) -> End {
-        match self.resume.catch_up(&self.room, &self.epoch).await {
+        match Box::pin(self.resume.catch_up(&self.room, &self.epoch)).await {
             Ok(None) => {}
             Ok(Some(mut catch_up)) => {
                 outbox.release(catch_up.through);
@@ -272,6 +276,9 @@ async fn write(sink: &mut Sink, outbox: &Outbox) -> End {
             () = outbox.next_batch(&mut batch, BATCH) => write_batch(sink, &mut batch).await,
             _ = ping.tick() => sink.send(Message::Ping(Bytes::new())).await,
         };
+        // Written and empty: an idle connection keeps no room (see the
+        // outbox's `IDLE_ROOM`).
+        batch.shrink_to_fit();
         if let Err(e) = written {
             return End::from_error(e);
         }

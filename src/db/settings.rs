@@ -89,3 +89,28 @@ fn fresh_epoch() -> Result<String, DbError> {
     getrandom::fill(&mut bytes).map_err(|e| DbError::Other(format!("no randomness for the epoch: {e}")))?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Synchronous;
+    use crate::db::Db;
+
+    #[tokio::test]
+    async fn the_epoch_is_made_once_kept_across_opens_and_replaced_only_on_demand() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("chat.db");
+        let db = Db::open(&path, Synchronous::Normal).unwrap();
+        let first = db.epoch().await.unwrap();
+        assert_eq!(first.len(), 32);
+        assert!(first.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(db.epoch().await.unwrap(), first);
+        drop(db);
+        let db = Db::open(&path, Synchronous::Normal).unwrap();
+        assert_eq!(db.epoch().await.unwrap(), first, "kept in the database");
+        let renewed = db.renew_epoch().await.unwrap();
+        assert_ne!(renewed, first);
+        assert_eq!(db.epoch().await.unwrap(), renewed);
+        let other = Db::open(&dir.path().join("other.db"), Synchronous::Normal).unwrap();
+        assert_ne!(other.epoch().await.unwrap(), renewed, "each database has its own");
+    }
+}
