@@ -13,7 +13,7 @@ use tokio::task::spawn_local;
 use tokio::time::{timeout_at, Instant};
 use tokio_tungstenite::tungstenite::Message;
 
-use super::{add_memory, join, Ctx, FromFlags};
+use super::{join, Ctx, FromFlags};
 use crate::args::{bad, ArgError, Flags};
 use crate::error::{Context, Error, Result};
 use crate::process;
@@ -93,8 +93,6 @@ pub async fn run(ctx: &Ctx, options: &Options) -> Result<Report> {
     }
     let users = ctx.create_users(options.users.min(options.clients)).await?;
     let tokens: Rc<Vec<String>> = Rc::new(users.into_iter().map(|u| u.token).collect());
-    let before = ctx.server_memory()?;
-
     let mut sender = ws::connect(&ctx.endpoint, &tokens[0]).await?;
     let mark = post(&mut sender, &format!("{} mark", ctx.tag), 1, ctx.deadline).await?[0];
 
@@ -151,7 +149,7 @@ pub async fn run(ctx: &Ctx, options: &Options) -> Result<Report> {
         resumed.extend(join(client).await?);
     }
     let usage = storm.read();
-    let after = ctx.server_memory()?;
+    let resumed_memory = ctx.server_memory()?;
     ws::close_all(resumed).await;
 
     let tally = tally.take();
@@ -175,7 +173,13 @@ pub async fn run(ctx: &Ctx, options: &Options) -> Result<Report> {
     report.figure("all_caught_up_ms", round3(tally.last_ns as f64 / 1e6));
     report.figure("caught_up_ms", tally.caught_up.summary().json());
     report.figure("wrong", json!(tally.wrong));
-    add_memory(&mut report, before, after);
+    if let Some(memory) = resumed_memory {
+        report.line(format!(
+            "  server RSS with all {n} resumed and open: {} KiB",
+            memory.rss_kib
+        ));
+        report.figure("resumed_rss_kib", memory.rss_kib);
+    }
     if tally.last_ns > BOUND.as_nanos() as u64 {
         report.fail(format!("catching up took {}, over {BOUND:?}", ms(tally.last_ns)));
     }
