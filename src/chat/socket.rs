@@ -218,7 +218,7 @@ impl Session {
     }
 
     /// Sends the catch-up, if any, releases the held outbox, then writes
-    /// live events (see [`write`]) until the socket fails. The catch-up's
+    /// live events (see [`write()`]) until the socket fails. The catch-up's
     /// future is boxed: inline, its reads would make every session's state
     /// larger for its whole life, idle ones included.
     async fn send(&self, sink: &mut Sink, outbox: &Outbox) -> End {
