@@ -42,7 +42,7 @@
 //! [`Hub::connect`]: super::hub::Hub::connect
 //! [`Outbox::release`]: super::hub::Outbox::release
 
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::events::{self, Event};
@@ -57,10 +57,13 @@ pub(crate) const MAX_REPLAY: u32 = 1000;
 /// The largest `?last=`.
 const MAX_LAST: i64 = 100;
 
-/// Catch-up reads running at once at most. A reconnect storm queues here,
-/// in arrival order, instead of overflowing the reader threads' queue
-/// (which refuses at once) and failing sockets that only had to wait.
+/// Catch-ups running at once at most. A reconnect storm queues here, in
+/// arrival order, instead of overflowing the reader threads' queue (which
+/// refuses at once) and failing sockets that only had to wait.
 static READS: Semaphore = Semaphore::const_new(256);
+
+/// A socket's turn to catch up (see [`Resume::turn`]).
+pub(crate) type Turn = Option<SemaphorePermit<'static>>;
 
 /// What a new socket gets before it goes live.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -101,10 +104,22 @@ pub(crate) fn parse(query: &str) -> Result<Resume, ApiError> {
 }
 
 impl Resume {
+    /// Waits for this socket's turn to catch up (none is needed to go live
+    /// only). It is taken before the session joins the room, and held until
+    /// its catch-up is read: the join-to-release window, in which live
+    /// events are held (up to the outbox's bound), then lasts one read, not
+    /// the wait of a reconnect storm.
+    pub(crate) async fn turn(&self) -> Turn {
+        match self {
+            Resume::Live => None,
+            _ => READS.acquire().await.ok(),
+        }
+    }
+
     /// Reads what the socket must be sent before it goes live; `None` for
-    /// [`Resume::Live`]. Must run after the session joined the hub held.
+    /// [`Resume::Live`]. Must run after the session joined the hub held,
+    /// within its [`turn`](Resume::turn).
     pub(crate) async fn catch_up(&self, room: &Room, epoch: &str) -> Result<Option<CatchUp>, DbError> {
-        let _permit = READS.acquire().await.ok();
         let rows = match self {
             Resume::Live => return Ok(None),
             Resume::After {

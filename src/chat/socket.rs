@@ -43,7 +43,7 @@ use tokio_tungstenite::WebSocketStream;
 use super::events::Event;
 use super::hub::{ClientId, Membership, Outbox};
 use super::limit::{RateLimit, Verdict};
-use super::resume::Resume;
+use super::resume::{Resume, Turn};
 use super::room::Room;
 use super::Chat;
 use crate::auth::tokens::Claims;
@@ -143,13 +143,15 @@ impl Session {
         let socket =
             WebSocketStream::from_partially_read(stream, leftover, Role::Server, Some(crate::ws::config())).await;
         let (mut sink, mut source) = socket.split();
+        // Boxed, as the catch-up below: a wait that happens once.
+        let turn = Box::pin(self.resume.turn()).await;
         let held = self.resume != Resume::Live;
         let Membership { id, outbox } = self.room.join(self.claims.uid, &self.claims.sub, held);
         let expired = tokio::time::sleep(until_expiry(self.claims.exp));
         let mut shutdown = self.shutdown.clone();
         let end = tokio::select! {
             end = self.read(&mut source, id) => end,
-            end = self.send(&mut sink, &outbox) => end,
+            end = self.send(&mut sink, &outbox, turn) => end,
             _ = outbox.evicted() => End::Close(Close::SLOW_CONSUMER),
             _ = shutdown.triggered() => End::Close(Close::SHUTDOWN),
             _ = expired => End::Close(Close::EXPIRED),
@@ -221,8 +223,10 @@ impl Session {
     /// live events (see [`write()`]) until the socket fails. The catch-up's
     /// future is boxed: inline, its reads would make every session's state
     /// larger for its whole life, idle ones included.
-    async fn send(&self, sink: &mut Sink, outbox: &Outbox) -> End {
-        match Box::pin(self.resume.catch_up(&self.room, &self.epoch)).await {
+    async fn send(&self, sink: &mut Sink, outbox: &Outbox, turn: Turn) -> End {
+        let caught_up = Box::pin(self.resume.catch_up(&self.room, &self.epoch)).await;
+        drop(turn);
+        match caught_up {
             Ok(None) => {}
             Ok(Some(mut catch_up)) => {
                 outbox.release(catch_up.through);
