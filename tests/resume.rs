@@ -267,6 +267,61 @@ impl Rng {
     }
 }
 
+/// Three clients that post without pause (a few milliseconds apart) until
+/// `stop`, recording the ids of their acknowledged messages in `acked`.
+fn spawn_senders(
+    server: &Arc<Server>,
+    acked: Arc<Mutex<BTreeSet<i64>>>,
+    stop: Arc<AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    (0..3)
+        .map(|s| {
+            let name = format!("sender{s}");
+            let token = server.user(&name);
+            let (server, acked, stop) = (server.clone(), acked.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut client = Client::join(&server, &token, &name).await;
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let id = client.post(&name, &format!("{name} {n}")).await;
+                    acked.lock().unwrap().insert(id);
+                    n += 1;
+                    // Fast enough to keep the writer busy, slow enough that a
+                    // reader never falls the 1000 messages behind of a resync.
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            })
+        })
+        .collect()
+}
+
+/// Three senders post while sockets open with `?last=K`, K at random: each
+/// socket's messages, backlog then live, must be consecutive ids (only the
+/// senders post, and ids have no holes), so the seam dropped and repeated
+/// nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn last_joins_the_live_stream_without_a_gap_under_concurrent_senders() {
+    let server = Arc::new(Server::start_with(&["--ws-rate-limit=0"]));
+    let token = server.user("reader");
+    let seed = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64 | 1;
+    let mut rng = Rng(seed);
+    let (acked, stop) = (Arc::new(Mutex::new(BTreeSet::new())), Arc::new(AtomicBool::new(false)));
+    let senders = spawn_senders(&server, acked.clone(), stop.clone());
+    let mut client = Client::connect(&server, &token).await;
+    message_ids(&mut client, 100).await;
+    for _ in 0..40 {
+        let k = 1 + rng.below(100) as usize;
+        let mut client = open(&server, &token, &format!("last={k}")).await;
+        let ids = message_ids(&mut client, k + 20).await;
+        let expected: Vec<i64> = (ids[0]..ids[0] + ids.len() as i64).collect();
+        assert_eq!(ids, expected, "last={k}: consecutive across the seam (seed {seed})");
+    }
+    stop.store(true, Ordering::Relaxed);
+    for sender in senders {
+        sender.await.unwrap();
+    }
+}
+
 /// Three senders post without pause while a reader drops its socket at
 /// random moments (sometimes mid-read, sometimes right after the
 /// handshake) and resumes with the last id it saw, many times. At the end
@@ -282,24 +337,7 @@ async fn resuming_at_random_moments_under_concurrent_senders_sees_each_message_o
     let mut client = open(&server, &reader_token, "after_id=0").await;
     let acked = Arc::new(Mutex::new(BTreeSet::new()));
     let stop = Arc::new(AtomicBool::new(false));
-    let mut senders = Vec::new();
-    for s in 0..3 {
-        let name = format!("sender{s}");
-        let token = server.user(&name);
-        let (server, acked, stop) = (server.clone(), acked.clone(), stop.clone());
-        senders.push(tokio::spawn(async move {
-            let mut client = Client::join(&server, &token, &name).await;
-            let mut n = 0;
-            while !stop.load(Ordering::Relaxed) {
-                let id = client.post(&name, &format!("{name} {n}")).await;
-                acked.lock().unwrap().insert(id);
-                n += 1;
-                // Fast enough to keep the writer busy, slow enough that the
-                // reader never falls the 1000 messages behind of a resync.
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
-        }));
-    }
+    let senders = spawn_senders(&server, acked.clone(), stop.clone());
     let mut received: Vec<i64> = Vec::new();
     for _ in 0..120 {
         let until = Instant::now() + Duration::from_millis(rng.below(40));
