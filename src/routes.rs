@@ -5,7 +5,9 @@
 //! transport, the kit and the features meet.
 //!
 //! `HEAD` is answered by the `GET` route (the connection drops the body);
-//! a path that exists with another method gets 405 with `Allow`.
+//! a path that exists with another method gets 405 with `Allow`. Every
+//! answer of `/history*` and `/healthz`, errors included, carries the
+//! database's epoch in `X-Chat-Epoch`, for clients that resume a socket.
 
 use std::future::Future;
 
@@ -170,7 +172,7 @@ async fn dispatch(ctx: &mut Ctx<'_, '_>, app: &App) -> Result<Response, ApiError
         Endpoint::Asset => pages::asset(param)
             .map(pages::Asset::into_response)
             .ok_or_else(|| ApiError::not_found("no such asset")),
-        Endpoint::Health => health::check(&app.db).await,
+        Endpoint::Health => with_epoch(health::check(&app.db).await, app),
         Endpoint::Register => accounts::register(ctx, &app.accounts).await,
         Endpoint::Token => accounts::token(ctx, &app.accounts).await,
         Endpoint::TokenRefresh => sessions::refresh(ctx, &app.accounts).await,
@@ -185,9 +187,15 @@ async fn dispatch(ctx: &mut Ctx<'_, '_>, app: &App) -> Result<Response, ApiError
         Endpoint::FileDownload => download::download(ctx, &app.files, param).await,
         Endpoint::FileDelete => catalog::delete(ctx, &app.files, param).await,
         Endpoint::Chat => upgrade::chat(ctx, &app.chat).await,
-        Endpoint::HistoryLast20 => history::last20(ctx, &app.chat.room).await,
-        Endpoint::History => history::page(ctx, &app.chat.room).await,
+        Endpoint::HistoryLast20 => with_epoch(history::last20(ctx, &app.chat.room).await, app),
+        Endpoint::History => with_epoch(history::page(ctx, &app.chat.room).await, app),
     }
+}
+
+/// The answer, or its error's, with the `X-Chat-Epoch` header.
+fn with_epoch(answer: Result<Response, ApiError>, app: &App) -> Result<Response, ApiError> {
+    let response = answer.unwrap_or_else(ApiError::into_response);
+    Ok(response.header("X-Chat-Epoch", app.chat.epoch.to_string()))
 }
 
 #[cfg(test)]

@@ -84,6 +84,7 @@ pub async fn build(config: &Config, shutdown: Shutdown) -> Result<Routes, StartE
             db.jwt_secret(fresh).await.map_err(|e| storage(&e))?
         }
     };
+    let epoch = db.epoch().await.map_err(|e| storage(&e))?;
     // Before the first request: no upload can be in flight while the sweep runs.
     files::recover(&db, &config.uploads_dir)
         .await
@@ -106,6 +107,7 @@ pub async fn build(config: &Config, shutdown: Shutdown) -> Result<Routes, StartE
             allowed_origins: config.allowed_origins.clone(),
             https: config.secure_cookies,
             shutdown,
+            epoch: epoch.into(),
         },
         files: Files {
             db: db.clone(),

@@ -8,7 +8,15 @@
 
 mod common;
 
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
 
 use common::webdriver::{Chromedriver, Session, ENTER};
 use common::{Server, PASSWORD};
@@ -403,6 +411,70 @@ fn an_open_page_stays_logged_in_across_token_lifetimes_until_logged_out_everywhe
     assert_no_console_errors(&second, "/ (second browser)");
 }
 
+/// A client that keeps posting `carol N`, one message at a time, and
+/// reconnects whenever the server goes away, until `stop`; returns the ids
+/// of the messages it saw acknowledged.
+fn keep_posting(addr: SocketAddr, token: String, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Vec<i64>> {
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async move {
+            let mut acked = Vec::new();
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let url = format!("ws://{addr}/ws/chat?token={token}");
+                let Ok((mut ws, _)) = tokio_tungstenite::connect_async(url).await else {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                };
+                'posting: while !stop.load(Ordering::Relaxed) {
+                    let text = format!("carol {n}");
+                    n += 1;
+                    if ws.send(Message::text(text.clone())).await.is_err() {
+                        break;
+                    }
+                    loop {
+                        let Ok(Some(Ok(Message::Text(event)))) =
+                            tokio::time::timeout(Duration::from_secs(5), ws.next()).await
+                        else {
+                            break 'posting;
+                        };
+                        let event: Value = serde_json::from_str(&event).unwrap();
+                        if event["type"] == "message" && event["content"] == text.as_str() {
+                            acked.push(event["id"].as_i64().unwrap());
+                            break;
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(40)).await;
+                }
+            }
+            acked
+        })
+    })
+}
+
+/// Every stored message, oldest first: its id and its line as a page shows it.
+fn stored_conversation(server: &Server, token: &str) -> Vec<(i64, String)> {
+    let mut stored = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = server
+            .get(&format!("/history?after_id={after}&limit=100"), token)
+            .json();
+        for message in page["messages"].as_array().unwrap() {
+            let line = format!(
+                "{}: {}",
+                message["username"].as_str().unwrap(),
+                message["content"].as_str().unwrap()
+            );
+            stored.push((message["id"].as_i64().unwrap(), line));
+        }
+        if page["has_more"] != true {
+            return stored;
+        }
+        after = page["next_after_id"].as_i64().unwrap();
+    }
+}
+
 #[test]
 #[ignore = "needs Chromium and chromedriver (bash .ci/run installs them)"]
 fn the_docs_page_keeps_its_login_across_token_lifetimes() {
@@ -422,4 +494,64 @@ fn the_docs_page_keeps_its_login_across_token_lifetimes() {
         &[],
     );
     assert_no_console_errors(&browser, "/docs");
+}
+
+#[test]
+#[ignore = "needs Chromium and chromedriver (bash .ci/run installs them)"]
+fn a_server_restart_under_a_running_conversation_loses_and_repeats_nothing_on_the_page() {
+    let driver = Chromedriver::start();
+    let server = Server::start_with(&["--ws-rate-limit=0"]);
+    let alice = driver.session();
+    let bob = driver.session();
+    register_and_enter_chat(&alice, &server, "alice");
+    register_and_enter_chat(&bob, &server, "bob");
+    wait_until_both_online(&alice, &bob);
+    say(&alice, "before the restart");
+    wait_for_message(&bob, "alice: before the restart");
+
+    let carol = server.user("carol");
+    let stop = Arc::new(AtomicBool::new(false));
+    let sender = keep_posting(server.addr, carol.clone(), stop.clone());
+    std::thread::sleep(Duration::from_secs(1));
+    let server = server.restart_in_place(|| {
+        // While the server is down the page counts down to its next attempt.
+        let mut seen = BTreeSet::new();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while seen.len() < 3 && Instant::now() < deadline {
+            let status = alice.script("return document.getElementById('conn-status').textContent", &[]);
+            if let Some(status) = status
+                .as_str()
+                .filter(|s| s.starts_with("Disconnected. Reconnecting in "))
+            {
+                seen.insert(status.to_string());
+            }
+            std::thread::sleep(Duration::from_millis(30));
+        }
+        assert!(seen.len() >= 3, "a countdown that counts: {seen:?}");
+    });
+    wait_until_connected_as(&alice, "alice");
+    wait_until_connected_as(&bob, "bob");
+    say(&bob, "after the restart");
+    wait_for_message(&alice, "bob: after the restart");
+    std::thread::sleep(Duration::from_secs(1));
+    stop.store(true, Ordering::Relaxed);
+    let acked = sender.join().unwrap();
+
+    let stored = stored_conversation(&server, &carol);
+    let ids: BTreeSet<i64> = stored.iter().map(|(id, _)| *id).collect();
+    assert!(acked.len() > 10, "carol kept posting: {acked:?}");
+    assert!(
+        acked.iter().all(|id| ids.contains(id)),
+        "every acknowledged message is stored"
+    );
+    let lines: Vec<String> = stored.into_iter().map(|(_, line)| line).collect();
+    for browser in [&alice, &bob] {
+        browser.wait_for(
+            "every stored message on the page",
+            "return document.querySelectorAll('#messages li.msg[data-id]').length >= arguments[0]",
+            &[json!(lines.len())],
+        );
+        assert_eq!(messages_on_screen(browser), lines, "each message once, in order");
+    }
+    alice.screenshot("chat-after-restart");
 }

@@ -89,7 +89,7 @@ fn an_empty_history_is_an_empty_page() {
     let page = server.get("/history", &token).json();
     assert_eq!(
         page,
-        serde_json::json!({ "messages": [], "has_more": false, "next_offset": null, "next_before_id": null })
+        serde_json::json!({ "messages": [], "has_more": false, "next_offset": null, "next_before_id": null, "next_after_id": null })
     );
 }
 

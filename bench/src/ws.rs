@@ -27,8 +27,15 @@ const OPEN_CONCURRENCY: usize = 64;
 
 /// Opens one authenticated chat connection.
 pub async fn connect(endpoint: &Endpoint, token: &str) -> Result<Ws> {
+    connect_with(endpoint, token, "").await
+}
+
+/// Opens one authenticated chat connection with more query parameters
+/// (`after_id=42`, `last=20`), or none if `query` is empty.
+pub async fn connect_with(endpoint: &Endpoint, token: &str, query: &str) -> Result<Ws> {
     let tcp = endpoint.dial().await?;
-    let url = format!("ws://{}/ws/chat?token={token}", endpoint.authority);
+    let separator = if query.is_empty() { "" } else { "&" };
+    let url = format!("ws://{}/ws/chat?token={token}{separator}{query}", endpoint.authority);
     // Small buffers: the default 128 KiB read buffer, allocated up front,
     // would make ten thousand idle connections cost the client 1.3 GB.
     let config = WebSocketConfig::default()

@@ -1,7 +1,8 @@
 //! The paging parameters of every listing (`/history`, `/files`), parsed in
 //! one place so that both accept and refuse the same things: `offset`
-//! (default 0) or, where the listing has a keyset form, `before_id`, never
-//! both, and `limit` 1 to 100 (default 20). Any other parameter is ignored.
+//! (default 0) or, where the listing has keyset forms, `before_id` or
+//! `after_id`, never more than one of them, and `limit` 1 to 100 (default
+//! 20). Any other parameter is ignored.
 
 use super::ApiError;
 use crate::http::form;
@@ -17,6 +18,8 @@ pub enum Start {
     Offset(i64),
     /// Only items with a smaller id.
     BeforeId(i64),
+    /// Only items with a greater id, the oldest of them first.
+    AfterId(i64),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,15 +28,22 @@ pub struct PageQuery {
     pub limit: u32,
 }
 
-/// A page of a listing with a keyset form (`/history`): `offset` or
-/// `before_id`, and `limit`.
+/// A page of a listing with keyset forms (`/history`): `offset`,
+/// `before_id` or `after_id`, and `limit`.
 pub(crate) fn parse(query: &str) -> Result<PageQuery, ApiError> {
     let limit = limit(query)?;
-    let start = match (number(query, "offset")?, number(query, "before_id")?) {
-        (Some(_), Some(_)) => return Err(ApiError::unprocessable("give either 'offset' or 'before_id', not both")),
-        (_, Some(id)) => Start::BeforeId(id),
-        (offset, None) => Start::Offset(offset.unwrap_or(0)),
-    };
+    let starts = [
+        number(query, "offset")?.map(Start::Offset),
+        number(query, "before_id")?.map(Start::BeforeId),
+        number(query, "after_id")?.map(Start::AfterId),
+    ];
+    let mut given = starts.into_iter().flatten();
+    let start = given.next().unwrap_or(Start::Offset(0));
+    if given.next().is_some() {
+        return Err(ApiError::unprocessable(
+            "give at most one of 'offset', 'before_id' and 'after_id'",
+        ));
+    }
     Ok(PageQuery { start, limit })
 }
 
@@ -54,7 +64,7 @@ fn limit(query: &str) -> Result<u32, ApiError> {
 
 /// The whole number `name`, if present; 422 naming it if it is not one of
 /// at least 0.
-fn number(query: &str, name: &str) -> Result<Option<i64>, ApiError> {
+pub(crate) fn number(query: &str, name: &str) -> Result<Option<i64>, ApiError> {
     let Some(value) = form::get(query, name) else {
         return Ok(None);
     };
@@ -76,6 +86,7 @@ mod tests {
         assert_eq!(parsed("").unwrap(), (Start::Offset(0), 20));
         assert_eq!(parsed("offset=40&limit=100").unwrap(), (Start::Offset(40), 100));
         assert_eq!(parsed("before_id=7&limit=1&x=y").unwrap(), (Start::BeforeId(7), 1));
+        assert_eq!(parsed("after_id=0").unwrap(), (Start::AfterId(0), 20));
         for bad in [
             "limit=0",
             "limit=101",
@@ -86,6 +97,10 @@ mod tests {
             "before_id=-3",
             "offset=99999999999999999999",
             "offset=0&before_id=5",
+            "after_id=-1",
+            "after_id=x",
+            "after_id=1&before_id=5",
+            "offset=0&after_id=5",
         ] {
             assert_eq!(parse(bad).unwrap_err().status, 422, "{bad}");
         }

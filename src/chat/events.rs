@@ -13,9 +13,23 @@ use crate::json;
 #[serde(tag = "type", rename_all = "snake_case")]
 pub(crate) enum Event<'a> {
     Message(&'a Message),
-    Join { username: &'a str, online: usize },
-    Leave { username: &'a str, online: usize },
-    Error { code: &'a str, detail: &'a str },
+    Join {
+        username: &'a str,
+        online: usize,
+    },
+    Leave {
+        username: &'a str,
+        online: usize,
+    },
+    Error {
+        code: &'a str,
+        detail: &'a str,
+    },
+    /// A resuming socket missed too much, or resumed from another epoch:
+    /// no replay, load history up to `latest_id` instead.
+    Resync {
+        latest_id: i64,
+    },
 }
 
 impl Event<'_> {
@@ -64,5 +78,7 @@ mod tests {
             error.encode().as_str(),
             r#"{"type":"error","code":"rate_limited","detail":"slow down"}"#
         );
+        let resync = Event::Resync { latest_id: 7 };
+        assert_eq!(resync.encode().as_str(), r#"{"type":"resync","latest_id":7}"#);
     }
 }

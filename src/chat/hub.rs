@@ -1,7 +1,7 @@
 //! The live side of the room: every open chat connection and who is online.
 //!
 //! Each connection has its own bounded [`Outbox`] of encoded events, drained
-//! by its session's writer. [`Hub::broadcast`] never waits: it offers the
+//! by its session's writer. [`Hub::broadcast_message`] never waits: it offers the
 //! event to every outbox, so a slow or stalled reader costs the others
 //! nothing. A connection whose outbox is full has fallen [`QUEUE_CAPACITY`]
 //! events behind; it is evicted on the spot (its session then closes it
@@ -12,6 +12,12 @@
 //! see events in one and the same order. Chat messages are broadcast by the
 //! room's commit hook, on the database writer right after each commit, in
 //! commit order, so that order is ascending `id`.
+//!
+//! A connection that resumes (see [`resume`](super::resume)) joins
+//! *held*: its outbox keeps live events aside, with the ids of the
+//! messages among them, until the session has read its replay from storage
+//! and [`Outbox::release`]s them, dropping the messages the replay already
+//! holds.
 //!
 //! Presence counts users, not connections: a user's first connection
 //! announces `join`, their last one leaving announces `leave`, and `online`
@@ -34,8 +40,11 @@ pub(crate) const QUEUE_CAPACITY: usize = 1024;
 
 /// An empty outbox keeps at most this much room for events: a burst may
 /// grow it to [`QUEUE_CAPACITY`], but an idle connection should not keep
-/// that memory.
-const IDLE_ROOM: usize = 64;
+/// that memory. None at all: idle connections are the many (a node holds
+/// tens of thousands), each would keep the room of its last event, and
+/// taking it again costs one allocation per event that finds the queue
+/// empty, next to the system call that writes it.
+const IDLE_ROOM: usize = 0;
 
 pub(crate) type ClientId = u64;
 
@@ -70,6 +79,14 @@ pub struct Outbox {
 struct Queue {
     events: VecDeque<Utf8Bytes>,
     evicted: bool,
+    /// While the connection is held: its live events so far, each with the
+    /// id of the message it announces (`None` for other events).
+    held: Option<Vec<(Option<i64>, Utf8Bytes)>>,
+    /// Messages with an id up to this one are dropped: the session has them
+    /// from storage already. A message can be read from storage before its
+    /// broadcast (the writer commits a batch, then runs its hooks), so this
+    /// holds for the connection's whole life, not only for what was held.
+    floor: i64,
 }
 
 impl Outbox {
@@ -107,17 +124,43 @@ impl Outbox {
         .await
     }
 
+    /// Ends the hold (see [`Hub::connect`]): the events kept aside become
+    /// the queue, in their order, except the messages with an id up to
+    /// `through`, which the session has from storage; those that are still
+    /// to be broadcast will be dropped too. A no-op on an outbox that is
+    /// not held.
+    pub fn release(&self, through: i64) {
+        let mut queue = self.lock();
+        let Some(held) = queue.held.take() else { return };
+        queue.floor = through;
+        let fresh = held.into_iter().filter(|(id, _)| id.is_none_or(|id| id > through));
+        queue.events.extend(fresh.map(|(_, event)| event));
+        let ready = !queue.events.is_empty();
+        drop(queue);
+        if ready {
+            self.writer.wake();
+        }
+    }
+
     /// Takes every event still queued (what a closing session still owes).
     pub fn take_all(&self) -> VecDeque<Utf8Bytes> {
         std::mem::take(&mut self.lock().events)
     }
 
-    /// Queues `event`; false only if the outbox is full. An evicted
-    /// outbox takes nothing more but counts as delivered: its session is
-    /// ending.
-    fn offer(&self, event: &Utf8Bytes) -> bool {
+    /// Queues `event` (announcing message `id`, if it is a message); false
+    /// only if the outbox is full. An evicted outbox takes nothing more but
+    /// counts as delivered: its session is ending. A held outbox keeps the
+    /// event aside, within the same bound.
+    fn offer(&self, id: Option<i64>, event: &Utf8Bytes) -> bool {
         let mut queue = self.lock();
-        if queue.evicted {
+        if queue.evicted || id.is_some_and(|id| id <= queue.floor) {
+            return true;
+        }
+        if let Some(held) = &mut queue.held {
+            if held.len() >= QUEUE_CAPACITY {
+                return false;
+            }
+            held.push((id, event.clone()));
             return true;
         }
         if queue.events.len() >= QUEUE_CAPACITY {
@@ -162,9 +205,15 @@ struct Presence {
 
 impl Hub {
     /// Adds a connection; announces `join` to everyone if it is the user's
-    /// first, and to the newcomer alone otherwise.
-    pub(crate) fn connect(&self, user_id: i64, username: &str) -> Membership {
+    /// first, and to the newcomer alone otherwise. A `held` connection's
+    /// outbox keeps every event from this instant aside until it is
+    /// released; since messages are broadcast right after their commit, in
+    /// id order, every message committed from now on reaches it.
+    pub(crate) fn connect(&self, user_id: i64, username: &str, held: bool) -> Membership {
         let outbox = Arc::new(Outbox::default());
+        if held {
+            outbox.lock().held = Some(Vec::new());
+        }
         let mut room = self.lock();
         let id = room.next_id;
         room.next_id += 1;
@@ -187,37 +236,42 @@ impl Hub {
         }
         .encode();
         if first {
-            room.broadcast(join);
+            room.broadcast(None, join);
         } else {
             // A second tab is no news to the others, but it must learn `online`
             // too; its outbox is new, so the offer cannot fail.
-            outbox.offer(&join);
+            outbox.offer(None, &join);
         }
         Membership { id, outbox }
     }
 
     /// Removes a connection (a no-op if it was evicted); announces `leave`
-    /// if it was the user's last.
-    pub(crate) fn disconnect(&self, id: ClientId) {
+    /// if it was the user's last and `announce` is true.
+    pub(crate) fn disconnect(&self, id: ClientId, announce: bool) {
         let mut room = self.lock();
         if let Some((_, Some(leave))) = room.remove(id) {
-            room.broadcast(leave);
+            if announce {
+                room.broadcast(None, leave);
+            }
         }
     }
 
-    /// Queues an encoded event for every connection.
-    pub(crate) fn broadcast(&self, event: Utf8Bytes) {
-        self.lock().broadcast(event);
+    /// Queues the event announcing message `id` for every connection.
+    pub(crate) fn broadcast_message(&self, id: i64, event: Utf8Bytes) {
+        self.lock().broadcast(Some(id), event);
     }
 
     /// Queues an event for one connection only (its own error events), in
     /// order with what is broadcast to it.
     pub(crate) fn send_to(&self, id: ClientId, event: Utf8Bytes) {
         let mut room = self.lock();
-        let full = room.clients.get(&id).is_some_and(|client| !client.outbox.offer(&event));
+        let full = room
+            .clients
+            .get(&id)
+            .is_some_and(|client| !client.outbox.offer(None, &event));
         if full {
             for leave in room.evict(&[id]) {
-                room.broadcast(leave);
+                room.broadcast(None, leave);
             }
         }
     }
@@ -230,17 +284,17 @@ impl Hub {
 impl Members {
     /// Queues `event` everywhere, then evicts the connections that could not
     /// take it and broadcasts the `leave` events that causes, the same way.
-    fn broadcast(&mut self, event: Utf8Bytes) {
-        let mut pending = VecDeque::from([event]);
-        while let Some(event) = pending.pop_front() {
+    fn broadcast(&mut self, id: Option<i64>, event: Utf8Bytes) {
+        let mut pending = VecDeque::from([(id, event)]);
+        while let Some((id, event)) = pending.pop_front() {
             let behind: Vec<ClientId> = self
                 .clients
                 .iter()
-                .filter(|(_, client)| !client.outbox.offer(&event))
+                .filter(|(_, client)| !client.outbox.offer(id, &event))
                 .map(|(id, _)| *id)
                 .collect();
             if !behind.is_empty() {
-                pending.extend(self.evict(&behind));
+                pending.extend(self.evict(&behind).into_iter().map(|leave| (None, leave)));
             }
         }
     }
@@ -293,34 +347,34 @@ mod tests {
     #[test]
     fn presence_counts_users_not_tabs() {
         let hub = Hub::default();
-        let mut ann = hub.connect(1, "ann");
+        let mut ann = hub.connect(1, "ann", false);
         assert_eq!(drain(&mut ann), [r#"{"type":"join","username":"ann","online":1}"#]);
-        let mut ann_tab = hub.connect(1, "ann");
+        let mut ann_tab = hub.connect(1, "ann", false);
         assert_eq!(
             drain(&mut ann_tab),
             [r#"{"type":"join","username":"ann","online":1}"#],
             "a second tab learns the count from a join of its own"
         );
         assert!(drain(&mut ann).is_empty(), "the others hear nothing of a second tab");
-        let bob = hub.connect(2, "bob");
+        let bob = hub.connect(2, "bob", false);
         assert_eq!(drain(&mut ann), [r#"{"type":"join","username":"bob","online":2}"#]);
-        hub.disconnect(ann_tab.id);
+        hub.disconnect(ann_tab.id, true);
         assert!(drain(&mut ann).is_empty(), "a second tab leaving is not a leave");
-        hub.disconnect(bob.id);
+        hub.disconnect(bob.id, true);
         assert_eq!(drain(&mut ann), [r#"{"type":"leave","username":"bob","online":1}"#]);
-        hub.disconnect(bob.id);
+        hub.disconnect(bob.id, true);
         assert!(drain(&mut ann).is_empty(), "disconnecting twice announces once");
     }
 
     #[test]
     fn every_connection_gets_the_same_shared_bytes() {
         let hub = Hub::default();
-        let mut a = hub.connect(1, "a");
-        let mut b = hub.connect(2, "b");
+        let mut a = hub.connect(1, "a", false);
+        let mut b = hub.connect(2, "b", false);
         drain(&mut a);
         drain(&mut b);
         let event = Utf8Bytes::from("{\"type\":\"message\"}");
-        hub.broadcast(event.clone());
+        hub.broadcast_message(1, event.clone());
         let (got_a, got_b) = (a.outbox.take_all(), b.outbox.take_all());
         assert_eq!(got_a[0].as_ptr(), event.as_ptr());
         assert_eq!(got_b[0].as_ptr(), event.as_ptr());
@@ -329,13 +383,13 @@ mod tests {
     #[test]
     fn a_connection_that_falls_behind_is_evicted_and_others_keep_going() {
         let hub = Hub::default();
-        let mut stalled = hub.connect(1, "slow");
-        let mut reader = hub.connect(2, "fast");
+        let mut stalled = hub.connect(1, "slow", false);
+        let mut reader = hub.connect(2, "fast", false);
         drain(&mut reader);
         let mut sent = 0;
         while !is_evicted(&stalled) {
             assert!(sent < QUEUE_CAPACITY, "never evicted");
-            hub.broadcast(Utf8Bytes::from(sent.to_string()));
+            hub.broadcast_message(sent as i64 + 1, Utf8Bytes::from(sent.to_string()));
             sent += 1;
         }
         let mut expected: Vec<String> = (0..sent).map(|i| i.to_string()).collect();
@@ -346,8 +400,8 @@ mod tests {
             QUEUE_CAPACITY,
             "what fit stays until the session ends"
         );
-        hub.disconnect(stalled.id);
-        hub.disconnect(stalled.id);
+        hub.disconnect(stalled.id, true);
+        hub.disconnect(stalled.id, true);
         hub.send_to(reader.id, Utf8Bytes::from("only you"));
         assert_eq!(
             drain(&mut reader),
@@ -356,12 +410,43 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_held_connection_gets_what_its_replay_lacks_in_order() {
+        let hub = Hub::default();
+        let mut resuming = hub.connect(1, "ann", true);
+        let quiet = hub.connect(2, "bob", false);
+        for id in 5..=8 {
+            hub.broadcast_message(id, Utf8Bytes::from(format!("m{id}")));
+        }
+        assert!(drain(&mut resuming).is_empty(), "nothing is queued while held");
+        resuming.outbox.release(6);
+        assert_eq!(
+            drain(&mut resuming),
+            [
+                r#"{"type":"join","username":"ann","online":1}"#,
+                r#"{"type":"join","username":"bob","online":2}"#,
+                "m7",
+                "m8"
+            ],
+            "other events stay, messages up to the replay's newest go"
+        );
+        hub.broadcast_message(6, Utf8Bytes::from("m6 broadcast late"));
+        hub.disconnect(quiet.id, false);
+        hub.broadcast_message(9, Utf8Bytes::from("m9"));
+        resuming.outbox.release(100);
+        assert_eq!(
+            drain(&mut resuming),
+            ["m9"],
+            "what the replay had stays dropped, a quiet departure says nothing, a second release is a no-op"
+        );
+    }
+
     #[tokio::test]
     async fn the_writer_takes_batches_and_the_session_learns_of_its_eviction() {
         let outbox = Arc::new(Outbox::default());
         let mut batch = Vec::new();
         for i in 0..5 {
-            assert!(outbox.offer(&Utf8Bytes::from(i.to_string())));
+            assert!(outbox.offer(None, &Utf8Bytes::from(i.to_string())));
         }
         outbox.next_batch(&mut batch, 3).await;
         outbox.next_batch(&mut batch, 3).await;
@@ -380,7 +465,7 @@ mod tests {
             async move { outbox.evicted().await }
         });
         tokio::task::yield_now().await;
-        outbox.offer(&Utf8Bytes::from("late"));
+        outbox.offer(None, &Utf8Bytes::from("late"));
         assert_eq!(
             writer.await.unwrap(),
             [Utf8Bytes::from("late")],
@@ -390,7 +475,7 @@ mod tests {
         outbox.evict();
         watcher.await.unwrap();
         assert!(
-            outbox.offer(&Utf8Bytes::from("after")),
+            outbox.offer(None, &Utf8Bytes::from("after")),
             "an evicted outbox takes nothing, silently"
         );
         assert!(outbox.take_all().is_empty());

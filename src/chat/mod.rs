@@ -7,13 +7,15 @@
 //! queues the event ([`events`]), encoded once, for every connection -> each
 //! socket's writer drains its own queue to its socket.
 //!
-//! [`upgrade`] decides who may open a socket; [`history`] serves the pages.
+//! [`upgrade`] decides who may open a socket and how it [`resume`]s;
+//! [`history`] serves the pages.
 
 pub(crate) mod cache;
 pub(crate) mod events;
 pub(crate) mod history;
 pub(crate) mod hub;
 pub(crate) mod limit;
+pub(crate) mod resume;
 pub(crate) mod room;
 pub(crate) mod socket;
 pub(crate) mod upgrade;
@@ -34,4 +36,8 @@ pub struct Chat {
     /// may be `https://`.
     pub https: bool,
     pub shutdown: Shutdown,
+    /// The database's epoch (see [`Db::epoch`](crate::db::Db::epoch)), read
+    /// at start-up: only a restore changes it, and a restore runs with the
+    /// server stopped.
+    pub epoch: Arc<str>,
 }

@@ -8,9 +8,10 @@
 //! messages in ascending `id`, and a client that has seen a message never
 //! gets a cached page without it.
 //!
-//! Storage is reached only through `append_message`, `messages_before` and
-//! `messages_at_offset`: append one message, read before an id, read at an
-//! offset. That is the seam a second storage backend implements.
+//! Storage is reached only through `append_message`, `messages_before`,
+//! `messages_after` and `messages_at_offset`: append one message, read
+//! before or after an id, read at an offset. That is the seam a second
+//! storage backend implements.
 //!
 //! Every page is fetched with one row more than asked for: the extra row
 //! only says whether there is an older page (`has_more`), so no query ever
@@ -18,6 +19,9 @@
 //! offset form (the offset of the next older page) and `next_before_id` for
 //! both forms (the oldest id of this page), each only while `has_more`: a
 //! client can switch from offsets to the cheaper keyset form at any page.
+//! The forward form (`after_id`) reads the other way, oldest first, and
+//! always sets `next_after_id`, so that a client can keep polling forward
+//! from the end (see [`paginate_forward`]).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -49,6 +53,7 @@ struct Page<'a> {
     has_more: bool,
     next_offset: Option<i64>,
     next_before_id: Option<i64>,
+    next_after_id: Option<i64>,
 }
 
 impl Room {
@@ -79,18 +84,34 @@ impl Room {
         };
         self.db.append_message(message, move |stored| {
             newest.invalidate();
-            hub.broadcast(events::message(stored));
+            hub.broadcast_message(stored.id, events::message(stored));
         })
     }
 
-    /// Adds a connection to the room (see [`Hub::connect`]).
-    pub fn join(&self, user_id: i64, username: &str) -> Membership {
-        self.hub.connect(user_id, username)
+    /// Adds a connection to the room (see [`Hub::connect`]); with `held`,
+    /// its live events wait until [`Outbox::release`] (see
+    /// [`resume`](super::resume)).
+    ///
+    /// [`Outbox::release`]: super::hub::Outbox::release
+    pub fn join(&self, user_id: i64, username: &str, held: bool) -> Membership {
+        self.hub.connect(user_id, username, held)
     }
 
-    /// Removes a connection from the room (see [`Hub::disconnect`]).
-    pub fn leave(&self, id: ClientId) {
-        self.hub.disconnect(id);
+    /// Removes a connection from the room (see [`Hub::disconnect`]);
+    /// `announce` false says nothing to the others, for a server that is
+    /// shutting down: its users are not leaving.
+    pub fn leave(&self, id: ClientId, announce: bool) {
+        self.hub.disconnect(id, announce);
+    }
+
+    /// Up to `limit` stored messages with an id above `id`, oldest first.
+    pub(super) async fn after(&self, id: i64, limit: u32) -> Result<Vec<Message>, DbError> {
+        self.db.messages_after(id, limit).await
+    }
+
+    /// The `limit` newest stored messages, newest first.
+    pub(super) async fn newest(&self, limit: u32) -> Result<Vec<Message>, DbError> {
+        self.db.messages_before(i64::MAX, limit).await
     }
 
     /// Sends one connection alone an event, in order with the broadcasts.
@@ -118,7 +139,7 @@ impl Room {
     pub async fn page(&self, query: PageQuery) -> Result<Bytes, DbError> {
         let key = match query.start {
             Start::BeforeId(id) => Some((id, query.limit)),
-            Start::Offset(_) => None,
+            Start::Offset(_) | Start::AfterId(_) => None,
         };
         if let Some(body) = key.and_then(|key| self.sealed.get(key)) {
             return Ok(body);
@@ -127,6 +148,10 @@ impl Room {
         let rows = match query.start {
             Start::Offset(offset) => self.db.messages_at_offset(offset, fetch).await?,
             Start::BeforeId(id) => self.db.messages_before(id, fetch).await?,
+            Start::AfterId(id) => {
+                let rows = self.db.messages_after(id, fetch).await?;
+                return Ok(Bytes::from(json::encode(&paginate_forward(&rows, id, query.limit))));
+            }
         };
         let body = Bytes::from(json::encode(&paginate(&rows, query)));
         if let Some((before_id, limit)) = key {
@@ -152,6 +177,22 @@ fn paginate(rows: &[Message], query: PageQuery) -> Page<'_> {
         has_more,
         next_offset,
         next_before_id: page.last().filter(|_| has_more).map(|oldest| oldest.id),
+        next_after_id: None,
+    }
+}
+
+/// Builds the envelope of the forward form from up to `limit + 1` rows with
+/// an id above `after_id`, oldest first. `next_after_id` is the newest id of
+/// the page, or `after_id` itself when the page is empty: where to ask next,
+/// whether or not newer messages exist yet.
+fn paginate_forward(rows: &[Message], after_id: i64, limit: u32) -> Page<'_> {
+    let page = &rows[..rows.len().min(limit as usize)];
+    Page {
+        messages: page.iter().collect(),
+        has_more: rows.len() > page.len(),
+        next_offset: None,
+        next_before_id: None,
+        next_after_id: Some(page.last().map_or(after_id, |newest| newest.id)),
     }
 }
 
@@ -195,5 +236,22 @@ mod tests {
         assert!(!page.has_more);
         assert_eq!((page.next_offset, page.next_before_id), (None, None));
         assert!(paginate(&[], query).messages.is_empty());
+    }
+
+    #[test]
+    fn forward_pages_are_oldest_first_and_always_say_where_to_continue() {
+        let rows: Vec<Message> = (4..=7).map(message).collect();
+        let page = paginate_forward(&rows, 3, 3);
+        let ids: Vec<i64> = page.messages.iter().map(|m| m.id).collect();
+        assert_eq!(ids, [4, 5, 6]);
+        assert!(page.has_more);
+        assert_eq!(
+            (page.next_after_id, page.next_before_id, page.next_offset),
+            (Some(6), None, None)
+        );
+        let last = paginate_forward(&rows[3..], 6, 3);
+        assert!(!last.has_more);
+        assert_eq!(last.next_after_id, Some(7));
+        assert_eq!(paginate_forward(&[], 7, 3).next_after_id, Some(7));
     }
 }

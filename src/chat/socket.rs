@@ -12,13 +12,17 @@
 //! - the reader takes text frames, applies the rate and size rules and has
 //!   each message posted to the room, which broadcasts it after the commit,
 //!   so the sender's copy, carrying its `id`, is its acknowledgement;
-//! - the writer drains the connection's outbox: it takes every event that
-//!   is ready, feeds them all and flushes once, and pings every
-//!   [`PING_EVERY`].
+//! - the writer first sends what a resuming client missed (see
+//!   [`resume`](super::resume): the session joined the room held, so live
+//!   events wait until the replay is read), then drains the connection's
+//!   outbox: it takes every event that is ready, feeds them all and flushes
+//!   once, and pings every [`PING_EVERY`].
 //!
-//! Whatever ends the session, it then leaves the room, and if the server is
-//! the one closing, sends an `error` event saying why, the close frame, and
-//! waits (at most [`CLOSE_TIMEOUT`]) for the client to finish the close.
+//! Whatever ends the session, it then leaves the room (quietly if the server
+//! is shutting down: its users are not leaving, and must not be told that
+//! anyone is), and if the server is the one closing, sends an `error` event
+//! saying why, the close frame, and waits (at most [`CLOSE_TIMEOUT`]) for
+//! the client to finish the close.
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
@@ -40,6 +44,7 @@ use tokio_tungstenite::WebSocketStream;
 use super::events::Event;
 use super::hub::{ClientId, Membership, Outbox};
 use super::limit::{RateLimit, Verdict};
+use super::resume::{Resume, Turn};
 use super::room::Room;
 use super::Chat;
 use crate::auth::sessions::{Ended, LiveSession};
@@ -116,16 +121,20 @@ pub(crate) struct Session {
     claims: Claims,
     /// The login session the socket follows through refreshes.
     login: Arc<LiveSession>,
+    resume: Resume,
+    epoch: Arc<str>,
 }
 
 impl Session {
-    pub(crate) fn new(chat: &Chat, claims: Claims, login: Arc<LiveSession>) -> Session {
+    pub(crate) fn new(chat: &Chat, claims: Claims, login: Arc<LiveSession>, resume: Resume) -> Session {
         Session {
             room: chat.room.clone(),
             shutdown: chat.shutdown.clone(),
             rate_limit: chat.rate_limit,
             claims,
             login,
+            resume,
+            epoch: chat.epoch.clone(),
         }
     }
 
@@ -138,12 +147,15 @@ impl Session {
         let socket =
             WebSocketStream::from_partially_read(stream, leftover, Role::Server, Some(crate::ws::config())).await;
         let (mut sink, mut source) = socket.split();
-        let Membership { id, outbox } = self.room.join(self.claims.uid, &self.claims.sub);
+        // Boxed, as the catch-up below: a wait that happens once.
+        let turn = Box::pin(self.resume.turn()).await;
+        let held = self.resume != Resume::Live;
+        let Membership { id, outbox } = self.room.join(self.claims.uid, &self.claims.sub, held);
         let login_ended = self.login.ended(self.claims.exp);
         let mut shutdown = self.shutdown.clone();
         let end = tokio::select! {
             end = self.read(&mut source, id) => end,
-            end = write(&mut sink, &outbox) => end,
+            end = self.send(&mut sink, &outbox, turn) => end,
             _ = outbox.evicted() => End::Close(Close::SLOW_CONSUMER),
             _ = shutdown.triggered() => End::Close(Close::SHUTDOWN),
             ended = login_ended => End::Close(match ended {
@@ -151,14 +163,16 @@ impl Session {
                 Ended::Revoked => Close::REVOKED,
             }),
         };
-        self.room.leave(id);
+        self.room.leave(id, !self.shutdown.is_triggered());
         let level = if end == End::Close(Close::SLOW_CONSUMER) {
             Level::Warn
         } else {
             Level::Info
         };
         crate::log!(level, "chat: user={} {end}", self.claims.sub);
-        let _ = timeout(CLOSE_TIMEOUT, finish(sink, source, &outbox, end)).await;
+        // Boxed: the close runs once, and its state would otherwise be part
+        // of every session's for its whole life.
+        let _ = Box::pin(timeout(CLOSE_TIMEOUT, finish(sink, source, &outbox, end))).await;
     }
 
     /// Reads frames until the session must end, and says why. It keeps
@@ -212,6 +226,33 @@ impl Session {
         }
     }
 
+    /// Sends the catch-up, if any, releases the held outbox, then writes
+    /// live events (see [`write()`]) until the socket fails. The catch-up's
+    /// future is boxed: inline, its reads would make every session's state
+    /// larger for its whole life, idle ones included.
+    async fn send(&self, sink: &mut Sink, outbox: &Outbox, turn: Turn) -> End {
+        let caught_up = Box::pin(self.resume.catch_up(&self.room, &self.epoch)).await;
+        drop(turn);
+        match caught_up {
+            Ok(None) => {}
+            Ok(Some(mut catch_up)) => {
+                outbox.release(catch_up.through);
+                if let Err(e) = write_batch(sink, &mut catch_up.events).await {
+                    return End::from_error(e);
+                }
+            }
+            Err(e) => {
+                crate::log!(
+                    Level::Error,
+                    "chat: user={} cannot read the replay: {e}",
+                    self.claims.sub
+                );
+                return End::Close(Close::INTERNAL);
+            }
+        }
+        write(sink, outbox).await
+    }
+
     /// A message that could not be stored ends the session with 1011.
     fn check_stored(&self, stored: Result<(), DbError>) -> Result<(), End> {
         stored.map_err(|e| {
@@ -246,6 +287,9 @@ async fn write(sink: &mut Sink, outbox: &Outbox) -> End {
             () = outbox.next_batch(&mut batch, BATCH) => write_batch(sink, &mut batch).await,
             _ = ping.tick() => sink.send(Message::Ping(Bytes::new())).await,
         };
+        // Written and empty: an idle connection keeps no room (see the
+        // outbox's `IDLE_ROOM`).
+        batch.shrink_to_fit();
         if let Err(e) = written {
             return End::from_error(e);
         }

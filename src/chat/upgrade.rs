@@ -6,9 +6,12 @@
 //! send cookies with cross-site WebSocket handshakes and do not apply CORS to
 //! them, so without the `Origin` check any page a user visits could chat in
 //! their name. A token passed in the query cannot have been attached by the
-//! browser on its own, so it is accepted from any origin. The socket then
+//! browser on its own, so it is accepted from any origin. The resume
+//! parameters (`after_id`, `epoch`, `last`) are checked here too, so that a
+//! bad one is a 422 and not a socket that opens and closes. The socket then
 //! follows the token's session: it ends when the session does.
 
+use super::resume;
 use super::socket::Session;
 use super::Chat;
 use crate::api::{origin, ApiError, Ctx, TokenSource};
@@ -24,7 +27,8 @@ pub(crate) async fn chat(ctx: &mut Ctx<'_, '_>, chat: &Chat) -> Result<Response,
             "cross-site WebSocket handshake refused: origin not allowed",
         ));
     }
-    let session = Session::new(chat, caller.claims, caller.session);
+    let resume = resume::parse(ctx.request.query())?;
+    let session = Session::new(chat, caller.claims, caller.session, resume);
     Ok(switching_protocols(
         key,
         Box::new(move |stream, leftover| Box::pin(session.run(stream, leftover))),

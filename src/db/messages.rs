@@ -6,9 +6,11 @@
 //! messages exist or how deep the page lies. Paging by offset is the
 //! exception: SQLite has to step over `offset` rows to find the page, so it
 //! grows with the offset; clients that go deep should use `before_id`.
+//! Reading forward, "after this id" (`/history?after_id=`, and a WebSocket
+//! resuming with `after_id`), is the same range search the other way.
 //!
-//! These three methods are all the chat room asks of storage: append a
-//! message, read before an id, read at an offset.
+//! These four methods are all the chat room asks of storage: append a
+//! message, read before an id, read after an id, read at an offset.
 
 use std::future::Future;
 
@@ -21,6 +23,9 @@ use crate::clock::Timestamp;
 /// The newest messages with `id < ?1`, newest first, at most `?2` of them.
 pub(super) const BEFORE_ID: &str =
     "SELECT id, username, content, created_at FROM messages WHERE id < ?1 ORDER BY id DESC LIMIT ?2";
+/// The oldest messages with `id > ?1`, oldest first, at most `?2` of them.
+pub(super) const AFTER_ID: &str =
+    "SELECT id, username, content, created_at FROM messages WHERE id > ?1 ORDER BY id ASC LIMIT ?2";
 /// Skips the `?2` newest messages and takes the next `?1`, newest first.
 pub(super) const AT_OFFSET: &str =
     "SELECT id, username, content, created_at FROM messages ORDER BY id DESC LIMIT ?1 OFFSET ?2";
@@ -61,6 +66,11 @@ impl Db {
         self.read(move |conn| before_id(conn, id, limit)).await
     }
 
+    /// Up to `limit` messages with an id above `id`, oldest first.
+    pub async fn messages_after(&self, id: i64, limit: u32) -> Result<Vec<Message>, DbError> {
+        self.read(move |conn| after_id(conn, id, limit)).await
+    }
+
     /// Up to `limit` messages after skipping the `offset` newest, newest first.
     pub async fn messages_at_offset(&self, offset: i64, limit: u32) -> Result<Vec<Message>, DbError> {
         self.read(move |conn| at_offset(conn, offset, limit)).await
@@ -86,6 +96,10 @@ fn insert(conn: &Connection, message: NewMessage, created_at: Timestamp) -> Resu
 
 pub(super) fn before_id(conn: &Connection, before_id: i64, limit: u32) -> Result<Vec<Message>, DbError> {
     collect(conn, BEFORE_ID, (before_id, limit))
+}
+
+pub(super) fn after_id(conn: &Connection, after_id: i64, limit: u32) -> Result<Vec<Message>, DbError> {
+    collect(conn, AFTER_ID, (after_id, limit))
 }
 
 pub(super) fn at_offset(conn: &Connection, offset: i64, limit: u32) -> Result<Vec<Message>, DbError> {
@@ -131,10 +145,12 @@ mod tests {
     #[test]
     fn keyset_pages_search_the_primary_key_instead_of_scanning() {
         let conn = database();
-        let plan = plan(&conn, BEFORE_ID);
-        assert!(plan.contains("SEARCH messages USING INTEGER PRIMARY KEY"), "{plan}");
-        assert!(!plan.contains("SCAN"), "{plan}");
-        assert!(!plan.contains("TEMP B-TREE"), "{plan}");
+        for sql in [BEFORE_ID, AFTER_ID] {
+            let plan = plan(&conn, sql);
+            assert!(plan.contains("SEARCH messages USING INTEGER PRIMARY KEY"), "{plan}");
+            assert!(!plan.contains("SCAN"), "{plan}");
+            assert!(!plan.contains("TEMP B-TREE"), "{plan}");
+        }
     }
 
     #[test]
@@ -158,6 +174,8 @@ mod tests {
         let ids = |messages: Vec<Message>| messages.iter().map(|m| m.id).collect::<Vec<_>>();
         assert_eq!(ids(before_id(&conn, i64::MAX, 3).unwrap()), [4, 3, 2]);
         assert_eq!(ids(before_id(&conn, 3, 10).unwrap()), [2, 1]);
+        assert_eq!(ids(after_id(&conn, 1, 2).unwrap()), [2, 3]);
+        assert_eq!(ids(after_id(&conn, 4, 2).unwrap()), Vec::<i64>::new());
         assert_eq!(ids(at_offset(&conn, 1, 2).unwrap()), [3, 2]);
         assert_eq!(ids(at_offset(&conn, 9, 2).unwrap()), Vec::<i64>::new());
         assert_eq!(before_id(&conn, 2, 1).unwrap()[0].content, "a");

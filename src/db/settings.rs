@@ -1,5 +1,11 @@
 //! Settings kept in the database so they survive restarts, and the health
 //! probe's write.
+//!
+//! The epoch names one history of the `messages` table: a random id made when
+//! the database is first opened, and replaced only when a backup is restored
+//! over it. Message ids are only comparable within one epoch: after a restore
+//! the same id may name another message (or none yet), so a client resuming
+//! with the epoch it knew is told to resync when it no longer matches.
 
 use rusqlite::{Connection, OptionalExtension};
 
@@ -8,12 +14,38 @@ use crate::clock;
 
 const JWT_SECRET: &str = "jwt_secret";
 const LAST_HEALTH_CHECK: &str = "last_health_check";
+const EPOCH: &str = "epoch";
 
 impl Db {
     /// The token-signing secret: the stored one, or `fresh` stored now if
     /// there is none yet.
     pub async fn jwt_secret(&self, fresh: [u8; 32]) -> Result<Vec<u8>, DbError> {
         self.write(move |conn| jwt_secret(conn, &fresh)).await
+    }
+
+    /// The database's epoch: the stored one, or a new random one stored now
+    /// if there is none yet (a new database, or one written by v1).
+    pub async fn epoch(&self) -> Result<String, DbError> {
+        let fresh = fresh_epoch()?;
+        self.write(move |conn| {
+            conn.prepare_cached("INSERT OR IGNORE INTO settings (key, value) VALUES (?1, ?2)")?
+                .execute((EPOCH, &fresh))?;
+            Ok(conn
+                .prepare_cached("SELECT value FROM settings WHERE key = ?1")?
+                .query_row([EPOCH], |row| row.get::<_, String>(0))?)
+        })
+        .await
+    }
+
+    /// Replaces the epoch with a new random one and returns it: what a
+    /// restore does, since the messages it brings back are another history.
+    pub async fn renew_epoch(&self) -> Result<String, DbError> {
+        let fresh = fresh_epoch()?;
+        self.write(move |conn| {
+            upsert(conn, EPOCH, &fresh)?;
+            Ok(fresh)
+        })
+        .await
     }
 
     /// Whether the database can be both read and written: a query, then a
@@ -40,9 +72,45 @@ pub(super) fn jwt_secret(conn: &Connection, fresh: &[u8]) -> Result<Vec<u8>, DbE
 }
 
 fn record_health_check(conn: &Connection, now_millis: i64) -> Result<(), DbError> {
+    upsert(conn, LAST_HEALTH_CHECK, now_millis)
+}
+
+fn upsert(conn: &Connection, key: &str, value: impl rusqlite::ToSql) -> Result<(), DbError> {
     conn.prepare_cached(
         "INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
     )?
-    .execute((LAST_HEALTH_CHECK, now_millis))?;
+    .execute((key, value))?;
     Ok(())
+}
+
+/// 128 random bits in hex: an epoch that no other database will ever have.
+fn fresh_epoch() -> Result<String, DbError> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|e| DbError::Other(format!("no randomness for the epoch: {e}")))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Synchronous;
+    use crate::db::Db;
+
+    #[tokio::test]
+    async fn the_epoch_is_made_once_kept_across_opens_and_replaced_only_on_demand() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("chat.db");
+        let db = Db::open(&path, Synchronous::Normal).unwrap();
+        let first = db.epoch().await.unwrap();
+        assert_eq!(first.len(), 32);
+        assert!(first.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(db.epoch().await.unwrap(), first);
+        drop(db);
+        let db = Db::open(&path, Synchronous::Normal).unwrap();
+        assert_eq!(db.epoch().await.unwrap(), first, "kept in the database");
+        let renewed = db.renew_epoch().await.unwrap();
+        assert_ne!(renewed, first);
+        assert_eq!(db.epoch().await.unwrap(), renewed);
+        let other = Db::open(&dir.path().join("other.db"), Synchronous::Normal).unwrap();
+        assert_ne!(other.epoch().await.unwrap(), renewed, "each database has its own");
+    }
 }

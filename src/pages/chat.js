@@ -12,8 +12,9 @@
 (() => {
   const HISTORY_PAGE = 20;
   const MAX_MESSAGE_CHARS = 4096;
-  const BACKOFF_FIRST_MS = 1000;
-  const BACKOFF_MAX_MS = 30000;
+  // Reconnecting waits 0.5 s, then twice as long after each failure, up to 10 s.
+  const BACKOFF_FIRST_MS = 500;
+  const BACKOFF_MAX_MS = 10000;
   // A refresh that fails for want of a network is tried again this soon.
   const REFRESH_RETRY_MS = 5000;
   // A link to a shared file: "/files/<id>" at the start of the text or after
@@ -81,11 +82,13 @@
     ws: null,            // the current socket; a socket that is not this one is stale
     retries: 0,          // failed connection attempts since the last open socket
     retryTimer: 0,
+    countdown: 0,        // the interval that counts the wait down on screen
     shown: new Set(),    // ids of the stored messages on screen
     oldestId: null,      // lowest message id shown, for "Load older"
     newestId: null,      // highest message id shown, to catch up after a reconnect
     pending: [],         // messages sent and not yet acknowledged: [{text, li}]
-    hadSocket: false,    // whether a socket was open before (then reconnects reload history)
+    hadSocket: false,    // whether a socket was open before (then it is a reconnect)
+    epoch: null,         // the database's epoch (X-Chat-Epoch) the shown ids belong to
     refreshTimer: 0,
     refreshDue: 0,       // Date.now() by which the token should be refreshed
   };
@@ -114,7 +117,7 @@
         data = null;
       }
     }
-    return { status: response.status, data };
+    return { status: response.status, data, epoch: response.headers.get('X-Chat-Epoch') };
   }
 
   function detailOf(result, fallback) {
@@ -464,28 +467,18 @@
       addEvent('Could not load messages: ' + detailOf(result), true);
       return null;
     }
+    if (result.epoch) state.epoch = result.epoch;
     return { messages, hasMore: Boolean(result.data.has_more) };
   }
 
-  // Shows the newest messages. After a reconnect it also reads back until it
-  // meets what was already shown, because the socket does not replay what
-  // was said while we were away (bounded, so a long absence stays cheap).
+  // Shows the newest messages. What is said after them comes over the
+  // socket, which resumes after the newest one shown (see socketUrl).
   async function loadRecent() {
-    const firstLoad = state.oldestId === null;
-    const newestKnown = state.newestId;
-    const stick = firstLoad || isNearBottom();
     const page = await getHistory('/history/last20');
     if (!page) return;
     page.messages.forEach(insertMessage);
-    if (firstLoad) ui.loadOlder.hidden = page.messages.length < HISTORY_PAGE;
-    let oldest = page.messages.length ? page.messages[0].id : null;
-    for (let pages = 0; newestKnown !== null && oldest !== null && oldest > newestKnown + 1 && pages < 10; pages += 1) {
-      const older = await getHistory('/history?before_id=' + oldest + '&limit=100');
-      if (!older || !older.messages.length) break;
-      older.messages.forEach(insertMessage);
-      oldest = older.messages[0].id;
-    }
-    if (stick) scrollToBottom();
+    ui.loadOlder.hidden = page.messages.length < HISTORY_PAGE;
+    scrollToBottom();
   }
 
   async function loadOlder() {
@@ -505,8 +498,14 @@
 
   // ---- live chat ----
 
+  // The socket resumes after the newest message shown: the server replays
+  // everything after it, then goes live, each message exactly once, so a
+  // dropped connection or a server restart loses and repeats nothing. The
+  // epoch makes the server answer `resync` if the database was restored.
   function socketUrl() {
-    return (location.protocol === 'https:' ? 'wss:' : 'ws:') + '//' + location.host + '/ws/chat';
+    let query = '?after_id=' + (state.newestId === null ? 0 : state.newestId);
+    if (state.epoch) query += '&epoch=' + encodeURIComponent(state.epoch);
+    return (location.protocol === 'https:' ? 'wss:' : 'ws:') + '//' + location.host + '/ws/chat' + query;
   }
 
   function setStatus(text, kind) {
@@ -516,8 +515,7 @@
 
   function connect() {
     if (!state.me) return;
-    clearTimeout(state.retryTimer);
-    ui.reconnectNow.hidden = true;
+    stopRetry();
     setStatus(state.hadSocket ? 'Reconnecting…' : 'Connecting…');
     const ws = new WebSocket(socketUrl());
     state.ws = ws;
@@ -527,8 +525,6 @@
       opened = true;
       state.retries = 0;
       setStatus('Connected', 'connected');
-      // Messages sent while we were away are not replayed by the socket.
-      if (state.hadSocket) loadRecent();
       state.hadSocket = true;
     });
     ws.addEventListener('message', (event) => {
@@ -552,8 +548,7 @@
   // the online count are reset at once, since the close event of a socket
   // closed on purpose is ignored: a later login must not show them stale.
   function disconnect() {
-    clearTimeout(state.retryTimer);
-    ui.reconnectNow.hidden = true;
+    stopRetry();
     const ws = state.ws;
     state.ws = null;
     state.hadSocket = false;
@@ -587,14 +582,26 @@
     scheduleReconnect();
   }
 
+  // Waits, counting down on screen, then connects again.
   function scheduleReconnect() {
     if (!state.me) return;
-    const ceiling = Math.min(BACKOFF_MAX_MS, BACKOFF_FIRST_MS * 2 ** state.retries);
-    const delay = Math.round(ceiling / 2 + Math.random() * ceiling / 2);
+    const delay = Math.min(BACKOFF_MAX_MS, BACKOFF_FIRST_MS * 2 ** state.retries);
     state.retries += 1;
-    setStatus('Disconnected. Reconnecting in ' + Math.ceil(delay / 1000) + ' s…', 'trouble');
+    const due = Date.now() + delay;
+    const show = () => {
+      const left = Math.max(0, due - Date.now()) / 1000;
+      setStatus('Disconnected. Reconnecting in ' + left.toFixed(1) + ' s…', 'trouble');
+    };
+    show();
     ui.reconnectNow.hidden = false;
+    state.countdown = setInterval(show, 100);
     state.retryTimer = setTimeout(connect, delay);
+  }
+
+  function stopRetry() {
+    clearTimeout(state.retryTimer);
+    clearInterval(state.countdown);
+    ui.reconnectNow.hidden = true;
   }
 
   function onEvent(event) {
@@ -608,6 +615,12 @@
         if (!(event.type === 'join' && state.me && event.username === state.me.username)) {
           addEvent(event.username + (event.type === 'join' ? ' joined' : ' left'));
         }
+        break;
+      case 'resync':
+        // Too much was missed to replay, or the database was restored: start
+        // again from the newest page; live messages carry on after it.
+        clearMessages();
+        loadRecent();
         break;
       case 'error':
         if (CLOSING_ERRORS.has(event.code)) break;

@@ -642,6 +642,8 @@
   function renderSocketConsole(formId, path, params) {
     const tokenParam = params.find((p) => p.in === 'query' && p.name === 'token');
     const token = tokenParam ? fieldFor(formId, tokenParam) : null;
+    // The other query parameters (resume with after_id and epoch, or last).
+    const extras = params.filter((p) => p.in === 'query' && p !== tokenParam).map((p) => fieldFor(formId, p));
     const log = h('pre', { className: 'ws-log', role: 'log', 'aria-live': 'polite', 'aria-label': 'WebSocket events' });
     const connectButton = h('button', { type: 'button' }, 'Connect');
     const closeButton = h('button', { type: 'button', className: 'secondary', disabled: true }, 'Disconnect');
@@ -667,8 +669,12 @@
       const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
       let url = scheme + '//' + location.host + path;
       const value = token ? token.input.value.trim() : '';
-      if (value) url += '?token=' + encodeURIComponent(value);
-      write('connecting to ' + path + (value ? ' with ?token=' : ' with the cookie'));
+      const shown = extras.filter((f) => f.input.value.trim())
+        .map((f) => f.param.name + '=' + encodeURIComponent(f.input.value.trim()));
+      const query = (value ? ['token=' + encodeURIComponent(value)] : []).concat(shown);
+      if (query.length) url += '?' + query.join('&');
+      write('connecting to ' + path + (shown.length ? '?' + shown.join('&') : '') +
+        (value ? ' with ?token=' : ' with the cookie'));
       const ws = new WebSocket(url);
       socket = ws;
       setOpen(true);
@@ -698,6 +704,7 @@
       h('h3', {}, 'Try it'),
       h('p', { className: 'muted' }, 'Opens a WebSocket from this page. The browser sends the access_token cookie with the handshake; fill in the token to send it as ?token= instead.'),
       token ? token.nodes : null,
+      extras.map((f) => f.nodes),
       h('div', { className: 'actions' }, connectButton, closeButton),
       h('h4', {}, 'Events'),
       log,

@@ -219,6 +219,17 @@ impl Server {
         Server::spawn(self.dir.clone(), self.args.clone(), self.env.clone())
     }
 
+    /// Stops the server gracefully, runs `while_down`, and starts a new one
+    /// on the same files and the same address, as a deploy does: clients
+    /// find it again at the address they knew.
+    pub(crate) fn restart_in_place(mut self, while_down: impl FnOnce()) -> Server {
+        assert_eq!(self.stop(), Some(0), "graceful exit");
+        while_down();
+        let mut args = self.args.clone();
+        args.push(format!("--addr={}", self.addr));
+        Server::spawn(self.dir.clone(), args, self.env.clone())
+    }
+
     pub(crate) fn connect(&self) -> TcpStream {
         let stream = TcpStream::connect(self.addr).expect("connect");
         stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();

@@ -7,6 +7,7 @@ pub mod history;
 pub mod idle;
 pub mod login_storm;
 mod phase;
+pub mod resume_storm;
 pub mod upload;
 
 use std::time::Duration;
@@ -45,6 +46,10 @@ pub const SUMMARIES: &[(&str, &str)] = &[
         "login-storm",
         "chat latency before and during a burst of concurrent logins",
     ),
+    (
+        "resume-storm",
+        "N clients drop and resume at once with after_id: catch-up time, exactly once",
+    ),
 ];
 
 pub enum Command {
@@ -53,6 +58,7 @@ pub enum Command {
     Upload(upload::Options),
     Idle(idle::Options),
     LoginStorm(login_storm::Options),
+    ResumeStorm(resume_storm::Options),
 }
 
 /// The help of a subcommand, its own flags then the common ones.
@@ -63,6 +69,7 @@ pub fn help(name: &str) -> Option<String> {
         "upload" => upload::HELP,
         "idle" => idle::HELP,
         "login-storm" => login_storm::HELP,
+        "resume-storm" => resume_storm::HELP,
         _ => return None,
     };
     Some(format!("{own}\n\n{COMMON_HELP}"))
@@ -90,6 +97,7 @@ pub fn parse(name: &str, argv: &[String]) -> std::result::Result<(Common, Comman
         "upload" => read(argv, Command::Upload),
         "idle" => read(argv, Command::Idle),
         "login-storm" => read(argv, Command::LoginStorm),
+        "resume-storm" => read(argv, Command::ResumeStorm),
         _ => Err(bad(format!("unknown subcommand '{name}'"))),
     }
 }
@@ -143,6 +151,7 @@ pub async fn run(ctx: &Ctx, command: &Command) -> Result<Report> {
         Command::Upload(options) => upload::run(ctx, options).await,
         Command::Idle(options) => idle::run(ctx, options).await,
         Command::LoginStorm(options) => login_storm::run(ctx, options).await,
+        Command::ResumeStorm(options) => resume_storm::run(ctx, options).await,
     }
 }
 
