@@ -3,6 +3,7 @@
 //! raw HTTP/1.1 to it over TCP.
 #![allow(dead_code)] // each test file uses its own subset of these helpers
 
+pub(crate) mod nginx;
 pub(crate) mod webdriver;
 
 use std::io::{BufRead, BufReader, Read, Write};

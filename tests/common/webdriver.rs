@@ -92,8 +92,13 @@ impl Chromedriver {
     /// Opens a headless Chromium with a fresh profile of its own, so two
     /// sessions share no cookies.
     pub(crate) fn session(&self) -> Session<'_> {
+        self.session_with(&[])
+    }
+
+    /// [`Chromedriver::session`] with extra command-line switches.
+    pub(crate) fn session_with(&self, extra: &[String]) -> Session<'_> {
         let profile = tempfile::tempdir().expect("browser profile dir");
-        let args = [
+        let mut args = vec![
             "--headless".to_string(),
             "--no-sandbox".to_string(),
             "--disable-gpu".to_string(),
@@ -105,6 +110,7 @@ impl Chromedriver {
             "--window-size=1280,900".to_string(),
             format!("--user-data-dir={}", profile.path().display()),
         ];
+        args.extend_from_slice(extra);
         let capabilities = json!({
             "capabilities": {
                 "alwaysMatch": {
