@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 
+use super::origin::OwnScheme;
 use super::ApiError;
 use crate::auth::sessions::LiveSession;
 use crate::auth::tokens::{Claims, Tokens};
@@ -80,6 +81,17 @@ impl<'r, 'c> Ctx<'r, 'c> {
     /// origin is `https://`.
     pub(crate) fn over_tls(&self, configured: bool) -> bool {
         configured || self.client.tls
+    }
+
+    /// The scheme of the server's own origin for this request: `https`
+    /// when a trusted proxy said it came over TLS, either scheme when only
+    /// `--secure-cookies` (`configured`) says TLS is in front.
+    pub(crate) fn own_scheme(&self, configured: bool) -> OwnScheme {
+        match (self.client.tls, configured) {
+            (true, _) => OwnScheme::Https,
+            (false, true) => OwnScheme::Either,
+            (false, false) => OwnScheme::Http,
+        }
     }
 
     /// Names the user in the request's log line.

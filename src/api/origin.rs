@@ -5,15 +5,27 @@
 use crate::config::normalize_origin;
 use crate::http::request::Request;
 
-/// A missing `Origin` (not a browser) is allowed; otherwise it must be the
-/// server's own origin (`http://` + `Host`, or `https://` + `Host` behind a
-/// TLS proxy, which `https` signals) or one of `allowed` (normalised by the
-/// configuration).
-pub(crate) fn is_allowed(request: &Request, allowed: &[String], https: bool) -> bool {
-    is_allowed_origin(request.header("origin"), request.header("host"), allowed, https)
+/// The scheme of the server's own origin, as far as the server can tell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum OwnScheme {
+    /// Reached directly, over plain HTTP.
+    Http,
+    /// A trusted proxy said the request came over TLS: a page served over
+    /// `http://` on that host and port is another origin.
+    Https,
+    /// `--secure-cookies` says TLS is in front, but no proxy said so for
+    /// this request: either scheme may be the page's.
+    Either,
 }
 
-fn is_allowed_origin(origin: Option<&str>, host: Option<&str>, allowed: &[String], https: bool) -> bool {
+/// A missing `Origin` (not a browser) is allowed; otherwise it must be the
+/// server's own origin (`Host` with the scheme of [`OwnScheme`]) or one of
+/// `allowed` (normalised by the configuration).
+pub(crate) fn is_allowed(request: &Request, allowed: &[String], scheme: OwnScheme) -> bool {
+    is_allowed_origin(request.header("origin"), request.header("host"), allowed, scheme)
+}
+
+fn is_allowed_origin(origin: Option<&str>, host: Option<&str>, allowed: &[String], scheme: OwnScheme) -> bool {
     let Some(origin) = origin else {
         return true;
     };
@@ -25,7 +37,11 @@ fn is_allowed_origin(origin: Option<&str>, host: Option<&str>, allowed: &[String
         return false;
     };
     let own = |scheme: &str| normalize_origin(&format!("{scheme}://{host}")) == origin;
-    own("http") || (https && own("https"))
+    match scheme {
+        OwnScheme::Http => own("http"),
+        OwnScheme::Https => own("https"),
+        OwnScheme::Either => own("http") || own("https"),
+    }
 }
 
 #[cfg(test)]
@@ -36,17 +52,21 @@ mod tests {
     fn origins_are_own_or_listed() {
         let listed = vec!["https://app.example".to_string()];
         let allowed =
-            |origin: &str, host: &str, https: bool| is_allowed_origin(Some(origin), Some(host), &listed, https);
-        assert!(is_allowed_origin(None, None, &[], false));
-        assert!(allowed("http://localhost:8001", "localhost:8001", false));
-        assert!(allowed("HTTP://LocalHost:8001/", "localhost:8001", false));
-        assert!(allowed("http://chat.example", "chat.example:80", false));
-        assert!(allowed("https://app.example:443", "elsewhere", false));
-        assert!(!allowed("http://evil.example", "localhost:8001", false));
-        assert!(!allowed("http://localhost:8002", "localhost:8001", false));
-        assert!(!allowed("null", "localhost:8001", false));
-        assert!(!allowed("https://localhost:8001", "localhost:8001", false));
-        assert!(allowed("https://localhost:8001", "localhost:8001", true));
-        assert!(!is_allowed_origin(Some("http://h"), None, &[], false));
+            |origin: &str, host: &str, scheme: OwnScheme| is_allowed_origin(Some(origin), Some(host), &listed, scheme);
+        use OwnScheme::{Either, Http, Https};
+        assert!(is_allowed_origin(None, None, &[], Http));
+        assert!(allowed("http://localhost:8001", "localhost:8001", Http));
+        assert!(allowed("HTTP://LocalHost:8001/", "localhost:8001", Http));
+        assert!(allowed("http://chat.example", "chat.example:80", Http));
+        assert!(allowed("https://app.example:443", "elsewhere", Http));
+        assert!(!allowed("http://evil.example", "localhost:8001", Http));
+        assert!(!allowed("http://localhost:8002", "localhost:8001", Http));
+        assert!(!allowed("null", "localhost:8001", Http));
+        assert!(!allowed("https://localhost:8001", "localhost:8001", Http));
+        assert!(allowed("https://localhost:8001", "localhost:8001", Https));
+        assert!(!allowed("http://localhost:8001", "localhost:8001", Https));
+        assert!(allowed("https://chat.example", "chat.example", Either));
+        assert!(allowed("http://chat.example", "chat.example", Either));
+        assert!(!is_allowed_origin(Some("http://h"), None, &[], Http));
     }
 }

@@ -21,8 +21,8 @@ use crate::ws::handshake::{handshake_key, switching_protocols};
 pub(crate) async fn chat(ctx: &mut Ctx<'_, '_>, chat: &Chat) -> Result<Response, ApiError> {
     let key = handshake_key(ctx.request)?;
     let caller = ctx.authenticate_from(true)?;
-    let https = ctx.over_tls(chat.https);
-    if caller.source == TokenSource::Cookie && !origin::is_allowed(ctx.request, &chat.allowed_origins, https) {
+    let scheme = ctx.own_scheme(chat.https);
+    if caller.source == TokenSource::Cookie && !origin::is_allowed(ctx.request, &chat.allowed_origins, scheme) {
         return Err(ApiError::forbidden(
             "cross-site WebSocket handshake refused: origin not allowed",
         ));
