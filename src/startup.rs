@@ -87,6 +87,7 @@ pub async fn build(config: &Config, shutdown: Shutdown) -> Result<Routes, StartE
         .await
         .map_err(StartError::Storage)?;
     let passwords = Passwords::start(config.bcrypt_cost).map_err(StartError::Threads)?;
+    let room = Arc::new(Room::new(db.clone()));
     let app = App {
         accounts: Accounts {
             db: db.clone(),
@@ -95,7 +96,7 @@ pub async fn build(config: &Config, shutdown: Shutdown) -> Result<Routes, StartE
             secure_cookies: config.secure_cookies,
         },
         chat: Chat {
-            room: Arc::new(Room::new(db.clone())),
+            room: room.clone(),
             rate_limit: config.ws_rate_limit,
             allowed_origins: config.allowed_origins.clone(),
             https: config.secure_cookies,
@@ -103,6 +104,7 @@ pub async fn build(config: &Config, shutdown: Shutdown) -> Result<Routes, StartE
         },
         files: Files {
             db: db.clone(),
+            room,
             dir: config.uploads_dir.clone(),
             max_upload_bytes: config.max_upload_bytes,
         },

@@ -315,6 +315,23 @@ impl Server {
         )
     }
 
+    /// Uploads `content` as `filename` (one `file` part, `text/plain`) and
+    /// returns the created file's description.
+    pub(crate) fn upload(&self, token: &str, filename: &str, content: &[u8]) -> serde_json::Value {
+        let boundary = "----common-upload-boundary";
+        let mut body = format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\n\
+             Content-Type: text/plain\r\n\r\n"
+        )
+        .into_bytes();
+        body.extend_from_slice(content);
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        let content_type = format!("multipart/form-data; boundary={boundary}");
+        let response = self.request("POST", "/files/upload", Some(token), Some((&content_type, &body)));
+        assert_eq!(response.status, 201, "upload {filename}: {}", response.text());
+        response.json()
+    }
+
     /// Registers `username` with [`PASSWORD`] and returns a fresh token.
     pub(crate) fn user(&self, username: &str) -> String {
         let registered = self.register(username, PASSWORD);
