@@ -107,11 +107,15 @@ pub(crate) fn redact(target: &str) -> Cow<'_, str> {
 /// `/d/<anything>` becomes `/d/REDACTED`, after the authority of an
 /// absolute-form target if there is one.
 fn redact_link(path: &str) -> Cow<'_, str> {
-    let start = match path.find("://") {
-        Some(scheme_end) => path[scheme_end + 3..]
-            .find('/')
-            .map_or(path.len(), |i| scheme_end + 3 + i),
-        None => 0,
+    let start = if path.starts_with('/') {
+        0
+    } else {
+        match path.find("://") {
+            Some(scheme_end) => path[scheme_end + 3..]
+                .find('/')
+                .map_or(path.len(), |i| scheme_end + 3 + i),
+            None => return Cow::Borrowed(path),
+        }
     };
     match path[start..].strip_prefix("/d/") {
         Some(rest) if !rest.is_empty() => Cow::Owned(format!("{}/d/REDACTED", &path[..start])),

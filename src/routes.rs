@@ -73,14 +73,16 @@ pub(crate) const ROUTES: &[Route] = &[
     route(Method::Get, "/files", Endpoint::FileList),
     route(Method::Get, "/files/{id}", Endpoint::FileDownload),
     route(Method::Delete, "/files/{id}", Endpoint::FileDelete),
+    route(Method::Get, "/ws/chat", Endpoint::Chat),
+    route(Method::Get, "/history/last20", Endpoint::HistoryLast20),
+    route(Method::Get, "/history", Endpoint::History),
+    // After the chat's routes: a request is matched against the table in
+    // order, and the history pages are the ones asked for most.
     route(Method::Post, "/files/{id}/share", Endpoint::FileShare),
     route(Method::Post, "/files/{id}/links", Endpoint::FileLinkCreate),
     route(Method::Get, "/files/{id}/links", Endpoint::FileLinks),
     route(Method::Delete, "/files/{id}/links/{link}", Endpoint::FileLinkRevoke),
     route(Method::Get, "/d/{token}", Endpoint::LinkDownload),
-    route(Method::Get, "/ws/chat", Endpoint::Chat),
-    route(Method::Get, "/history/last20", Endpoint::HistoryLast20),
-    route(Method::Get, "/history", Endpoint::History),
 ];
 
 /// The route table over the application it serves.

@@ -54,12 +54,12 @@ mod tests {
             })
         );
         let with_file = Message {
-            file: Some(MessageFile {
+            file: Some(Box::new(MessageFile {
                 id: "ab12".into(),
                 filename: "résumé.pdf".into(),
                 size: 3,
                 content_type: "application/pdf".into(),
-            }),
+            })),
             ..stored
         };
         let value: serde_json::Value = serde_json::from_str(&message(&with_file)).unwrap();

@@ -10,13 +10,24 @@
 //! These three methods are all the chat room asks of storage: append a
 //! message, read before an id, read at an offset.
 //!
-//! A file message (v2) names its file in `file_id`; every read joins `files`
-//! on that id (its unique index) for the `file` object, so a message shows
-//! its file exactly while the file exists. Deleting a file also clears
-//! `file_id` in its messages (see `db::files`). For a plain message the
-//! join costs almost nothing: `file_id` is NULL, and SQLite skips the index
-//! seek for a NULL key. The name, size and type are not copied into the
-//! message row, so nothing has to be kept in step when a file goes.
+//! A file message (v2) names its file in `file_id`. A page reads that one
+//! column more, and only for the rows that have one looks the file up by its
+//! id (the unique index of `files`) for the `file` object, so a message
+//! shows its file exactly while the file exists. Deleting a file also clears
+//! `file_id` in its messages (see `db::files`). The name, size and type are
+//! not copied into the message row, so nothing has to be kept in step when
+//! a file goes.
+//!
+//! Why not a `LEFT JOIN files` in the page query: SQLite would run the join
+//! (read `file_id`, test it, fill a row of NULLs) for every row it steps
+//! over, the `offset` rows it skips included, where the plain query reads
+//! no column of a skipped row at all. Counted with callgrind
+//! (`bench/scripts/instructions.sh`), the join made a page at offset 100
+//! cost 38 % more; the lookup afterwards costs a plain page one column.
+//! The lookup is a second statement, so it may see a file deleted after the
+//! page was read: the message then shows no file, which is what it shows
+//! from then on anyway (ids are never reused, so it can never show another
+//! file).
 
 use std::future::Future;
 
@@ -27,22 +38,23 @@ use serde::{Serialize, Serializer};
 use super::{Db, DbError};
 use crate::clock::Timestamp;
 
-/// A query of messages as [`from_row`] reads them: the message's columns,
-/// then its file's (NULL when it carries none), followed by `$rest`.
+/// A query of messages as [`collect`] reads them: `id, username, content,
+/// created_at, file_id`, followed by `$rest`.
 macro_rules! select_messages {
     ($rest:literal) => {
         concat!(
-            "SELECT m.id, m.username, m.content, m.created_at, f.id, f.filename, f.size, f.content_type \
-             FROM messages m LEFT JOIN files f ON f.id = m.file_id ",
+            "SELECT id, username, content, created_at, file_id FROM messages ",
             $rest
         )
     };
 }
 
 /// The newest messages with `id < ?1`, newest first, at most `?2` of them.
-pub(super) const BEFORE_ID: &str = select_messages!("WHERE m.id < ?1 ORDER BY m.id DESC LIMIT ?2");
+pub(super) const BEFORE_ID: &str = select_messages!("WHERE id < ?1 ORDER BY id DESC LIMIT ?2");
 /// Skips the `?2` newest messages and takes the next `?1`, newest first.
-pub(super) const AT_OFFSET: &str = select_messages!("ORDER BY m.id DESC LIMIT ?1 OFFSET ?2");
+pub(super) const AT_OFFSET: &str = select_messages!("ORDER BY id DESC LIMIT ?1 OFFSET ?2");
+/// The file a message carries, by its id.
+const FILE: &str = "SELECT id, filename, size, content_type FROM files WHERE id = ?1";
 
 /// A stored message, serialized as clients see it (the WebSocket `message`
 /// event is this object plus `"type"`).
@@ -53,9 +65,10 @@ pub struct Message {
     pub content: String,
     pub created_at: Timestamp,
     /// The file a file message carries, while it exists. A plain message
-    /// has no `file` key at all, as in v1.
+    /// has no `file` key at all, as in v1. Boxed, so that a plain message,
+    /// which every page is mostly made of, stays as small as it was.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub file: Option<MessageFile>,
+    pub file: Option<Box<MessageFile>>,
 }
 
 /// The file of a file message, as clients see it:
@@ -145,20 +158,13 @@ fn insert(conn: &Connection, message: NewMessage, created_at: Timestamp) -> Resu
 /// Marks `id` shared if `uploader` uploaded it, inside the transaction that
 /// stores the file message: the file as that message carries it, or `None`
 /// if there is no such file of `uploader`'s (then nothing is written).
-fn mark_shared(conn: &Connection, id: &str, uploader: i64) -> Result<Option<MessageFile>, DbError> {
+fn mark_shared(conn: &Connection, id: &str, uploader: i64) -> Result<Option<Box<MessageFile>>, DbError> {
     let file = conn
         .prepare_cached(
             "UPDATE files SET shared = 1 WHERE id = ?1 AND uploaded_by = ?2 \
              RETURNING id, filename, size, content_type",
         )?
-        .query_row((id, uploader), |row| {
-            Ok(MessageFile {
-                id: row.get(0)?,
-                filename: row.get(1)?,
-                size: row.get(2)?,
-                content_type: row.get(3)?,
-            })
-        })
+        .query_row((id, uploader), file_from_row)
         .optional()?;
     Ok(file)
 }
@@ -171,10 +177,26 @@ pub(super) fn at_offset(conn: &Connection, offset: i64, limit: u32) -> Result<Ve
     collect(conn, AT_OFFSET, (limit, offset))
 }
 
+/// Reads the messages a [`select_messages!`] query selects, then the file
+/// of each row that names one.
 fn collect(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<Vec<Message>, DbError> {
     let mut statement = conn.prepare_cached(sql)?;
-    let rows = statement.query_map(params, from_row)?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    let mut rows = statement.query(params)?;
+    let mut messages = Vec::new();
+    let mut carrying = Vec::new();
+    while let Some(row) = rows.next()? {
+        if let Some(file_id) = row.get::<_, Option<String>>(4)? {
+            carrying.push((messages.len(), file_id));
+        }
+        messages.push(from_row(row)?);
+    }
+    if !carrying.is_empty() {
+        let mut file = conn.prepare_cached(FILE)?;
+        for (index, file_id) in carrying {
+            messages[index].file = file.query_row([file_id], file_from_row).optional()?;
+        }
+    }
+    Ok(messages)
 }
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Message> {
@@ -183,16 +205,17 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Message> {
         username: row.get(1)?,
         content: row.get(2)?,
         created_at: Timestamp(row.get(3)?),
-        file: match row.get::<_, Option<String>>(4)? {
-            None => None,
-            Some(id) => Some(MessageFile {
-                id,
-                filename: row.get(5)?,
-                size: row.get(6)?,
-                content_type: row.get(7)?,
-            }),
-        },
+        file: None,
     })
+}
+
+fn file_from_row(row: &Row<'_>) -> rusqlite::Result<Box<MessageFile>> {
+    Ok(Box::new(MessageFile {
+        id: row.get(0)?,
+        filename: row.get(1)?,
+        size: row.get(2)?,
+        content_type: row.get(3)?,
+    }))
 }
 
 #[cfg(test)]
@@ -222,13 +245,17 @@ mod tests {
     fn keyset_pages_search_the_primary_key_instead_of_scanning() {
         let conn = database();
         let plan = plan(&conn, BEFORE_ID);
-        assert!(plan.contains("SEARCH m USING INTEGER PRIMARY KEY"), "{plan}");
-        assert!(
-            plan.contains("SEARCH f USING INDEX sqlite_autoindex_files_1 (id=?)"),
-            "{plan}"
-        );
+        assert!(plan.contains("SEARCH messages USING INTEGER PRIMARY KEY"), "{plan}");
         assert!(!plan.contains("SCAN"), "{plan}");
         assert!(!plan.contains("TEMP B-TREE"), "{plan}");
+    }
+
+    #[test]
+    fn a_file_is_found_by_its_unique_index() {
+        let conn = database();
+        let mut statement = conn.prepare(&format!("EXPLAIN QUERY PLAN {FILE}")).unwrap();
+        let plan: String = statement.query_row(["x"], |row| row.get(3)).unwrap();
+        assert_eq!(plan, "SEARCH files USING INDEX sqlite_autoindex_files_1 (id=?)");
     }
 
     #[test]
