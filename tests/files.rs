@@ -60,15 +60,7 @@ fn download(server: &Server, token: &str, id: &str) -> Response {
 
 /// A request with extra header lines, on a new connection.
 fn request_with(server: &Server, method: &str, path: &str, token: &str, headers: &[(&str, &str)]) -> Response {
-    let mut head =
-        format!("{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\nAuthorization: Bearer {token}\r\n");
-    for (name, value) in headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    head.push_str("\r\n");
-    let mut stream = server.connect();
-    stream.write_all(head.as_bytes()).unwrap();
-    read_response(&mut BufReader::new(stream), method == "HEAD").unwrap()
+    server.request_with_headers(method, path, Some(token), headers)
 }
 
 fn is_id(name: &str) -> bool {

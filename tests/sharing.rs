@@ -6,11 +6,10 @@
 
 mod common;
 
-use std::io::{BufReader, Write};
 use std::time::Duration;
 
 use common::ws::{is, Client};
-use common::{read_response, Response, Server};
+use common::{Response, Server};
 use serde_json::{json, Value};
 
 fn id_of(file: &Value) -> String {
@@ -35,14 +34,22 @@ fn link(server: &Server, token: &str, id: &str) -> String {
 
 /// A request as a plain `curl` sends it: no cookie, no token.
 fn anonymous(server: &Server, method: &str, path: &str, headers: &[(&str, &str)]) -> Response {
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: t\r\nUser-Agent: curl/8\r\nAccept: */*\r\n");
-    for (name, value) in headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    head.push_str("Connection: close\r\n\r\n");
-    let mut stream = server.connect();
-    stream.write_all(head.as_bytes()).unwrap();
-    read_response(&mut BufReader::new(stream), method == "HEAD").unwrap()
+    server.request_with_headers(method, path, None, headers)
+}
+
+/// Every route of the file `file` (and of its link `link`), as
+/// `(method, path)`: the two that show the file, then the five that only
+/// its uploader may use.
+fn file_routes(file: &str, link: &str) -> [(&'static str, String); 7] {
+    [
+        ("GET", format!("/files/{file}")),
+        ("HEAD", format!("/files/{file}")),
+        ("DELETE", format!("/files/{file}")),
+        ("POST", format!("/files/{file}/share")),
+        ("POST", format!("/files/{file}/links")),
+        ("GET", format!("/files/{file}/links")),
+        ("DELETE", format!("/files/{file}/links/{link}")),
+    ]
 }
 
 /// Every message of the room through `/history` pages of `limit`, oldest
@@ -85,12 +92,25 @@ fn every_history_form(server: &Server, token: &str, id: i64, newest: i64) -> Vec
     ]
 }
 
-#[test]
-fn another_member_gets_404_on_every_route_of_a_private_file() {
+/// The items of a listing (`/files...`, `/files/{id}/links`) as `token`
+/// sees it.
+fn files_listing(server: &Server, path: &str, token: &str) -> Vec<Value> {
+    server.get(path, token).json().as_array().unwrap().clone()
+}
+
+/// A server with the members alice and bob, and a file alice uploaded
+/// holding `content`: the server, their tokens and the file's id.
+fn alice_bob_and_a_file_of_alice(content: &[u8]) -> (Server, String, String, String) {
     let server = Server::start();
     let alice = server.user("alice");
     let bob = server.user("bob");
-    let id = id_of(&server.upload(&alice, "private.txt", b"secret"));
+    let id = id_of(&server.upload(&alice, "alice.txt", content));
+    (server, alice, bob, id)
+}
+
+#[test]
+fn another_member_gets_404_on_every_route_of_a_private_file() {
+    let (server, alice, bob, id) = alice_bob_and_a_file_of_alice(b"secret");
     let url = link(&server, &alice, &id);
     let link_id = server.get(&format!("/files/{id}/links"), &alice).json()[0]["id"]
         .as_str()
@@ -98,15 +118,7 @@ fn another_member_gets_404_on_every_route_of_a_private_file() {
         .to_string();
     let unknown = "0123456789abcdef0123456789abcdef";
     for file in [id.as_str(), unknown] {
-        for (method, path) in [
-            ("GET", format!("/files/{file}")),
-            ("HEAD", format!("/files/{file}")),
-            ("DELETE", format!("/files/{file}")),
-            ("POST", format!("/files/{file}/share")),
-            ("POST", format!("/files/{file}/links")),
-            ("GET", format!("/files/{file}/links")),
-            ("DELETE", format!("/files/{file}/links/{link_id}")),
-        ] {
+        for (method, path) in file_routes(file, &link_id) {
             let response = server.request(method, &path, Some(&bob), None);
             assert_eq!(response.status, 404, "{method} {path}");
             if method != "HEAD" {
@@ -118,13 +130,8 @@ fn another_member_gets_404_on_every_route_of_a_private_file() {
             }
         }
     }
-    assert!(server.get("/files", &bob).json().as_array().unwrap().is_empty());
-    assert!(server
-        .get("/files?scope=room", &bob)
-        .json()
-        .as_array()
-        .unwrap()
-        .is_empty());
+    assert!(files_listing(&server, "/files", &bob).is_empty());
+    assert!(files_listing(&server, "/files?scope=room", &bob).is_empty());
     // Nothing above changed the file, its link, or who may see it.
     assert_eq!(server.get(&format!("/files/{id}"), &alice).body, b"secret");
     assert_eq!(anonymous(&server, "GET", &url, &[]).body, b"secret");
@@ -133,23 +140,15 @@ fn another_member_gets_404_on_every_route_of_a_private_file() {
 
 #[test]
 fn a_member_who_sees_a_shared_file_may_download_it_but_not_act_for_its_uploader() {
-    let server = Server::start();
-    let alice = server.user("alice");
-    let bob = server.user("bob");
-    let id = id_of(&server.upload(&alice, "shared.txt", b"for all"));
+    let (server, alice, bob, id) = alice_bob_and_a_file_of_alice(b"for all");
     assert_eq!(share(&server, &alice, &id).status, 201);
     assert_eq!(server.get(&format!("/files/{id}"), &bob).body, b"for all");
     assert_eq!(
         server.request("HEAD", &format!("/files/{id}"), Some(&bob), None).status,
         200
     );
-    for (method, path) in [
-        ("DELETE", format!("/files/{id}")),
-        ("POST", format!("/files/{id}/share")),
-        ("POST", format!("/files/{id}/links")),
-        ("GET", format!("/files/{id}/links")),
-        ("DELETE", format!("/files/{id}/links/0123456789abcdef0123456789abcdef")),
-    ] {
+    let unknown_link = "0123456789abcdef0123456789abcdef";
+    for (method, path) in file_routes(&id, unknown_link).into_iter().skip(2) {
         let response = server.request(method, &path, Some(&bob), None);
         assert_eq!(response.status, 403, "{method} {path}");
     }
@@ -349,12 +348,7 @@ fn a_link_downloads_like_the_authenticated_route_without_a_cookie_until_revoked(
     assert_eq!(gone.status, 410, "{}", gone.text());
     assert_eq!(anonymous(&server, "HEAD", &url, &[]).status, 410);
     assert_eq!(server.request("DELETE", &revoke, Some(&alice), None).status, 404);
-    assert!(server
-        .get(&format!("/files/{id}/links"), &alice)
-        .json()
-        .as_array()
-        .unwrap()
-        .is_empty());
+    assert!(files_listing(&server, &format!("/files/{id}/links"), &alice).is_empty());
     // The file itself is untouched, and still private.
     assert_eq!(server.get(&format!("/files/{id}"), &alice).body, content);
 }
@@ -396,15 +390,7 @@ fn a_link_ends_at_its_expiry_and_with_its_file() {
         .unwrap();
     assert_eq!(moved, 1, "the database keeps the token's SHA-256, not the token");
     assert_eq!(anonymous(&server, "GET", &expiring, &[]).status, 410);
-    assert_eq!(
-        server
-            .get(&format!("/files/{id}/links"), &alice)
-            .json()
-            .as_array()
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(files_listing(&server, &format!("/files/{id}/links"), &alice).len(), 1);
     assert_eq!(anonymous(&server, "GET", &other, &[]).status, 200);
 
     assert_eq!(
@@ -521,12 +507,7 @@ fn files_of_a_v1_database_are_private_to_their_uploaders_after_the_upgrade() {
     let listed = server.get("/files", &alice).json();
     assert_eq!(listed.as_array().unwrap().len(), 1);
     assert_eq!(listed[0]["shared"], false);
-    assert!(server
-        .get("/files?scope=room", &bob)
-        .json()
-        .as_array()
-        .unwrap()
-        .is_empty());
+    assert!(files_listing(&server, "/files?scope=room", &bob).is_empty());
     let history = server.get("/history/last20", &bob).json();
     assert_eq!(history.as_array().unwrap().len(), 5);
     assert!(history.as_array().unwrap().iter().all(|m| m.get("file").is_none()));

@@ -296,6 +296,28 @@ impl Server {
         read_response(&mut BufReader::new(stream), method == "HEAD").expect("read response")
     }
 
+    /// A bodiless request with an optional bearer token and extra header
+    /// lines, on a new connection.
+    pub(crate) fn request_with_headers(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Response {
+        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n");
+        if let Some(token) = token {
+            head.push_str(&format!("Authorization: Bearer {token}\r\n"));
+        }
+        for (name, value) in headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        head.push_str("\r\n");
+        let mut stream = self.connect();
+        stream.write_all(head.as_bytes()).expect("write request");
+        read_response(&mut BufReader::new(stream), method == "HEAD").expect("read response")
+    }
+
     pub(crate) fn get(&self, path: &str, token: &str) -> Response {
         self.request("GET", path, Some(token), None)
     }
