@@ -12,7 +12,8 @@
 //! 2. **Features**, one per part of the contract: [`accounts`] (register,
 //!    log in, log out, `/me`), [`chat`] (the room: posting, the hub that
 //!    fans messages out, the history caches and routes, the WebSocket
-//!    session and how it resumes), [`files`] (upload, download, listing, the bytes on disk),
+//!    session and how it resumes), [`files`] (upload, download, listing,
+//!    sharing in the room and share links, the bytes on disk),
 //!    [`pages`] (the compiled-in browser pages) and [`health`].
 //! 3. **The kit** every handler shares, [`api`]: the request context with
 //!    authentication, the one error type and its mapping to statuses,

@@ -71,25 +71,56 @@ macro_rules! log {
     };
 }
 
-/// Replaces the value of every `token=` query parameter with `REDACTED`.
+/// Keeps secrets out of a logged request target: the value of every
+/// `token=` query parameter, and the token of a share link's path
+/// (`/d/<token>`, also in the absolute form `http://host/d/<token>`),
+/// become `REDACTED`.
 pub(crate) fn redact(target: &str) -> Cow<'_, str> {
-    let Some((path, query)) = target.split_once('?') else {
-        return Cow::Borrowed(target);
+    let (path, query) = match target.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (target, None),
     };
-    if !query.split('&').any(|pair| pair.starts_with("token=")) {
-        return Cow::Borrowed(target);
+    let path = redact_link(path);
+    let query = query.map(|query| {
+        if !query.split('&').any(|pair| pair.starts_with("token=")) {
+            return Cow::Borrowed(query);
+        }
+        let pairs: Vec<&str> = query
+            .split('&')
+            .map(|pair| {
+                if pair.starts_with("token=") {
+                    "token=REDACTED"
+                } else {
+                    pair
+                }
+            })
+            .collect();
+        Cow::Owned(pairs.join("&"))
+    });
+    match (path, query) {
+        (Cow::Borrowed(_), None | Some(Cow::Borrowed(_))) => Cow::Borrowed(target),
+        (path, None) => Cow::Owned(path.into_owned()),
+        (path, Some(query)) => Cow::Owned(format!("{path}?{query}")),
     }
-    let query: Vec<&str> = query
-        .split('&')
-        .map(|pair| {
-            if pair.starts_with("token=") {
-                "token=REDACTED"
-            } else {
-                pair
-            }
-        })
-        .collect();
-    Cow::Owned(format!("{path}?{}", query.join("&")))
+}
+
+/// `/d/<anything>` becomes `/d/REDACTED`, after the authority of an
+/// absolute-form target if there is one.
+fn redact_link(path: &str) -> Cow<'_, str> {
+    let start = if path.starts_with('/') {
+        0
+    } else {
+        match path.find("://") {
+            Some(scheme_end) => path[scheme_end + 3..]
+                .find('/')
+                .map_or(path.len(), |i| scheme_end + 3 + i),
+            None => return Cow::Borrowed(path),
+        }
+    };
+    match path[start..].strip_prefix("/d/") {
+        Some(rest) if !rest.is_empty() => Cow::Owned(format!("{}/d/REDACTED", &path[..start])),
+        _ => Cow::Borrowed(path),
+    }
 }
 
 /// Control bytes are escaped so a hostile request target cannot forge log lines.
@@ -110,6 +141,18 @@ mod tests {
         assert_eq!(redact("/ws/chat?a=1&token=x&b=2"), "/ws/chat?a=1&token=REDACTED&b=2");
         assert_eq!(redact("/history?offset=0"), "/history?offset=0");
         assert_eq!(redact("/ws/chat?mytoken=keep"), "/ws/chat?mytoken=keep");
+    }
+
+    #[test]
+    fn share_link_tokens_are_redacted() {
+        assert_eq!(redact("/d/0123abcd"), "/d/REDACTED");
+        assert_eq!(redact("/d/0123abcd/extra?x=1"), "/d/REDACTED?x=1");
+        assert_eq!(redact("/d/t?token=x"), "/d/REDACTED?token=REDACTED");
+        assert_eq!(redact("http://host:8001/d/0123abcd"), "http://host:8001/d/REDACTED");
+        assert_eq!(redact("/d/"), "/d/");
+        assert_eq!(redact("/docs"), "/docs");
+        assert_eq!(redact("/files/d/x"), "/files/d/x");
+        assert!(matches!(redact("/files?offset=0"), Cow::Borrowed(_)));
     }
 
     #[test]

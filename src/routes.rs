@@ -16,7 +16,7 @@ use crate::api::{ApiError, Ctx};
 use crate::app::App;
 use crate::chat::{history, upgrade};
 use crate::cidr::Cidr;
-use crate::files::{catalog, download, upload};
+use crate::files::{catalog, download, sharing, upload};
 use crate::http::request::Method;
 use crate::http::response::Response;
 use crate::http::service::{Exchange, Refusal, Service};
@@ -42,6 +42,11 @@ pub(crate) enum Endpoint {
     FileList,
     FileDownload,
     FileDelete,
+    FileShare,
+    FileLinkCreate,
+    FileLinks,
+    FileLinkRevoke,
+    LinkDownload,
     Chat,
     HistoryLast20,
     History,
@@ -49,7 +54,8 @@ pub(crate) enum Endpoint {
 
 pub(crate) struct Route {
     pub method: Method,
-    /// Literal segments, or `{name}` for one non-empty segment.
+    /// Literal segments, or `{name}` for one non-empty segment (at most
+    /// two of them).
     pub pattern: &'static str,
     pub endpoint: Endpoint,
 }
@@ -86,6 +92,13 @@ pub(crate) const ROUTES: &[Route] = &[
     route(Method::Post, "/password", Endpoint::Password),
     route(Method::Get, "/sessions", Endpoint::SessionList),
     route(Method::Delete, "/sessions/{id}", Endpoint::SessionDelete),
+    // After the chat's routes: a request is matched against the table in
+    // order, and the history pages are the ones asked for most.
+    route(Method::Post, "/files/{id}/share", Endpoint::FileShare),
+    route(Method::Post, "/files/{id}/links", Endpoint::FileLinkCreate),
+    route(Method::Get, "/files/{id}/links", Endpoint::FileLinks),
+    route(Method::Delete, "/files/{id}/links/{link}", Endpoint::FileLinkRevoke),
+    route(Method::Get, "/d/{token}", Endpoint::LinkDownload),
 ];
 
 /// The route table over the application it serves.
@@ -123,8 +136,11 @@ impl Service for Routes {
     }
 }
 
-/// Matches a path against the table: the endpoint and its path parameter.
-pub(crate) fn resolve(method: Method, path: &str) -> Result<(Endpoint, Option<&str>), ApiError> {
+/// The path parameters of a route, in the order of its pattern.
+type Params<'p> = [Option<&'p str>; 2];
+
+/// Matches a path against the table: the endpoint and its path parameters.
+pub(crate) fn resolve(method: Method, path: &str) -> Result<(Endpoint, Params<'_>), ApiError> {
     let method = if method == Method::Head { Method::Get } else { method };
     let mut allowed: Vec<&str> = Vec::new();
     for route in ROUTES {
@@ -146,15 +162,20 @@ pub(crate) fn resolve(method: Method, path: &str) -> Result<(Endpoint, Option<&s
     }
 }
 
-/// `Some(param)` when `path` fits `pattern` (`param` is the `{...}` segment).
-fn matches<'p>(pattern: &str, path: &'p str) -> Option<Option<&'p str>> {
-    let mut param = None;
+/// `Some(params)` when `path` fits `pattern` (`params` are the `{...}`
+/// segments).
+fn matches<'p>(pattern: &str, path: &'p str) -> Option<Params<'p>> {
+    let mut params: Params<'p> = [None; 2];
+    let mut taken = 0;
     let mut pattern_segments = pattern.split('/');
     let mut path_segments = path.split('/');
     loop {
         match (pattern_segments.next(), path_segments.next()) {
-            (None, None) => return Some(param),
-            (Some(p), Some(s)) if p.starts_with('{') && !s.is_empty() => param = Some(s),
+            (None, None) => return Some(params),
+            (Some(p), Some(s)) if p.starts_with('{') && !s.is_empty() && taken < params.len() => {
+                params[taken] = Some(s);
+                taken += 1;
+            }
             (Some(p), Some(s)) if p == s => {}
             _ => return None,
         }
@@ -163,8 +184,8 @@ fn matches<'p>(pattern: &str, path: &'p str) -> Option<Option<&'p str>> {
 
 async fn dispatch(ctx: &mut Ctx<'_, '_>, app: &App) -> Result<Response, ApiError> {
     let request = ctx.request;
-    let (endpoint, param) = resolve(request.method, request.path())?;
-    let param = param.unwrap_or_default();
+    let (endpoint, params) = resolve(request.method, request.path())?;
+    let [param, second] = params.map(Option::unwrap_or_default);
     match endpoint {
         Endpoint::Index => Ok(pages::index().into_response()),
         Endpoint::Docs => Ok(pages::docs().into_response()),
@@ -186,6 +207,11 @@ async fn dispatch(ctx: &mut Ctx<'_, '_>, app: &App) -> Result<Response, ApiError
         Endpoint::FileList => catalog::list(ctx, &app.files).await,
         Endpoint::FileDownload => download::download(ctx, &app.files, param).await,
         Endpoint::FileDelete => catalog::delete(ctx, &app.files, param).await,
+        Endpoint::FileShare => sharing::share(ctx, &app.files, param).await,
+        Endpoint::FileLinkCreate => sharing::create_link(ctx, &app.files, param).await,
+        Endpoint::FileLinks => sharing::list_links(ctx, &app.files, param).await,
+        Endpoint::FileLinkRevoke => sharing::revoke_link(ctx, &app.files, param, second).await,
+        Endpoint::LinkDownload => download::by_link(ctx, &app.files, param).await,
         Endpoint::Chat => upgrade::chat(ctx, &app.chat).await,
         Endpoint::HistoryLast20 => with_epoch(history::last20(ctx, &app.chat.room).await, app),
         Endpoint::History => with_epoch(history::page(ctx, &app.chat.room).await, app),
@@ -205,7 +231,12 @@ mod tests {
     #[test]
     fn every_route_resolves_to_itself() {
         for route in ROUTES {
-            let path = route.pattern.replace("{id}", "abc").replace("{name}", "x");
+            let path = route
+                .pattern
+                .replace("{id}", "abc")
+                .replace("{name}", "x")
+                .replace("{link}", "l")
+                .replace("{token}", "t");
             assert_eq!(
                 resolve(route.method, &path).unwrap().0,
                 route.endpoint,
@@ -222,5 +253,14 @@ mod tests {
         let err = resolve(Method::Delete, "/me").unwrap_err();
         assert_eq!(err.status, 405);
         assert_eq!(resolve(Method::Head, "/me").unwrap().0, Endpoint::Me);
+    }
+
+    #[test]
+    fn parameters_come_in_the_order_of_the_pattern() {
+        let (endpoint, params) = resolve(Method::Delete, "/files/f1/links/l2").unwrap();
+        assert_eq!((endpoint, params), (Endpoint::FileLinkRevoke, [Some("f1"), Some("l2")]));
+        assert_eq!(resolve(Method::Get, "/files/f1").unwrap().1, [Some("f1"), None]);
+        assert_eq!(resolve(Method::Get, "/files//links").unwrap_err().status, 404);
+        assert_eq!(resolve(Method::Put, "/d/t").unwrap_err().status, 405);
     }
 }

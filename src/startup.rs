@@ -92,6 +92,7 @@ pub async fn build(config: &Config, shutdown: Shutdown) -> Result<Routes, StartE
     let passwords = Passwords::start(config.bcrypt_cost).map_err(StartError::Threads)?;
     let live_sessions = sessions::load(&db).await.map_err(|e| storage(&e))?;
     tokio::spawn(sessions::keep_up(db.clone(), live_sessions.clone(), shutdown.clone()));
+    let room = Arc::new(Room::new(db.clone()));
     let app = App {
         accounts: Accounts {
             db: db.clone(),
@@ -102,7 +103,7 @@ pub async fn build(config: &Config, shutdown: Shutdown) -> Result<Routes, StartE
             throttle: Mutex::new(Throttle::new(config.login_throttle, throttle::CAPACITY, Instant::now())),
         },
         chat: Chat {
-            room: Arc::new(Room::new(db.clone())),
+            room: room.clone(),
             rate_limit: config.ws_rate_limit,
             allowed_origins: config.allowed_origins.clone(),
             https: config.secure_cookies,
@@ -111,6 +112,7 @@ pub async fn build(config: &Config, shutdown: Shutdown) -> Result<Routes, StartE
         },
         files: Files {
             db: db.clone(),
+            room,
             dir: config.uploads_dir.clone(),
             max_upload_bytes: config.max_upload_bytes,
         },

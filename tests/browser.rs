@@ -278,7 +278,7 @@ fn file_uploaded_through_docs_downloads_with_its_name_and_bytes() {
 
 #[test]
 #[ignore = "needs Chromium and chromedriver (bash .ci/run installs them)"]
-fn file_shared_from_the_chat_reaches_the_other_user_as_a_link() {
+fn file_shared_from_the_chat_reaches_the_other_user_and_a_copied_link_works_logged_out() {
     let driver = Chromedriver::start();
     let server = Server::start();
     let dir = tempfile::tempdir().unwrap();
@@ -292,25 +292,52 @@ fn file_shared_from_the_chat_reaches_the_other_user_as_a_link() {
 
     dave.find("#file-input").send_keys(path.to_str().unwrap());
     dave.find("#upload-button").click();
-    let uploaded = dave.wait_for(
-        "the upload to finish",
-        "const a = document.querySelector('#upload-status a');
-         return a && { href: a.getAttribute('href'), text: a.textContent }",
-        &[],
+    dave.wait_for(
+        "the file to be shared",
+        "return document.getElementById('upload-status').textContent === 'Shared ' + arguments[0] + ' in the room.'",
+        &[json!(name)],
     );
-    assert_eq!(uploaded["text"], name);
-    let href = uploaded["href"].as_str().unwrap();
 
-    let shared = format!("dave: Shared a file: {name} (68.4 KiB) {href}");
+    let shared = format!("dave: Shared a file: {name} (68.4 KiB)");
     wait_for_message(&erin, &shared);
     let link = erin.script(
         "const links = [...document.querySelectorAll('#messages li.msg .msg-text a')];
-         return links.map((a) => a.getAttribute('href'))",
+         return links.map((a) => ({ href: a.getAttribute('href'), text: a.textContent }))",
         &[],
     );
-    assert_eq!(link, json!([href]), "the link in the message is clickable");
-    assert_downloads_as(&erin, href, name, &bytes);
+    let href = link[0]["href"].as_str().unwrap().to_string();
+    assert!(href.starts_with("/files/"), "{link}");
+    assert_eq!(
+        link,
+        json!([{ "href": href, "text": name }]),
+        "one link, shown by the file's name"
+    );
+    assert_downloads_as(&erin, &href, name, &bytes);
     erin.screenshot("chat-shared-file");
+
+    dave.find("#my-files > summary").click();
+    let state_of_file = "const li = document.querySelector('#my-files-list li');
+         return li && li.querySelector('.file-state').textContent === arguments[0]";
+    dave.wait_for("the file listed as shared", state_of_file, &[json!("shared")]);
+    dave.find("#my-files-list li .copy-link").click();
+    let copied = dave.wait_for(
+        "the share link",
+        "const input = document.querySelector('#my-files-status .share-link');
+         return input && input.value",
+        &[],
+    );
+    let copied = copied.as_str().unwrap().to_string();
+    assert!(copied.starts_with(&url(&server, "/d/")), "{copied}");
+    dave.wait_for("the link counted", state_of_file, &[json!("shared, 1 link")]);
+    dave.screenshot("chat-my-files");
+
+    // A browser with no session at all, as a private window is.
+    let outsider = driver.session();
+    outsider.goto(&url(&server, "/"));
+    outsider.wait_for("the login form", "return !document.getElementById('auth').hidden", &[]);
+    assert_downloads_as(&outsider, &copied, name, &bytes);
+    let status = outsider.script("return fetch(arguments[0]).then((r) => r.status)", &[json!(href)]);
+    assert_eq!(status, 401, "without the link, the file needs a login");
     assert_no_console_errors(&dave, "/ (uploader)");
     assert_no_console_errors(&erin, "/ (receiver)");
 }

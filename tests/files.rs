@@ -60,15 +60,7 @@ fn download(server: &Server, token: &str, id: &str) -> Response {
 
 /// A request with extra header lines, on a new connection.
 fn request_with(server: &Server, method: &str, path: &str, token: &str, headers: &[(&str, &str)]) -> Response {
-    let mut head =
-        format!("{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\nAuthorization: Bearer {token}\r\n");
-    for (name, value) in headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    head.push_str("\r\n");
-    let mut stream = server.connect();
-    stream.write_all(head.as_bytes()).unwrap();
-    read_response(&mut BufReader::new(stream), method == "HEAD").unwrap()
+    server.request_with_headers(method, path, Some(token), headers)
 }
 
 fn is_id(name: &str) -> bool {
@@ -684,19 +676,24 @@ fn unknown_malformed_or_unauthenticated_downloads_are_refused() {
     }
 }
 
+/// Shares a file in the room and checks it was.
+fn share(server: &Server, token: &str, id: &str) -> serde_json::Value {
+    let response = server.request("POST", &format!("/files/{id}/share"), Some(token), None);
+    assert_eq!(response.status, 201, "{}", response.text());
+    response.json()
+}
+
 #[test]
 fn listing_pages_newest_first() {
     let server = Server::start();
     let token = server.user("alice");
     let other = server.user("bob");
     let ids: Vec<String> = (0..5)
-        .map(|n| {
-            let who = if n % 2 == 0 { &token } else { &other };
-            id_of(&upload(&server, who, &format!("f{n}"), b"x"))
-        })
+        .map(|n| id_of(&upload(&server, &token, &format!("f{n}"), b"x")))
         .collect();
     let newest_first: Vec<String> = ids.iter().rev().cloned().collect();
-    assert_eq!(listed_ids(&server, &other, ""), newest_first);
+    assert_eq!(listed_ids(&server, &token, ""), newest_first);
+    assert_eq!(listed_ids(&server, &token, "?scope=mine"), newest_first);
     assert_eq!(listed_ids(&server, &token, "?limit=2"), newest_first[..2]);
     assert_eq!(listed_ids(&server, &token, "?offset=2&limit=2"), newest_first[2..4]);
     assert_eq!(listed_ids(&server, &token, "?offset=4"), newest_first[4..]);
@@ -706,6 +703,7 @@ fn listing_pages_newest_first() {
     assert_eq!(item["filename"], "f4");
     assert_eq!(item["uploaded_by"], "alice");
     assert_eq!(item["download_url"], format!("/files/{}", ids[4]));
+    assert_eq!(item["shared"], false);
     for keys in ["id", "filename", "size", "content_type", "sha256", "created_at"] {
         assert!(item.get(keys).is_some(), "{keys}");
     }
@@ -716,10 +714,37 @@ fn listing_pages_newest_first() {
         "?offset=-1",
         "?offset=",
         "?limit=1.5",
+        "?scope=all",
+        "?scope=",
     ] {
         assert_eq!(server.get(&format!("/files{query}"), &token).status, 422, "{query}");
     }
     assert_eq!(server.request("GET", "/files", None, None).status, 401);
+    assert!(
+        listed_ids(&server, &other, "").is_empty(),
+        "private files are not listed to others"
+    );
+    assert!(listed_ids(&server, &other, "?scope=room").is_empty());
+}
+
+#[test]
+fn the_room_listing_holds_every_shared_file_whoever_uploaded_it() {
+    let server = Server::start();
+    let alice = server.user("alice");
+    let bob = server.user("bob");
+    let private = id_of(&upload(&server, &alice, "private.txt", b"p"));
+    let hers = id_of(&upload(&server, &alice, "hers.txt", b"h"));
+    let his = id_of(&upload(&server, &bob, "his.txt", b"b"));
+    share(&server, &alice, &hers);
+    share(&server, &bob, &his);
+    for token in [&alice, &bob] {
+        assert_eq!(listed_ids(&server, token, "?scope=room"), [his.clone(), hers.clone()]);
+    }
+    assert_eq!(listed_ids(&server, &alice, ""), [hers.clone(), private.clone()]);
+    let mine = server.get("/files", &alice).json();
+    let shared: Vec<bool> = mine.as_array().unwrap().iter().map(|f| f["shared"] == true).collect();
+    assert_eq!(shared, [true, false]);
+    assert_eq!(server.get("/files?scope=room", &bob).json()[1]["uploaded_by"], "alice");
 }
 
 #[test]
@@ -730,14 +755,19 @@ fn only_the_uploader_may_delete_and_the_bytes_go_with_the_row() {
     let id = id_of(&upload(&server, &alice, "mine.txt", b"mine"));
     let path = format!("/files/{id}");
     let response = server.request("DELETE", &path, Some(&bob), None);
-    assert_eq!(response.status, 403);
+    assert_eq!(response.status, 404, "a private file does not exist for others");
+    share(&server, &alice, &id);
+    let response = server.request("DELETE", &path, Some(&bob), None);
+    assert_eq!(response.status, 403, "a shared file is seen, but not his to delete");
     assert_eq!(download(&server, &bob, &id).body, b"mine");
     assert_eq!(server.request("DELETE", &path, None, None).status, 401);
     assert_eq!(server.request("DELETE", &path, Some(&alice), None).status, 204);
     assert!(server.stored_files().is_empty());
     assert_eq!(download(&server, &alice, &id).status, 404);
+    assert_eq!(download(&server, &bob, &id).status, 404);
     assert_eq!(server.request("DELETE", &path, Some(&alice), None).status, 404);
     assert!(listed_ids(&server, &alice, "").is_empty());
+    assert!(listed_ids(&server, &bob, "?scope=room").is_empty());
     let response = server.request("DELETE", "/files/not-an-id", Some(&alice), None);
     assert_eq!(response.status, 404);
 }

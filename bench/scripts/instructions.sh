@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Instructions the server executes per cached `/history/last20` request and
-# per fan-out delivery, counted by callgrind for each server binary given.
+# Instructions the server executes per cached `/history/last20` request, per
+# `/history?offset=100` page (never cached: it reads the database every
+# time) and per fan-out delivery, counted by callgrind for each server
+# binary given.
 # A count is the same for the same binary and inputs whatever else the
 # machine is doing, so two builds compare without the noise of a shared
 # host; the cost is a run about fifty times slower, hence the small loads.
 #
 # Each figure is the difference between two runs that differ only in the
-# load (5 000 and 25 000 requests; 100 and 300 messages to 200 clients),
+# load (5 000 and 25 000 requests, 2 000 and 6 000 offset pages; 100 and
+# 300 messages to 200 clients),
 # divided by the difference in requests or deliveries: start-up, sign-up
 # and log-in cancel out. Fan-out counts move by a few percent from run to
 # run (how many events a flush takes depends on timing); request counts
@@ -37,8 +40,11 @@ for bin in "$@"; do
     export CALLGRIND_SERVER=$bin
     small=$(run_counted h5 history --mode last20 --connections 4 --requests 5000)
     large=$(run_counted h25 history --mode last20 --connections 4 --requests 25000)
+    small_offset=$(run_counted o2 history --mode offset --depth 100 --connections 4 --requests 2000)
+    large_offset=$(run_counted o6 history --mode offset --depth 100 --connections 4 --requests 6000)
     small_fan=$(run_counted f100 fanout --clients 200 --senders 1 --messages 100 --window 16)
     large_fan=$(run_counted f300 fanout --clients 200 --senders 1 --messages 300 --window 16)
     echo "$bin: $(((large - small) / 20000)) instructions per last20 request," \
+        "$(((large_offset - small_offset) / 4000)) per offset page," \
         "$(((large_fan - small_fan) / 40000)) per fan-out delivery"
 done

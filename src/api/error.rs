@@ -120,6 +120,7 @@ impl From<DbError> for ApiError {
                 crate::log!(Level::Error, "database error: {e}");
                 ApiError::internal()
             }
+            DbError::NotFound(detail) => ApiError::not_found(detail),
         }
     }
 }

@@ -48,6 +48,7 @@ pub(crate) fn message(message: &Message) -> Utf8Bytes {
 mod tests {
     use super::*;
     use crate::clock::Timestamp;
+    use crate::db::messages::MessageFile;
 
     #[test]
     fn events_have_the_contract_shape() {
@@ -56,6 +57,7 @@ mod tests {
             username: "alice".into(),
             content: "Hello \"you\"".into(),
             created_at: Timestamp(1_795_581_819_005),
+            file: None,
         };
         let value: serde_json::Value = serde_json::from_str(&message(&stored)).unwrap();
         assert_eq!(
@@ -63,6 +65,23 @@ mod tests {
             serde_json::json!({
                 "type": "message", "id": 42, "username": "alice",
                 "content": "Hello \"you\"", "created_at": "2026-11-25T04:43:39.005Z"
+            })
+        );
+        let with_file = Message {
+            file: Some(Box::new(MessageFile {
+                id: "ab12".into(),
+                filename: "résumé.pdf".into(),
+                size: 3,
+                content_type: "application/pdf".into(),
+            })),
+            ..stored
+        };
+        let value: serde_json::Value = serde_json::from_str(&message(&with_file)).unwrap();
+        assert_eq!(
+            value["file"],
+            serde_json::json!({
+                "id": "ab12", "filename": "résumé.pdf", "size": 3,
+                "content_type": "application/pdf", "download_url": "/files/ab12"
             })
         );
         let join = Event::Join {

@@ -11,7 +11,8 @@
 //! Storage is reached only through `append_message`, `messages_before`,
 //! `messages_after` and `messages_at_offset`: append one message, read
 //! before or after an id, read at an offset. That is the seam a second
-//! storage backend implements.
+//! storage backend implements. A file shared in the room ([`Room::share`])
+//! is such a message too, one that carries the file.
 //!
 //! Every page is fetched with one row more than asked for: the extra row
 //! only says whether there is an older page (`has_more`), so no query ever
@@ -76,16 +77,49 @@ impl Room {
         username: String,
         content: String,
     ) -> impl Future<Output = Result<Message, DbError>> + Send + 'static {
-        let (hub, newest) = (self.hub.clone(), self.newest.clone());
-        let message = NewMessage {
+        self.append(NewMessage {
             user_id,
             username,
             content,
-        };
+            file_id: None,
+        })
+    }
+
+    /// Shares the file `file_id` of `user_id`'s in the room: a message
+    /// whose content is the file's name and which carries the file, posted
+    /// like any other (the same commit, hook and order). The same
+    /// transaction marks the file shared; a file that is not `user_id`'s, or
+    /// was deleted meanwhile, is [`DbError::NotFound`] and posts nothing.
+    pub fn share(
+        &self,
+        user_id: i64,
+        username: String,
+        file_id: String,
+        filename: String,
+    ) -> impl Future<Output = Result<Message, DbError>> + Send + 'static {
+        self.append(NewMessage {
+            user_id,
+            username,
+            content: filename,
+            file_id: Some(file_id),
+        })
+    }
+
+    /// The one way a message is posted: see the module's note.
+    fn append(&self, message: NewMessage) -> impl Future<Output = Result<Message, DbError>> + Send + 'static {
+        let (hub, newest) = (self.hub.clone(), self.newest.clone());
         self.db.append_message(message, move |stored| {
             newest.invalidate();
             hub.broadcast_message(stored.id, events::message(stored));
         })
+    }
+
+    /// Forgets every cached page that may show the file `file_id`, once its
+    /// deletion is committed: pages read from then on show its messages
+    /// without their `file` (see [`SealedPages`]).
+    pub fn forget_file(&self, file_id: &str) {
+        self.newest.invalidate();
+        self.sealed.forget_file(file_id);
     }
 
     /// Adds a connection to the room (see [`Hub::connect`]); with `held`,
@@ -144,6 +178,8 @@ impl Room {
         if let Some(body) = key.and_then(|key| self.sealed.get(key)) {
             return Ok(body);
         }
+        // Taken before the read: a file deleted during it keeps the page out.
+        let deletions = self.sealed.deletions();
         let fetch = query.limit + 1;
         let rows = match query.start {
             Start::Offset(offset) => self.db.messages_at_offset(offset, fetch).await?,
@@ -153,10 +189,16 @@ impl Room {
                 return Ok(Bytes::from(json::encode(&paginate_forward(&rows, id, query.limit))));
             }
         };
-        let body = Bytes::from(json::encode(&paginate(&rows, query)));
+        let page = paginate(&rows, query);
+        let body = Bytes::from(json::encode(&page));
         if let Some((before_id, limit)) = key {
             if rows.first().is_some_and(|newest| newest.id == before_id - 1) {
-                self.sealed.store((before_id, limit), body.clone());
+                let files = page
+                    .messages
+                    .iter()
+                    .filter_map(|m| m.file.as_ref().map(|f| f.id.clone()));
+                self.sealed
+                    .store((before_id, limit), body.clone(), files.collect(), deletions);
             }
         }
         Ok(body)
@@ -207,6 +249,7 @@ mod tests {
             username: "ann".into(),
             content: format!("m{id}"),
             created_at: Timestamp(0),
+            file: None,
         }
     }
 

@@ -1,6 +1,7 @@
-//! The one error type of the storage layer. It says only whether a failure
-//! may pass (busy, locked, full: answered 503) or not (answered 500); the
-//! mapping to statuses lives with the API's error type.
+//! The one error type of the storage layer. It says whether a failure may
+//! pass (busy, locked, full: answered 503) or not (answered 500), or that a
+//! write found a row it depends on gone (answered 404); the mapping to
+//! statuses lives with the API's error type.
 
 use std::fmt;
 
@@ -15,6 +16,9 @@ pub enum DbError {
     Unavailable(String),
     /// Anything else: a bug or a corrupt file, answered 500.
     Other(String),
+    /// A write needed a row that is not there (a file deleted while it was
+    /// being shared); the write did nothing. Answered 404 with this detail.
+    NotFound(&'static str),
 }
 
 impl fmt::Display for DbError {
@@ -22,6 +26,7 @@ impl fmt::Display for DbError {
         match self {
             DbError::Unavailable(e) => write!(f, "database unavailable: {e}"),
             DbError::Other(e) => write!(f, "database error: {e}"),
+            DbError::NotFound(what) => f.write_str(what),
         }
     }
 }

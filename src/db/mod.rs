@@ -6,12 +6,13 @@
 //! - [`handle`]: the [`Db`] handle, its reader threads and its writer queue;
 //! - [`writer`]: the one writer thread and its group commit;
 //! - [`schema`]: opening a file with the contract's pragmas, and migrations;
-//! - [`users`], [`messages`], [`files`], [`sessions`], [`settings`]: each
-//!   table's queries and the async methods built on them.
+//! - [`users`], [`messages`], [`files`], [`links`], [`sessions`],
+//!   [`settings`]: each table's queries and the async methods built on them.
 
 mod error;
 pub(crate) mod files;
 mod handle;
+pub(crate) mod links;
 pub(crate) mod messages;
 mod schema;
 pub(crate) mod sessions;

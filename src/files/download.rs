@@ -1,5 +1,7 @@
-//! `GET` and `HEAD /files/{id}`: the stored bytes, streamed from the open
-//! file by the connection, with the validators and ranges of RFC 9110.
+//! `GET` and `HEAD /files/{id}`, and the same through a share link
+//! (`/d/{token}`): the stored bytes, streamed from the open file by the
+//! connection, with the validators and ranges of RFC 9110. Both routes only
+//! decide which file the request may have, then go through one [`serve`].
 //!
 //! The response is built so that an uploaded file can never act as a page of
 //! this site: it is always an attachment, its type is not sniffed, and a
@@ -10,10 +12,10 @@ use std::io;
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
-use super::{store, Files};
+use super::{no_such_file, sharing, store, visible, Files};
 use crate::api::{ApiError, Ctx};
 use crate::db::files::FileRow;
-use crate::http::request::Method;
+use crate::http::request::{Method, Request};
 use crate::http::response::{Body, Response};
 use crate::log::Level;
 use crate::sync::blocking;
@@ -33,18 +35,32 @@ const ATTR_CHAR_ESCAPES: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'|')
     .remove(b'~');
 
+/// `GET /files/{id}`: for whoever may see the file (see [`super::visible`]).
 pub(crate) async fn download(ctx: &mut Ctx<'_, '_>, files: &Files, id: &str) -> Result<Response, ApiError> {
-    ctx.authenticate()?;
-    let row = find(files, id).await?;
+    let claims = ctx.authenticate()?;
+    let row = visible(files, id, claims.uid).await?;
+    serve(ctx.request, files, &row).await
+}
+
+/// `GET /d/{token}`: for anyone holding a live share link, without
+/// authentication (see [`sharing::link_target`]).
+pub(crate) async fn by_link(ctx: &mut Ctx<'_, '_>, files: &Files, token: &str) -> Result<Response, ApiError> {
+    let row = sharing::link_target(files, token).await?;
+    serve(ctx.request, files, &row).await
+}
+
+/// The one download path, whatever let the request in: the validators,
+/// `304`, the range and the headers depend on the file and the request
+/// only.
+async fn serve(request: &Request, files: &Files, row: &FileRow) -> Result<Response, ApiError> {
     let etag = format!("\"{}\"", row.sha256);
-    let request = ctx.request;
     if request
         .header("if-none-match")
         .is_some_and(|value| etag_matches(value, &etag))
     {
         return Ok(validators(Response::new(304), &etag));
     }
-    let file = open(files, &row).await?;
+    let file = open(files, row).await?;
     // Range is defined for GET only (RFC 9110 14.2); HEAD shows the full response.
     let range = match request.header("range") {
         Some(value) if request.method == Method::Get && if_range_holds(request.header("if-range"), &etag) => {
@@ -70,18 +86,6 @@ pub(crate) async fn download(ctx: &mut Ctx<'_, '_>, files: &Files, id: &str) -> 
         );
     }
     Ok(validators(response, &etag).with_body(Body::File { file, offset, len }))
-}
-
-/// The row of `id`; an id of the wrong shape is not looked up at all.
-async fn find(files: &Files, id: &str) -> Result<FileRow, ApiError> {
-    if !store::is_valid_id(id) {
-        return Err(no_such_file());
-    }
-    files.db.file(id.to_string()).await?.ok_or_else(no_such_file)
-}
-
-pub(crate) fn no_such_file() -> ApiError {
-    ApiError::not_found("no such file")
 }
 
 /// Opens the bytes of `row`. A file deleted since its row was read (or

@@ -1,7 +1,15 @@
 //! Files: uploads streamed to disk ([`upload`]), downloads with ranges and
-//! validators ([`download`]), the listing and deletion ([`catalog`]), over
-//! the bytes on disk ([`store`]). The `multipart/form-data` parser is part
-//! of the transport (`http::multipart`).
+//! validators ([`download`]), the listing and deletion ([`catalog`]),
+//! sharing in the room and share links ([`sharing`]), over the bytes on disk
+//! ([`store`]). The `multipart/form-data` parser is part of the transport
+//! (`http::multipart`).
+//!
+//! Who may see a file: its uploader always, every member once it is shared
+//! in the room, anyone with a live share link through that link only. To
+//! anyone else a file does not exist: every route answers 404, never 403,
+//! which would confirm the id ([`visible`]). Only a member who may see the
+//! file but asks for what its uploader alone may do is told 403
+//! ([`owned`]).
 //!
 //! The database row is the record that a file exists: it is written after
 //! the bytes are durable and deleted before they are removed, so a crash
@@ -9,13 +17,17 @@
 
 pub(crate) mod catalog;
 pub(crate) mod download;
+pub(crate) mod sharing;
 pub(crate) mod store;
 pub(crate) mod upload;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Serialize;
 
+use crate::api::ApiError;
+use crate::chat::room::Room;
 use crate::clock::Timestamp;
 use crate::db::files::FileRow;
 use crate::db::Db;
@@ -25,6 +37,8 @@ use crate::sync::blocking;
 /// What the file routes need.
 pub struct Files {
     pub db: Db,
+    /// Where a file is shared, and whose cached pages a deletion touches.
+    pub room: Arc<Room>,
     /// Where the bytes live (`--uploads-dir`).
     pub dir: PathBuf,
     /// The largest file accepted (`--max-upload-bytes`).
@@ -42,6 +56,9 @@ pub(crate) struct FileView<'a> {
     pub download_url: String,
     pub uploaded_by: &'a str,
     pub created_at: Timestamp,
+    /// In the listings only: the upload response has no `shared`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shared: Option<bool>,
 }
 
 impl<'a> From<&'a FileRow> for FileView<'a> {
@@ -55,8 +72,40 @@ impl<'a> From<&'a FileRow> for FileView<'a> {
             download_url: format!("/files/{}", row.id),
             uploaded_by: &row.uploader,
             created_at: row.created_at,
+            shared: None,
         }
     }
+}
+
+/// The row of `id` if `user_id` may see it; 404 otherwise, whether the file
+/// does not exist or is someone else's private file. An id of the wrong
+/// shape is not looked up at all.
+pub(crate) async fn visible(files: &Files, id: &str, user_id: i64) -> Result<FileRow, ApiError> {
+    if !store::is_valid_id(id) {
+        return Err(no_such_file());
+    }
+    match files.db.file(id.to_string()).await? {
+        Some(row) if row.visible_to(user_id) => Ok(row),
+        _ => Err(no_such_file()),
+    }
+}
+
+/// The row of `id` if `user_id` uploaded it: 404 as [`visible`] for a file
+/// `user_id` may not see, 403 for a shared file of someone else's.
+pub(crate) async fn owned(files: &Files, id: &str, user_id: i64) -> Result<FileRow, ApiError> {
+    let row = visible(files, id, user_id).await?;
+    if row.uploaded_by != user_id {
+        return Err(not_the_uploader());
+    }
+    Ok(row)
+}
+
+pub(crate) fn no_such_file() -> ApiError {
+    ApiError::not_found("no such file")
+}
+
+pub(crate) fn not_the_uploader() -> ApiError {
+    ApiError::forbidden("only the uploader may do this")
 }
 
 /// Start-up recovery, before the server takes requests (so no upload is in

@@ -46,10 +46,15 @@ const BUFFERS: usize = 4;
 static SPARE_BUFFERS: Semaphore = Semaphore::const_new(32);
 
 /// A fresh id that is unguessable and safe in a URL and a file name.
-fn new_id() -> io::Result<String> {
-    let mut bytes = [0u8; ID_BYTES];
-    getrandom::fill(&mut bytes).map_err(io::Error::other)?;
-    Ok(hex(&bytes))
+pub(crate) fn new_id() -> io::Result<String> {
+    random_hex(ID_BYTES)
+}
+
+/// `bytes` random bytes from the operating system, in lowercase hex.
+pub(crate) fn random_hex(bytes: usize) -> io::Result<String> {
+    let mut drawn = vec![0u8; bytes];
+    getrandom::fill(&mut drawn).map_err(io::Error::other)?;
+    Ok(hex(&drawn))
 }
 
 /// Whether `id` has the shape of an id this server draws; anything else is

@@ -92,6 +92,7 @@ pub(crate) async fn upload(ctx: &mut Ctx<'_, '_>, files: &Files) -> Result<Respo
         uploaded_by: claims.uid,
         uploader: claims.sub,
         created_at: Timestamp::now(),
+        shared: false,
     };
     files.db.insert_file(row.clone()).await?;
     // Committed: the row owns the bytes now. Had anything above failed, the

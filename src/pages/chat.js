@@ -17,9 +17,6 @@
   const BACKOFF_MAX_MS = 10000;
   // A refresh that fails for want of a network is tried again this soon.
   const REFRESH_RETRY_MS = 5000;
-  // A link to a shared file: "/files/<id>" at the start of the text or after
-  // a space or an opening bracket.
-  const FILE_LINK = /(^|[\s([{])(\/files\/[A-Za-z0-9_-]+)/g;
 
   // Why the server closed the socket, by close code; null means "say nothing".
   const CLOSE_REASONS = {
@@ -75,6 +72,9 @@
     uploadButton: el('upload-button'),
     progress: el('upload-progress'),
     uploadStatus: el('upload-status'),
+    myFiles: el('my-files'),
+    myFilesList: el('my-files-list'),
+    myFilesStatus: el('my-files-status'),
   };
 
   const state = {
@@ -153,6 +153,7 @@
     setStatus('Connecting…');
     ui.input.focus();
     loadRecent().then(connect);
+    loadMyFiles();
   }
 
   // The session ended on the server's side (token expired or was refused).
@@ -368,27 +369,29 @@
     return date.toLocaleDateString([], { month: 'short', day: 'numeric' }) + ' ' + time;
   }
 
-  // Appends `text` to `parent`, turning "/files/<id>" into links.
-  function appendLinkified(parent, text) {
-    let last = 0;
-    FILE_LINK.lastIndex = 0;
-    for (let m = FILE_LINK.exec(text); m; m = FILE_LINK.exec(text)) {
-      const start = m.index + m[1].length;
-      parent.append(text.slice(last, start));
-      const link = document.createElement('a');
-      link.href = m[2];
-      link.textContent = m[2];
-      parent.append(link);
-      last = start + m[2].length;
-    }
-    parent.append(text.slice(last));
+  // A user-supplied name, isolated so that its direction can never reorder
+  // the text around it.
+  function isolated(text, className) {
+    const bdi = document.createElement('bdi');
+    if (className) bdi.className = className;
+    bdi.textContent = text;
+    return bdi;
+  }
+
+  // The download link of a file: its name, then its size.
+  function fileLink(file) {
+    const link = document.createElement('a');
+    link.href = file.download_url;
+    link.download = '';
+    link.append(isolated(file.filename));
+    return [link, ' (' + formatSize(file.size) + ')'];
   }
 
   function messageItem(msg) {
     const li = document.createElement('li');
     li.className = 'msg';
     if (state.me && msg.username === state.me.username) li.classList.add('mine');
-    const user = document.createElement('span');
+    const user = document.createElement('bdi');
     user.className = 'msg-user';
     user.textContent = msg.username;
     const time = document.createElement('time');
@@ -400,7 +403,14 @@
     }
     const text = document.createElement('span');
     text.className = 'msg-text';
-    appendLinkified(text, msg.content);
+    text.dir = 'auto';
+    if (msg.file) {
+      // A file message: its content is the file's name, shown as the link.
+      li.classList.add('file');
+      text.append('Shared a file: ', ...fileLink(msg.file));
+    } else {
+      text.textContent = msg.content;
+    }
     li.append(user, time, text);
     return li;
   }
@@ -779,13 +789,91 @@
     }
     ui.uploadForm.reset();
     const info = result.data;
-    const link = document.createElement('a');
-    link.href = info.download_url;
-    link.textContent = info.filename;
-    ui.uploadStatus.replaceChildren('Uploaded ', link, ' (' + formatSize(info.size) + ').');
-    if (!send('Shared a file: ' + info.filename + ' (' + formatSize(info.size) + ') ' + info.download_url)) {
-      ui.uploadStatus.append(' It was not posted to the chat because the connection is down.');
+    // Uploaded files are private: sharing posts the file message in the room.
+    const shared = await api('POST', '/files/' + encodeURIComponent(info.id) + '/share');
+    if (shared.status === 201) {
+      ui.uploadStatus.replaceChildren('Shared ', isolated(info.filename), ' in the room.');
+    } else {
+      ui.uploadStatus.replaceChildren('Uploaded ', isolated(info.filename),
+        ' but could not share it: ' + detailOf(shared) + ' It stays private; see Your files.');
     }
+    loadMyFiles();
+  }
+
+  // ---- the user's own files ----
+
+  // Lists the user's files with their state: private or shared in the room,
+  // and how many share links are live.
+  async function loadMyFiles() {
+    const result = await api('GET', '/files?scope=mine&limit=100');
+    if (result.status !== 200 || !Array.isArray(result.data)) {
+      ui.myFilesStatus.textContent = 'Your files could not be listed: ' + detailOf(result);
+      return;
+    }
+    const links = await Promise.all(result.data.map((file) =>
+      api('GET', '/files/' + encodeURIComponent(file.id) + '/links')));
+    const items = result.data.map((file, i) => myFileItem(file, Array.isArray(links[i].data) ? links[i].data.length : 0));
+    ui.myFilesList.replaceChildren(...items);
+    ui.myFiles.querySelector('summary').textContent = 'Your files (' + result.data.length + ')';
+  }
+
+  function myFileItem(file, linkCount) {
+    const li = document.createElement('li');
+    li.dataset.id = file.id;
+    const stateText = (file.shared ? 'shared' : 'private')
+      + (linkCount ? ', ' + linkCount + (linkCount === 1 ? ' link' : ' links') : '');
+    const badge = document.createElement('span');
+    badge.className = 'file-state';
+    badge.textContent = stateText;
+    const copy = document.createElement('button');
+    copy.type = 'button';
+    copy.className = 'secondary copy-link';
+    copy.textContent = 'Copy link';
+    copy.addEventListener('click', () => copyLink(file));
+    li.append(...fileLink(file), ' ', badge, ' ', copy);
+    if (!file.shared) {
+      const share = document.createElement('button');
+      share.type = 'button';
+      share.className = 'secondary share-file';
+      share.textContent = 'Share in the room';
+      share.addEventListener('click', async () => {
+        const result = await api('POST', '/files/' + encodeURIComponent(file.id) + '/share');
+        if (result.status !== 201) ui.myFilesStatus.textContent = 'Could not share it: ' + detailOf(result);
+        loadMyFiles();
+      });
+      li.append(' ', share);
+    }
+    return li;
+  }
+
+  // Creates a share link (valid for a day) and copies it; where the
+  // clipboard is refused, the link is shown to copy by hand.
+  async function copyLink(file) {
+    const result = await api('POST', '/files/' + encodeURIComponent(file.id) + '/links', '{}', 'application/json');
+    if (result.status !== 201 || !result.data) {
+      ui.myFilesStatus.textContent = 'No link was made: ' + detailOf(result);
+      return;
+    }
+    const url = new URL(result.data.url, window.location.origin).href;
+    const until = new Date(result.data.expires_at).toLocaleString();
+    const shown = document.createElement('input');
+    shown.type = 'text';
+    shown.readOnly = true;
+    shown.className = 'share-link';
+    shown.value = url;
+    shown.setAttribute('aria-label', 'Share link');
+    let copied = false;
+    try {
+      await navigator.clipboard.writeText(url);
+      copied = true;
+    } catch (err) {
+      copied = false;
+    }
+    ui.myFilesStatus.replaceChildren(
+      (copied ? 'Link copied' : 'Copy this link') + ' for ', isolated(file.filename),
+      ' (anyone with it can download the file until ' + until + '): ', shown);
+    if (!copied) shown.select();
+    loadMyFiles();
   }
 
   // ---- start ----

@@ -308,6 +308,28 @@ impl Server {
         read_response(&mut BufReader::new(stream), method == "HEAD").expect("read response")
     }
 
+    /// A bodiless request with an optional bearer token and extra header
+    /// lines, on a new connection.
+    pub(crate) fn request_with_headers(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Response {
+        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n");
+        if let Some(token) = token {
+            head.push_str(&format!("Authorization: Bearer {token}\r\n"));
+        }
+        for (name, value) in headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        head.push_str("\r\n");
+        let mut stream = self.connect();
+        stream.write_all(head.as_bytes()).expect("write request");
+        read_response(&mut BufReader::new(stream), method == "HEAD").expect("read response")
+    }
+
     pub(crate) fn get(&self, path: &str, token: &str) -> Response {
         self.request("GET", path, Some(token), None)
     }
@@ -325,6 +347,23 @@ impl Server {
             None,
             Some(("application/x-www-form-urlencoded", body.as_bytes())),
         )
+    }
+
+    /// Uploads `content` as `filename` (one `file` part, `text/plain`) and
+    /// returns the created file's description.
+    pub(crate) fn upload(&self, token: &str, filename: &str, content: &[u8]) -> serde_json::Value {
+        let boundary = "----common-upload-boundary";
+        let mut body = format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\n\
+             Content-Type: text/plain\r\n\r\n"
+        )
+        .into_bytes();
+        body.extend_from_slice(content);
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        let content_type = format!("multipart/form-data; boundary={boundary}");
+        let response = self.request("POST", "/files/upload", Some(token), Some((&content_type, &body)));
+        assert_eq!(response.status, 201, "upload {filename}: {}", response.text());
+        response.json()
     }
 
     /// Registers `username` with [`PASSWORD`] and returns a fresh token.
