@@ -17,14 +17,6 @@ use serde_json::Value;
 use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::Message;
 
-/// Opens `/ws/chat?token=..&<query>`.
-async fn open(server: &Server, token: &str, query: &str) -> Client {
-    let url = format!("ws://{}/ws/chat?token={token}&{query}", server.addr);
-    let (ws, response) = tokio_tungstenite::connect_async(url).await.expect("handshake");
-    assert_eq!(response.status(), 101);
-    Client { ws }
-}
-
 /// The ids of the next `n` message events, skipping presence events.
 async fn message_ids(client: &mut Client, n: usize) -> Vec<i64> {
     let mut ids = Vec::new();
@@ -62,12 +54,12 @@ async fn after_id_replays_what_was_missed_then_goes_live() {
     let (ann_token, bob_token) = (server.user("ann"), server.user("bob"));
     let mut ann = Client::join(&server, &ann_token, "ann").await;
     let ids = post_many(&mut ann, "ann", 5).await;
-    let mut bob = open(&server, &bob_token, &format!("after_id={}", ids[1])).await;
+    let mut bob = Client::resume(&server, &bob_token, &format!("after_id={}", ids[1])).await;
     let replayed = message_ids(&mut bob, 3).await;
     assert_eq!(replayed, ids[2..]);
     let live = ann.post("ann", "live").await;
     assert_eq!(message_ids(&mut bob, 1).await, [live]);
-    let mut carol = open(&server, &bob_token, &format!("after_id={live}")).await;
+    let mut carol = Client::resume(&server, &bob_token, &format!("after_id={live}")).await;
     let next = ann.post("ann", "next").await;
     assert_eq!(
         message_ids(&mut carol, 1).await,
@@ -80,7 +72,7 @@ async fn after_id_replays_what_was_missed_then_goes_live() {
 async fn last_gives_the_newest_messages_oldest_first_then_live() {
     let server = Server::start_with(&["--ws-rate-limit=0"]);
     let token = server.user("ann");
-    let mut fresh = open(&server, &token, "last=5").await;
+    let mut fresh = Client::resume(&server, &token, "last=5").await;
     let mut ann = Client::join(&server, &token, "ann").await;
     let first = ann.post("ann", "only").await;
     assert_eq!(
@@ -89,9 +81,9 @@ async fn last_gives_the_newest_messages_oldest_first_then_live() {
         "an empty room replays nothing"
     );
     let ids = post_many(&mut ann, "ann", 9).await;
-    let mut three = open(&server, &token, "last=3").await;
+    let mut three = Client::resume(&server, &token, "last=3").await;
     assert_eq!(message_ids(&mut three, 3).await, ids[6..]);
-    let mut all = open(&server, &token, "last=100").await;
+    let mut all = Client::resume(&server, &token, "last=100").await;
     let mut expected = vec![first];
     expected.extend(&ids);
     assert_eq!(message_ids(&mut all, 10).await, expected);
@@ -110,13 +102,13 @@ async fn more_than_a_thousand_missed_is_a_resync_with_the_latest_id() {
         ids.extend(post_many(&mut ann, "ann", 100).await);
     }
     let latest = *ids.last().unwrap();
-    let mut exactly = open(&server, &token, &format!("after_id={}", ids[99])).await;
+    let mut exactly = Client::resume(&server, &token, &format!("after_id={}", ids[99])).await;
     assert_eq!(
         message_ids(&mut exactly, 1000).await,
         ids[100..],
         "1000 missed are all replayed"
     );
-    let mut behind = open(&server, &token, &format!("after_id={}", ids[98])).await;
+    let mut behind = Client::resume(&server, &token, &format!("after_id={}", ids[98])).await;
     let first = behind.event().await;
     assert_eq!(first, serde_json::json!({"type": "resync", "latest_id": latest}));
     let live = ann.post("ann", "after the resync").await;
@@ -140,9 +132,9 @@ async fn the_epoch_is_stable_and_a_foreign_one_is_told_to_resync() {
     let mut ann = Client::join(&server, &token, "ann").await;
     let first = ann.post("ann", "one").await;
     let second = ann.post("ann", "two").await;
-    let mut same = open(&server, &token, &format!("after_id={first}&epoch={epoch}")).await;
+    let mut same = Client::resume(&server, &token, &format!("after_id={first}&epoch={epoch}")).await;
     assert_eq!(message_ids(&mut same, 1).await, [second]);
-    let mut other = open(&server, &token, &format!("after_id={first}&epoch=0123abcd")).await;
+    let mut other = Client::resume(&server, &token, &format!("after_id={first}&epoch=0123abcd")).await;
     assert_eq!(
         other.event().await,
         serde_json::json!({"type": "resync", "latest_id": second})
@@ -246,7 +238,7 @@ async fn a_client_resumes_across_a_sigkill_and_restart_without_losing_an_acknowl
     let mut ann = Client::join(&server, &ann_token, "ann").await;
     let acked = post_many(&mut ann, "ann", 50).await;
     let server = server.kill_and_restart();
-    let mut bob = open(&server, &bob_token, &format!("after_id={seen}")).await;
+    let mut bob = Client::resume(&server, &bob_token, &format!("after_id={seen}")).await;
     assert_eq!(message_ids(&mut bob, acked.len()).await, acked);
     let mut ann = Client::join(&server, &ann_token, "ann").await;
     let live = ann.post("ann", "after the crash").await;
@@ -311,7 +303,7 @@ async fn last_joins_the_live_stream_without_a_gap_under_concurrent_senders() {
     message_ids(&mut client, 100).await;
     for _ in 0..40 {
         let k = 1 + rng.below(100) as usize;
-        let mut client = open(&server, &token, &format!("last={k}")).await;
+        let mut client = Client::resume(&server, &token, &format!("last={k}")).await;
         let ids = message_ids(&mut client, k + 20).await;
         let expected: Vec<i64> = (ids[0]..ids[0] + ids.len() as i64).collect();
         assert_eq!(ids, expected, "last={k}: consecutive across the seam (seed {seed})");
@@ -334,7 +326,7 @@ async fn resuming_at_random_moments_under_concurrent_senders_sees_each_message_o
     let seed = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64 | 1;
     println!("seed {seed}");
     let mut rng = Rng(seed);
-    let mut client = open(&server, &reader_token, "after_id=0").await;
+    let mut client = Client::resume(&server, &reader_token, "after_id=0").await;
     let acked = Arc::new(Mutex::new(BTreeSet::new()));
     let stop = Arc::new(AtomicBool::new(false));
     let senders = spawn_senders(&server, acked.clone(), stop.clone());
@@ -355,7 +347,7 @@ async fn resuming_at_random_moments_under_concurrent_senders_sees_each_message_o
         }
         drop(client);
         let after = received.last().copied().unwrap_or(0);
-        client = open(&server, &reader_token, &format!("after_id={after}")).await;
+        client = Client::resume(&server, &reader_token, &format!("after_id={after}")).await;
     }
     stop.store(true, Ordering::Relaxed);
     for sender in senders {

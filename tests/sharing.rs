@@ -231,7 +231,7 @@ fn sharing_twice_posts_twice_and_the_file_stays_shared() {
 /// every `/history` form, with the pages cached before the deletion, and
 /// the socket of a member who was there all along.
 #[tokio::test]
-async fn a_deleted_file_leaves_its_messages_without_the_file_key_in_every_history_form() {
+async fn a_deleted_file_leaves_its_messages_without_the_file_key_in_history_and_in_a_resumed_replay() {
     let server = Server::start();
     let alice = server.user("alice");
     let bob = server.user("bob");
@@ -265,6 +265,23 @@ async fn a_deleted_file_leaves_its_messages_without_the_file_key_in_every_histor
         assert_eq!(message, &without, "pages of {limit}");
         let still = pages.iter().find(|m| m["id"] == other["id"]).unwrap();
         assert_eq!(still, &other, "another file's message keeps its file");
+    }
+    // A socket resuming from before the file message replays it without
+    // its file too, and the other file's message with its file.
+    for query in [format!("after_id={}", shared_id - 1), "last=100".to_string()] {
+        let mut resumed = Client::resume(&server, &bob, &query).await;
+        let mut replayed = Vec::new();
+        while replayed.last().is_none_or(|m: &Value| m["id"] != newest) {
+            let event = resumed.event().await;
+            if is(&event, "message") {
+                replayed.push(event);
+            }
+        }
+        let message = replayed.iter().find(|m| m["id"] == shared_id).expect("replayed");
+        assert!(message.get("file").is_none(), "{query}: {message}");
+        assert_eq!(message["content"], "gone.txt");
+        let still = replayed.iter().find(|m| m["id"] == other["id"]).expect("replayed");
+        assert_eq!(still["file"]["id"], kept, "{query}");
     }
     // The room goes on; the socket that saw the file message stays open.
     let later = watcher.post("bob", "later").await;

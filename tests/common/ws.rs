@@ -25,7 +25,12 @@ pub(crate) struct Client {
 impl Client {
     /// Opens `/ws/chat?token=...`.
     pub(crate) async fn connect(server: &Server, token: &str) -> Client {
-        let url = format!("ws://{}/ws/chat?token={token}", server.addr);
+        Client::resume(server, token, "").await
+    }
+
+    /// Opens `/ws/chat?token=...&query`, e.g. with `after_id=5` or `last=20`.
+    pub(crate) async fn resume(server: &Server, token: &str, query: &str) -> Client {
+        let url = format!("ws://{}/ws/chat?token={token}&{query}", server.addr);
         let (ws, response) = tokio_tungstenite::connect_async(url).await.expect("handshake");
         assert_eq!(response.status(), 101);
         Client { ws }
