@@ -9,6 +9,7 @@ use crate::auth::tokens::Tokens;
 use crate::db::Db;
 use crate::http::form;
 use crate::http::response::Response;
+use crate::metrics::METRICS;
 
 /// The one detail for every refused credential, so a response never tells
 /// which part was wrong.
@@ -67,9 +68,11 @@ pub(crate) async fn token(ctx: &mut Ctx<'_, '_>, accounts: &Accounts) -> Result<
     // against the dummy hash instead: refused, at the same cost.
     let hash = hash.filter(|_| password.len() <= MAX_PASSWORD_BYTES);
     let valid = accounts.passwords.verify(password, hash).await?;
-    let user = user
-        .filter(|_| valid)
-        .ok_or_else(|| ApiError::unauthorized(BAD_LOGIN))?;
+    let Some(user) = user.filter(|_| valid) else {
+        METRICS.logins.bad.inc();
+        return Err(ApiError::unauthorized(BAD_LOGIN));
+    };
+    METRICS.logins.ok.inc();
     ctx.set_user(&user.username);
     let tokens = &accounts.tokens;
     let token = tokens.issue(user.id, &user.username);

@@ -8,6 +8,7 @@
 //! a path that exists with another method gets 405 with `Allow`.
 
 use std::future::Future;
+use std::time::Instant;
 
 use crate::api::{ApiError, Ctx};
 use crate::app::App;
@@ -16,6 +17,7 @@ use crate::files::{catalog, download, upload};
 use crate::http::request::Method;
 use crate::http::response::Response;
 use crate::http::service::{Exchange, Refusal, Service};
+use crate::metrics::{self, METRICS};
 use crate::{accounts, health, pages};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,6 +74,10 @@ pub(crate) const ROUTES: &[Route] = &[
     route(Method::Get, "/history", Endpoint::History),
 ];
 
+// Every route has its own slot of request metrics, and the last is left for
+// requests that match none.
+const _: () = assert!(ROUTES.len() < metrics::UNMATCHED);
+
 /// The route table over the application it serves.
 pub struct Routes {
     app: App,
@@ -85,11 +91,24 @@ impl Routes {
     /// Authenticates nothing by itself: each handler asks the context for
     /// what it needs, and every failure becomes a response here, through the
     /// one mapping of [`ApiError`].
+    /// Each answer is counted under its route and status class, with the
+    /// time to the response (an upload's body read included; a download's
+    /// bytes are sent after).
     async fn answer(&self, ex: &mut Exchange<'_, '_>) -> Response {
+        let started = Instant::now();
         let mut ctx = Ctx::new(ex, &self.app.accounts.tokens);
-        dispatch(&mut ctx, &self.app)
-            .await
-            .unwrap_or_else(ApiError::into_response)
+        let request = ctx.request;
+        let (slot, response) = match resolve(request.method, request.path()) {
+            Ok((slot, param)) => {
+                let answer = dispatch(&mut ctx, &self.app, ROUTES[slot].endpoint, param.unwrap_or_default());
+                (slot, answer.await.unwrap_or_else(ApiError::into_response))
+            }
+            Err(e) => (metrics::UNMATCHED, e.into_response()),
+        };
+        let route = &METRICS.routes[slot];
+        route.answered(response.status);
+        route.latency.observe_duration(started.elapsed());
+        response
     }
 }
 
@@ -99,20 +118,23 @@ impl Service for Routes {
     }
 
     fn refuse(&self, refusal: Refusal) -> Response {
-        ApiError::from(refusal).into_response()
+        let response = ApiError::from(refusal).into_response();
+        METRICS.routes[metrics::UNMATCHED].answered(response.status);
+        response
     }
 }
 
-/// Matches a path against the table: the endpoint and its path parameter.
-pub(crate) fn resolve(method: Method, path: &str) -> Result<(Endpoint, Option<&str>), ApiError> {
+/// Matches a path against the table: the route's index in [`ROUTES`] and
+/// its path parameter.
+pub(crate) fn resolve(method: Method, path: &str) -> Result<(usize, Option<&str>), ApiError> {
     let method = if method == Method::Head { Method::Get } else { method };
     let mut allowed: Vec<&str> = Vec::new();
-    for route in ROUTES {
+    for (index, route) in ROUTES.iter().enumerate() {
         let Some(param) = matches(route.pattern, path) else {
             continue;
         };
         if route.method == method {
-            return Ok((route.endpoint, param));
+            return Ok((index, param));
         }
         allowed.push(route.method.as_str());
         if route.method == Method::Get {
@@ -141,10 +163,7 @@ fn matches<'p>(pattern: &str, path: &'p str) -> Option<Option<&'p str>> {
     }
 }
 
-async fn dispatch(ctx: &mut Ctx<'_, '_>, app: &App) -> Result<Response, ApiError> {
-    let request = ctx.request;
-    let (endpoint, param) = resolve(request.method, request.path())?;
-    let param = param.unwrap_or_default();
+async fn dispatch(ctx: &mut Ctx<'_, '_>, app: &App, endpoint: Endpoint, param: &str) -> Result<Response, ApiError> {
     match endpoint {
         Endpoint::Index => Ok(pages::index().into_response()),
         Endpoint::Docs => Ok(pages::docs().into_response()),
@@ -176,7 +195,7 @@ mod tests {
         for route in ROUTES {
             let path = route.pattern.replace("{id}", "abc").replace("{name}", "x");
             assert_eq!(
-                resolve(route.method, &path).unwrap().0,
+                ROUTES[resolve(route.method, &path).unwrap().0].endpoint,
                 route.endpoint,
                 "{}",
                 route.pattern
@@ -190,6 +209,6 @@ mod tests {
         assert_eq!(resolve(Method::Get, "/register/").unwrap_err().status, 404);
         let err = resolve(Method::Delete, "/me").unwrap_err();
         assert_eq!(err.status, 405);
-        assert_eq!(resolve(Method::Head, "/me").unwrap().0, Endpoint::Me);
+        assert_eq!(ROUTES[resolve(Method::Head, "/me").unwrap().0].endpoint, Endpoint::Me);
     }
 }

@@ -26,6 +26,7 @@ use futures_util::task::AtomicWaker;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::events::Event;
+use crate::metrics::METRICS;
 use crate::sync::lock;
 
 /// Events a connection may fall behind before it is dropped as a slow
@@ -181,6 +182,7 @@ impl Hub {
         });
         presence.connections += 1;
         let first = presence.connections == 1;
+        METRICS.online_users.set(room.online.len() as i64);
         let join = Event::Join {
             username,
             online: room.online.len(),
@@ -251,6 +253,7 @@ impl Members {
         let mut leaves = Vec::new();
         for id in ids {
             if let Some((client, leave)) = self.remove(*id) {
+                METRICS.slow_consumer_drops.inc();
                 client.outbox.evict();
                 leaves.extend(leave);
             }
@@ -268,6 +271,7 @@ impl Members {
             return Some((client, None));
         }
         let presence = self.online.remove(&client.user_id)?;
+        METRICS.online_users.set(self.online.len() as i64);
         let leave = Event::Leave {
             username: &presence.username,
             online: self.online.len(),

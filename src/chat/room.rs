@@ -33,6 +33,7 @@ use crate::api::paging::{PageQuery, Start, DEFAULT_LIMIT};
 use crate::db::messages::{Message, NewMessage};
 use crate::db::{Db, DbError};
 use crate::json;
+use crate::metrics::METRICS;
 
 pub struct Room {
     db: Db,
@@ -78,6 +79,7 @@ impl Room {
             content,
         };
         self.db.append_message(message, move |stored| {
+            METRICS.messages_committed.inc();
             newest.invalidate();
             hub.broadcast(events::message(stored));
         })

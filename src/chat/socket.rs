@@ -46,6 +46,7 @@ use crate::clock;
 use crate::db::DbError;
 use crate::http::socket::linger;
 use crate::log::Level;
+use crate::metrics::METRICS;
 use crate::shutdown::Shutdown;
 use crate::ws::close::Close;
 
@@ -134,6 +135,7 @@ impl Session {
         let socket =
             WebSocketStream::from_partially_read(stream, leftover, Role::Server, Some(crate::ws::config())).await;
         let (mut sink, mut source) = socket.split();
+        let _open = METRICS.websocket_connections.track();
         let Membership { id, outbox } = self.room.join(self.claims.uid, &self.claims.sub);
         let expired = tokio::time::sleep(until_expiry(self.claims.exp));
         let mut shutdown = self.shutdown.clone();
@@ -247,10 +249,13 @@ async fn write(sink: &mut Sink, outbox: &Outbox) -> End {
 
 /// Feeds every event of the batch, then flushes once.
 async fn write_batch(sink: &mut Sink, batch: &mut Vec<Utf8Bytes>) -> Result<(), WsError> {
+    let events = batch.len() as u64;
     for event in batch.drain(..) {
         sink.feed(Message::Text(event)).await?;
     }
-    sink.flush().await
+    sink.flush().await?;
+    METRICS.deliveries.add(events);
+    Ok(())
 }
 
 /// Completes the close the way `end` calls for. Events already queued

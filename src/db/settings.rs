@@ -8,6 +8,9 @@ use crate::clock;
 
 const JWT_SECRET: &str = "jwt_secret";
 const LAST_HEALTH_CHECK: &str = "last_health_check";
+/// The database's epoch: a random id, new whenever a backup is restored
+/// into it, so that clients resuming from the old one resync.
+const EPOCH: &str = "epoch";
 
 impl Db {
     /// The token-signing secret: the stored one, or `fresh` stored now if
@@ -39,10 +42,33 @@ pub(super) fn jwt_secret(conn: &Connection, fresh: &[u8]) -> Result<Vec<u8>, DbE
     stored.ok_or_else(|| DbError::Other("JWT secret missing right after storing it".into()))
 }
 
+/// The epoch, if one was set. Read as text whichever way it was stored.
+pub(super) fn epoch(conn: &Connection) -> Result<Option<String>, DbError> {
+    let value: Option<rusqlite::types::Value> = conn
+        .prepare_cached("SELECT value FROM settings WHERE key = ?1")?
+        .query_row([EPOCH], |row| row.get(0))
+        .optional()?;
+    Ok(value.map(|value| match value {
+        rusqlite::types::Value::Text(text) => text,
+        rusqlite::types::Value::Blob(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        other => format!("{other:?}"),
+    }))
+}
+
+/// Sets the epoch, replacing any.
+pub(super) fn set_epoch(conn: &Connection, epoch: &str) -> Result<(), DbError> {
+    put(conn, EPOCH, epoch)
+}
+
 fn record_health_check(conn: &Connection, now_millis: i64) -> Result<(), DbError> {
+    put(conn, LAST_HEALTH_CHECK, now_millis)
+}
+
+/// Sets `key` to `value`, replacing any.
+fn put(conn: &Connection, key: &str, value: impl rusqlite::ToSql) -> Result<(), DbError> {
     conn.prepare_cached(
         "INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
     )?
-    .execute((LAST_HEALTH_CHECK, now_millis))?;
+    .execute((key, value))?;
     Ok(())
 }

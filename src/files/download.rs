@@ -16,6 +16,7 @@ use crate::db::files::FileRow;
 use crate::http::request::Method;
 use crate::http::response::{Body, Response};
 use crate::log::Level;
+use crate::metrics::METRICS;
 use crate::sync::blocking;
 
 /// RFC 5987 `attr-char`: everything else in `filename*` is percent-encoded.
@@ -69,6 +70,7 @@ pub(crate) async fn download(ctx: &mut Ctx<'_, '_>, files: &Files, id: &str) -> 
             format!("bytes {offset}-{}/{}", offset + len - 1, row.size),
         );
     }
+    METRICS.download_bytes.add(len);
     Ok(validators(response, &etag).with_body(Body::File { file, offset, len }))
 }
 
