@@ -315,6 +315,19 @@ impl Server {
         )
     }
 
+    /// Uploads `content` as `filename` in a one-part form; returns the
+    /// response.
+    pub(crate) fn upload(&self, token: &str, filename: &str, content: &[u8]) -> Response {
+        let boundary = "chat-common-boundary-5f1d";
+        let mut body =
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\n\r\n")
+                .into_bytes();
+        body.extend_from_slice(content);
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        let content_type = format!("multipart/form-data; boundary={boundary}");
+        self.request("POST", "/files/upload", Some(token), Some((&content_type, &body)))
+    }
+
     /// Registers `username` with [`PASSWORD`] and returns a fresh token.
     pub(crate) fn user(&self, username: &str) -> String {
         let registered = self.register(username, PASSWORD);
