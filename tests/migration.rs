@@ -102,13 +102,19 @@ fn a_v1_database_is_migrated_at_start_up_and_keeps_every_user_message_and_file()
             .find(|file| file["id"] == id)
             .unwrap_or_else(|| panic!("{uploader} does not see {name}: {listed}"))
             .clone();
-        assert_eq!((row["filename"].as_str(), row["size"].as_u64()), (Some(name), Some(size)));
+        assert_eq!(
+            (row["filename"].as_str(), row["size"].as_u64()),
+            (Some(name), Some(size))
+        );
         let download = server.get(&format!("/files/{id}"), token);
         assert_eq!(download.status, 200, "{name}");
         assert_eq!(sha256_hex(&download.body), sha256);
         let disposition = download.header("content-disposition").unwrap();
         let encoded: String = percent_encode(name);
-        assert!(disposition.ends_with(&format!("filename*=UTF-8''{encoded}")), "{disposition}");
+        assert!(
+            disposition.ends_with(&format!("filename*=UTF-8''{encoded}")),
+            "{disposition}"
+        );
     }
 
     assert_eq!(server.stop(), Some(0));
