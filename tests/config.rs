@@ -305,10 +305,8 @@ fn a_database_held_by_a_restore_stops_the_start() {
     let db = dir.path().join("chat.db");
     let lock = std::fs::File::create(dir.path().join("chat.db.lock")).unwrap();
     // SAFETY: flock on a descriptor `lock` keeps open.
-    assert_eq!(
-        unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) },
-        0
-    );
+    let locked = unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) };
+    assert_eq!(locked, 0);
     let stderr = assert_start_fails_in_one_line(&["--addr=127.0.0.1:0", &format!("--db={}", db.display())]);
     assert!(stderr.contains("a restore holds the database"), "{stderr}");
     drop(lock);
