@@ -14,6 +14,7 @@
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, Read};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -100,7 +101,12 @@ fn backup(db: &str, uploads: &Path, out: &Path) -> Result<String, String> {
         ));
     }
     let staging = Staged::new(out, "partial").map_err(|e| format!("cannot create the backup: {e}"))?;
-    fs::create_dir(&staging.0).map_err(|e| format!("cannot create {}: {e}", staging.0.display()))?;
+    // The copy holds the password hashes and the token-signing secret: only
+    // its owner may enter it.
+    fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&staging.0)
+        .map_err(|e| format!("cannot create {}: {e}", staging.0.display()))?;
     let copy = staging.0.join(DB_FILE);
     backup::snapshot(&db, &copy).map_err(|e| format!("cannot copy the database {}: {e}", db.display()))?;
     let contents = backup::contents(&copy).map_err(|e| format!("cannot read the database copy: {e}"))?;

@@ -148,6 +148,8 @@ async fn a_backup_taken_while_the_room_chats_holds_every_acknowledged_message_an
     );
 
     assert_eq!(verify(&out).0, Some(0));
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&out).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o700, "the backup holds secrets: its owner's alone");
     let manifest = manifest(&out);
     assert_eq!(manifest["format_version"], 1);
     assert_eq!(manifest["schema_version"], 2);
