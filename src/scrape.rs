@@ -64,54 +64,23 @@ impl Scrape {
 fn render(db: &Path) -> String {
     let mut out = Exposition::default();
     let m = &METRICS;
-    out.single(
-        "chat_http_connections_open",
-        "gauge",
-        "Open HTTP connections (a WebSocket counts here until its upgrade).",
-        m.http_connections.get(),
-    );
-    out.single(
-        "chat_websocket_connections_open",
-        "gauge",
-        "Open chat WebSocket connections.",
-        m.websocket_connections.get(),
-    );
-    out.single(
-        "chat_online_users",
-        "gauge",
-        "Distinct users with a chat connection.",
-        m.online_users.get(),
-    );
-    out.single(
-        "chat_messages_committed_total",
-        "counter",
-        "Chat messages committed to the database.",
-        m.messages_committed.get(),
-    );
-    out.single(
-        "chat_deliveries_total",
-        "counter",
-        "Chat events written to WebSocket connections.",
-        m.deliveries.get(),
-    );
-    out.single(
-        "chat_slow_consumer_drops_total",
-        "counter",
-        "Chat connections dropped for falling too far behind.",
-        m.slow_consumer_drops.get(),
-    );
-    out.family(
-        "chat_commit_batch_size",
-        "histogram",
-        "Write jobs committed together in one group commit.",
-    );
-    out.histogram("chat_commit_batch_size", &[], &m.commit_batch_size);
-    out.family(
-        "chat_commit_duration_seconds",
-        "histogram",
-        "Time of one group commit, from BEGIN to the end of COMMIT.",
-    );
-    out.histogram("chat_commit_duration_seconds", &[], &m.commit_latency);
+    let gauge = |value: i64| value.to_string();
+    let count = |value: u64| value.to_string();
+    for (name, help, histogram) in [
+        (
+            "chat_commit_batch_size",
+            "Write jobs committed together in one group commit.",
+            &m.commit_batch_size,
+        ),
+        (
+            "chat_commit_duration_seconds",
+            "Time of one group commit, from BEGIN to the end of COMMIT.",
+            &m.commit_latency,
+        ),
+    ] {
+        out.family(name, "histogram", help);
+        out.histogram(name, &[], histogram);
+    }
     render_routes(&mut out);
     out.family("chat_logins_total", "counter", "Logins (POST /token) by outcome.");
     for (outcome, counter) in [
@@ -121,38 +90,86 @@ fn render(db: &Path) -> String {
     ] {
         out.sample("chat_logins_total", &[("outcome", outcome)], counter.get());
     }
-    out.single(
-        "chat_upload_bytes_total",
-        "counter",
-        "File bytes stored by uploads.",
-        m.upload_bytes.get(),
-    );
-    out.single(
-        "chat_download_bytes_total",
-        "counter",
-        "File bytes of download responses.",
-        m.download_bytes.get(),
-    );
-    out.single(
-        "chat_database_size_bytes",
-        "gauge",
-        "Size of the database file and its write-ahead log.",
-        database_size(db),
-    );
-    if let Some(usage) = sys::process_usage() {
-        out.single(
+    let usage = sys::process_usage();
+    let figures = [
+        (
+            "chat_http_connections_open",
+            "gauge",
+            "Open HTTP connections (a WebSocket counts here until its upgrade).",
+            Some(gauge(m.http_connections.get())),
+        ),
+        (
+            "chat_websocket_connections_open",
+            "gauge",
+            "Open chat WebSocket connections.",
+            Some(gauge(m.websocket_connections.get())),
+        ),
+        (
+            "chat_online_users",
+            "gauge",
+            "Distinct users with a chat connection.",
+            Some(gauge(m.online_users.get())),
+        ),
+        (
+            "chat_messages_committed_total",
+            "counter",
+            "Chat messages committed to the database.",
+            Some(count(m.messages_committed.get())),
+        ),
+        (
+            "chat_deliveries_total",
+            "counter",
+            "Chat events written to WebSocket connections.",
+            Some(count(m.deliveries.get())),
+        ),
+        (
+            "chat_slow_consumer_drops_total",
+            "counter",
+            "Chat connections dropped for falling too far behind.",
+            Some(count(m.slow_consumer_drops.get())),
+        ),
+        (
+            "chat_upload_bytes_total",
+            "counter",
+            "File bytes stored by uploads.",
+            Some(count(m.upload_bytes.get())),
+        ),
+        (
+            "chat_download_bytes_total",
+            "counter",
+            "File bytes of download responses.",
+            Some(count(m.download_bytes.get())),
+        ),
+        (
+            "chat_database_size_bytes",
+            "gauge",
+            "Size of the database file and its write-ahead log.",
+            Some(count(database_size(db))),
+        ),
+        (
             "process_resident_memory_bytes",
             "gauge",
             "Resident memory size in bytes.",
-            usage.resident_bytes,
-        );
-        out.single("process_open_fds", "gauge", "Open file descriptors.", usage.open_fds);
-        out.single(
+            usage.as_ref().map(|usage| count(usage.resident_bytes)),
+        ),
+        (
+            "process_open_fds",
+            "gauge",
+            "Open file descriptors.",
+            usage.as_ref().map(|usage| count(usage.open_fds)),
+        ),
+        (
             "process_cpu_seconds_total",
             "counter",
             "User and system CPU time spent, in seconds.",
-            usage.cpu_seconds,
-        );
+            usage.as_ref().map(|usage| usage.cpu_seconds.to_string()),
+        ),
+    ];
+    // A figure that cannot be read (no /proc) is left out, not shown as 0.
+    for (name, kind, help, value) in figures {
+        if let Some(value) = value {
+            out.single(name, kind, help, value);
+        }
     }
     out.finish()
 }
