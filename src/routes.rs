@@ -8,7 +8,6 @@
 //! a path that exists with another method gets 405 with `Allow`.
 
 use std::future::Future;
-use std::time::Instant;
 
 use crate::api::{ApiError, Ctx};
 use crate::app::App;
@@ -95,7 +94,7 @@ impl Routes {
     /// time to the response (an upload's body read included; a download's
     /// bytes are sent after).
     async fn answer(&self, ex: &mut Exchange<'_, '_>) -> Response {
-        let started = Instant::now();
+        let started = ex.started;
         let mut ctx = Ctx::new(ex, &self.app.accounts.tokens);
         let request = ctx.request;
         let (slot, response) = match resolve(request.method, request.path()) {

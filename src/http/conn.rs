@@ -80,6 +80,7 @@ pub(crate) async fn serve(
             request: &request,
             body: Body::new(&mut conn, &request),
             user: None,
+            started,
         };
         let response = service.handle(&mut exchange).await;
         let Exchange { body, user, .. } = exchange;

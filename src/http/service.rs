@@ -10,6 +10,8 @@
 use std::fmt;
 use std::future::Future;
 
+use tokio::time::Instant;
+
 use super::body::Body;
 use super::request::{HeadError, Request};
 use super::response::Response;
@@ -21,6 +23,9 @@ pub struct Exchange<'a, 'c> {
     pub body: Body<'c>,
     /// The authenticated user's name, once a handler knows it.
     pub user: Option<String>,
+    /// When the head was read: the one clock reading that the log line and
+    /// the request metrics both measure from.
+    pub started: Instant,
 }
 
 /// What the transport refuses on its own, before or instead of a request.
