@@ -182,7 +182,8 @@ pub(crate) struct Metrics {
     /// Distinct users with a chat connection, as the hub last counted them.
     pub(crate) online_users: Gauge,
     pub(crate) messages_committed: Counter,
-    /// Events written to chat connections.
+    /// Events handed to chat connections' writers (counted before the
+    /// write, so never behind what a client has seen).
     pub(crate) deliveries: Counter,
     /// Chat connections evicted for falling too far behind.
     pub(crate) slow_consumer_drops: Counter,

@@ -119,7 +119,7 @@ fn render(db: &Path) -> String {
         (
             "chat_deliveries_total",
             "counter",
-            "Chat events written to WebSocket connections.",
+            "Chat events handed to WebSocket connections.",
             Some(count(m.deliveries.get())),
         ),
         (

@@ -247,15 +247,15 @@ async fn write(sink: &mut Sink, outbox: &Outbox) -> End {
     }
 }
 
-/// Feeds every event of the batch, then flushes once.
+/// Feeds every event of the batch, then flushes once. The events are
+/// counted as delivered before they are written, so that a client never
+/// sees an event the count does not hold yet.
 async fn write_batch(sink: &mut Sink, batch: &mut Vec<Utf8Bytes>) -> Result<(), WsError> {
-    let events = batch.len() as u64;
+    METRICS.deliveries.add(batch.len() as u64);
     for event in batch.drain(..) {
         sink.feed(Message::Text(event)).await?;
     }
-    sink.flush().await?;
-    METRICS.deliveries.add(events);
-    Ok(())
+    sink.flush().await
 }
 
 /// Completes the close the way `end` calls for. Events already queued
