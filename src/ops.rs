@@ -119,7 +119,7 @@ fn backup(db: &str, uploads: &Path, out: &Path) -> Result<String, String> {
         let from = store::path(uploads, id);
         link_or_copy(&from, &copied_uploads.join(id)).map_err(|e| match e.kind() {
             io::ErrorKind::NotFound => format!(
-                "file {id} is named by the database but not in {} (deleted during the backup? run it again)",
+                "file {id} is named by the database but not in {} (the wrong --uploads-dir, or deleted during the backup: run it again)",
                 uploads.display()
             ),
             _ => format!("cannot copy {}: {e}", from.display()),

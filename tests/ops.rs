@@ -278,7 +278,7 @@ fn restore_refuses_while_a_server_runs_on_the_database_and_works_once_it_stopped
 }
 
 #[test]
-fn a_backup_is_refused_into_an_existing_directory_from_postgres_and_leaves_nothing_when_it_fails() {
+fn a_backup_is_refused_into_an_existing_directory_from_postgres_or_with_a_file_missing_and_leaves_nothing_behind() {
     let server = Server::start();
     let dir = tempfile::tempdir().unwrap();
     let existing = dir.path().join("existing");
@@ -303,6 +303,27 @@ fn a_backup_is_refused_into_an_existing_directory_from_postgres_and_leaves_nothi
     let (code, _, stderr) = chat_server(&[Path::new("backup"), Path::new("--db"), &missing, &out]);
     assert_eq!(code, Some(1));
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let token = server.user("ann");
+    let id = server.upload(&token, "a.txt", b"bytes").json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = dir.path().join("wrong-uploads");
+    let (db, wrong) = (server.db_path(), dir.path().join("elsewhere"));
+    let (code, _, stderr) = chat_server(&[
+        Path::new("backup"),
+        Path::new("--db"),
+        &db,
+        Path::new("--uploads-dir"),
+        &wrong,
+        &out,
+    ]);
+    assert_eq!(code, Some(1));
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!("file {id} is named by the database but not in")),
+        "{stderr}"
+    );
     let left: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name())
