@@ -311,10 +311,11 @@ impl Staged {
         Ok(Staged(target.with_file_name(staged)))
     }
 
-    /// Renames into place and syncs the directory that holds it.
+    /// Renames into place and syncs the directory that holds it. Once
+    /// renamed, the hidden name is gone and the drop finds nothing to
+    /// remove.
     fn finish(self, target: &Path) -> io::Result<()> {
         fs::rename(&self.0, target)?;
-        std::mem::forget(self);
         let parent = target
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
