@@ -22,6 +22,7 @@ use crate::db::Db;
 use crate::http::form;
 use crate::http::response::Response;
 use crate::log::{self, Level};
+use crate::metrics::METRICS;
 use crate::sync::lock;
 
 /// The one detail for every refused credential, so a response never tells
@@ -62,6 +63,7 @@ impl Accounts {
     /// either is throttled, before any password is checked.
     fn admit(&self, name: &str, addr: IpAddr) -> Result<(), ApiError> {
         lock(&self.throttle).check(name, addr, Instant::now()).map_err(|wait| {
+            METRICS.logins.throttled.inc();
             crate::log!(
                 Level::Warn,
                 "login throttled: addr={addr} name={} retry_after={}s",
@@ -147,9 +149,11 @@ pub(crate) async fn token(ctx: &mut Ctx<'_, '_>, accounts: &Accounts) -> Result<
     let valid = accounts.passwords.verify(password, hash).await?;
     let Some(user) = user.filter(|_| valid) else {
         accounts.refused(&username, addr);
+        METRICS.logins.bad.inc();
         return Err(ApiError::unauthorized(BAD_LOGIN));
     };
     lock(&accounts.throttle).succeeded(&username);
+    METRICS.logins.ok.inc();
     ctx.set_user(&user.username);
     open_session(ctx, accounts, user.id, &user.username).await
 }

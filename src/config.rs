@@ -36,6 +36,8 @@ pub struct Config {
     /// Failed logins in a row before a name is slowed down; 0 turns login
     /// throttling off.
     pub login_throttle: u32,
+    /// Where the Prometheus metrics listener binds; `None`: no listener.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 impl Default for Config {
@@ -57,6 +59,7 @@ impl Default for Config {
             trusted_proxies: Vec::new(),
             session_max_age: 30 * 24 * 3600,
             login_throttle: 5,
+            metrics_addr: None,
         }
     }
 }
@@ -93,6 +96,27 @@ impl FromStr for Synchronous {
 pub enum Command {
     Serve(Box<Config>),
     Help,
+    Version,
+    /// One of the operations subcommands (`backup`, `verify`, `restore`).
+    Operation(Operation),
+}
+
+/// What an operations subcommand works on.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Operation {
+    Backup {
+        db: String,
+        uploads_dir: PathBuf,
+        out: PathBuf,
+    },
+    Verify {
+        out: PathBuf,
+    },
+    Restore {
+        out: PathBuf,
+        db: String,
+        uploads_dir: PathBuf,
+    },
 }
 
 /// A bad flag or value, reported as one line before exiting with status 2.
@@ -130,9 +154,17 @@ USAGE: chat-server [FLAGS]
 | longest session, refreshes included   | --session-max-age      | CHAT_SESSION_MAX_AGE    | 2592000 (30 d) |
 |   (seconds)                           |                        |                         |                |
 | failed logins before slowing down     | --login-throttle       | CHAT_LOGIN_THROTTLE     | 5 (0 = off)    |
+| Prometheus metrics listener address   | --metrics-addr         | CHAT_METRICS_ADDR       | none (off)     |
 
 Flags take their value as `--flag VALUE` or `--flag=VALUE`; flags win over env.
 Port 0 binds an ephemeral port; the bound address is printed on the first line of stderr.
+--version prints the version.
+
+OPERATIONS (exit 0 on success, 1 with one line per problem):
+  chat-server backup --db DB --uploads-dir DIR OUT    online, consistent backup into the new directory OUT
+  chat-server verify OUT                              checks a backup
+  chat-server restore OUT --db DB --uploads-dir DIR   replaces the database and uploads (no server running)
+--db and --uploads-dir default to CHAT_DB and CHAT_UPLOADS_DIR, then chat_app.db and uploads.
 ";
 
 /// Reads the configuration from command-line arguments (without the program
@@ -146,6 +178,12 @@ where
     // Help is always available, even with a bad value in the environment.
     if args.iter().any(|arg| arg == "--help" || arg == "-h") {
         return Ok(Command::Help);
+    }
+    if args.iter().any(|arg| arg == "--version") {
+        return Ok(Command::Version);
+    }
+    if let Some(name) = args.first().filter(|arg| !arg.starts_with('-')) {
+        return operation(name, &args[1..], &env).map(Command::Operation);
     }
     let mut config = Config::default();
     apply_env(&mut config, &env)?;
@@ -193,7 +231,7 @@ where
 }
 
 /// The settings that take one value, with their environment variables.
-const VALUE_FLAGS: [(&str, &str); 13] = [
+const VALUE_FLAGS: [(&str, &str); 14] = [
     ("CHAT_ADDR", "--addr"),
     ("CHAT_DB", "--db"),
     ("CHAT_UPLOADS_DIR", "--uploads-dir"),
@@ -207,6 +245,7 @@ const VALUE_FLAGS: [(&str, &str); 13] = [
     ("CHAT_LOG", "--log"),
     ("CHAT_SESSION_MAX_AGE", "--session-max-age"),
     ("CHAT_LOGIN_THROTTLE", "--login-throttle"),
+    ("CHAT_METRICS_ADDR", "--metrics-addr"),
 ];
 
 fn apply_env<E: Fn(&str) -> Option<String>>(config: &mut Config, env: &E) -> Result<(), ConfigError> {
@@ -255,9 +294,57 @@ fn set(config: &mut Config, source: &str, flag: &str, value: &str) -> Result<(),
         "--log" => config.log = parse_value(source, value, "one of error, warn, info, debug")?,
         "--session-max-age" => config.session_max_age = parse_range(source, value, 1, 100 * 365 * 24 * 3600)?,
         "--login-throttle" => config.login_throttle = parse_range(source, value, 0, 1_000_000)? as u32,
+        "--metrics-addr" => {
+            config.metrics_addr = Some(parse_value(source, value, "an address like 127.0.0.1:9100")?);
+        }
         _ => return Err(ConfigError(format!("unknown flag '{flag}' (see --help)"))),
     }
     Ok(())
+}
+
+/// An operations subcommand: `name`, then its flags and its one directory.
+/// `--db` and `--uploads-dir` default like the server's own.
+fn operation<E: Fn(&str) -> Option<String>>(name: &str, args: &[String], env: &E) -> Result<Operation, ConfigError> {
+    let takes_paths = match name {
+        "backup" | "restore" => true,
+        "verify" => false,
+        _ => return Err(ConfigError(format!("unexpected argument '{name}' (see --help)"))),
+    };
+    let defaults = Config::default();
+    let mut db = env("CHAT_DB").unwrap_or_else(|| defaults.db.to_string_lossy().into_owned());
+    let mut uploads_dir = env("CHAT_UPLOADS_DIR").map_or(defaults.uploads_dir, PathBuf::from);
+    let mut out = None;
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((flag, value)) if flag.starts_with("--") => (flag, Some(value.to_string())),
+            _ => (arg.as_str(), None),
+        };
+        if !flag.starts_with("--") {
+            if out.is_some() {
+                return Err(ConfigError(format!("{name}: unexpected argument '{arg}'")));
+            }
+            out = Some(non_empty_path(name, arg)?);
+            continue;
+        }
+        if !takes_paths || !matches!(flag, "--db" | "--uploads-dir") {
+            return Err(ConfigError(format!("{name}: unknown flag '{flag}' (see --help)")));
+        }
+        let value = inline
+            .or_else(|| args.next().cloned())
+            .ok_or_else(|| ConfigError(format!("{flag} needs a value")))?;
+        if flag == "--db" {
+            db = non_empty_path(flag, &value)?.to_string_lossy().into_owned();
+        } else {
+            uploads_dir = non_empty_path(flag, &value)?;
+        }
+    }
+    let out = out.ok_or_else(|| ConfigError(format!("{name}: which backup directory? (see --help)")))?;
+    Ok(match name {
+        "backup" => Operation::Backup { db, uploads_dir, out },
+        "restore" => Operation::Restore { out, db, uploads_dir },
+        _ => Operation::Verify { out },
+    })
 }
 
 fn parse_value<T: std::str::FromStr>(flag: &str, value: &str, expected: &str) -> Result<T, ConfigError> {
@@ -345,8 +432,51 @@ mod tests {
     fn config(args: &[&str], env: &[(&str, &str)]) -> Config {
         match parse_args(args, env).unwrap() {
             Command::Serve(config) => *config,
-            Command::Help => panic!("unexpected help"),
+            other => panic!("unexpected {other:?}"),
         }
+    }
+
+    fn operation(args: &[&str], env: &[(&str, &str)]) -> Result<Operation, ConfigError> {
+        match parse_args(args, env)? {
+            Command::Operation(operation) => Ok(operation),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn operations_take_their_directory_and_the_server_s_paths() {
+        assert_eq!(
+            operation(&["backup", "--db=a.db", "--uploads-dir", "up", "out"], &[]),
+            Ok(Operation::Backup {
+                db: "a.db".into(),
+                uploads_dir: "up".into(),
+                out: "out".into()
+            })
+        );
+        assert_eq!(
+            operation(&["restore", "out"], &[("CHAT_DB", "e.db"), ("CHAT_UPLOADS_DIR", "eu")]),
+            Ok(Operation::Restore {
+                out: "out".into(),
+                db: "e.db".into(),
+                uploads_dir: "eu".into()
+            })
+        );
+        assert_eq!(
+            operation(&["verify", "b"], &[]),
+            Ok(Operation::Verify { out: "b".into() })
+        );
+        for (args, needle) in [
+            (vec!["verify"], "which backup directory"),
+            (vec!["verify", "b", "--db=x"], "unknown flag"),
+            (vec!["backup", "a", "b"], "unexpected argument 'b'"),
+            (vec!["backup", "--db"], "needs a value"),
+            (vec!["restore", "--port=1", "b"], "unknown flag"),
+            (vec!["frobnicate"], "unexpected argument"),
+        ] {
+            let err = operation(&args, &[]).unwrap_err().0;
+            assert!(err.contains(needle), "{args:?}: {err}");
+        }
+        assert!(matches!(parse_args(&["--version"], &[]), Ok(Command::Version)));
     }
 
     #[test]
@@ -442,6 +572,7 @@ mod tests {
             ("warn", "--log"),
             ("60", "--session-max-age"),
             ("0", "--login-throttle"),
+            ("127.0.0.1:9100", "--metrics-addr"),
         ];
         let expected = |c: &Config| {
             c.addr.port() == 0
@@ -452,6 +583,7 @@ mod tests {
                 && (c.ws_rate_limit, c.max_connections, c.log) == (0, 3, Level::Warn)
                 && c.synchronous == Synchronous::Full
                 && (c.session_max_age, c.login_throttle) == (60, 0)
+                && c.metrics_addr.map(|a| a.port()) == Some(9100)
         };
         let flags: Vec<String> = values.iter().map(|(v, flag)| format!("{flag}={v}")).collect();
         let flags: Vec<&str> = flags.iter().map(String::as_str).collect();

@@ -7,8 +7,9 @@
 //!
 //! 1. **Wiring**: `main.rs` (flags, runtime, exit codes), [`startup`]
 //!    (storage, recovery, the application, signals), [`app`] (the shared
-//!    state) and [`routes`] (the route table, which owns the application and
-//!    is the transport's `Service`).
+//!    state), [`routes`] (the route table, which owns the application and
+//!    is the transport's `Service`), [`scrape`] (the metrics listener) and
+//!    [`ops`] (the `backup`, `verify` and `restore` subcommands).
 //! 2. **Features**, one per part of the contract: [`accounts`] (register,
 //!    log in, log out, `/me`), [`chat`] (the room: posting, the hub that
 //!    fans messages out, the history caches and routes, the WebSocket
@@ -25,7 +26,8 @@
 //!    typed methods) and [`pool`] (the blocking thread pools).
 //! 5. **Leaves**: [`config`], [`log`](mod@log), [`clock`], [`json`], [`shutdown`],
 //!    [`sync`] (locks and blocking work), [`sys`] (every libc call, the
-//!    crate's only `unsafe`) and [`cidr`] (IP ranges, for trusted proxies).
+//!    crate's only `unsafe`), [`cidr`] (IP ranges, for trusted proxies) and
+//!    [`metrics`] (the counters every floor increments).
 //!
 //! A chat message goes: `chat::socket` reads the frame -> `chat::room`
 //! posts it -> `db` commits it -> the room's commit hook -> `chat::hub` ->
@@ -52,9 +54,12 @@ mod health;
 mod http;
 mod json;
 mod log;
+mod metrics;
+mod ops;
 mod pages;
 mod pool;
 mod routes;
+mod scrape;
 mod shutdown;
 mod startup;
 mod sync;
@@ -62,8 +67,9 @@ mod sys;
 mod ws;
 
 // What the binary uses.
-pub use crate::config::{parse as parse_config, Command, Config, ConfigError, Synchronous, HELP};
+pub use crate::config::{parse as parse_config, Command, Config, ConfigError, Operation, Synchronous, HELP};
 pub use crate::log::{set_level as set_log_level, Level};
+pub use crate::ops::run as run_operation;
 pub use crate::startup::{build, run, StartError};
 
 // What the WebSocket conformance test uses to serve an echo endpoint in

@@ -6,7 +6,8 @@
 use std::borrow::Cow;
 use std::io::Write;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::Mutex;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
@@ -50,6 +51,29 @@ pub(crate) fn enabled(level: Level) -> bool {
     level as u8 <= LEVEL.load(Ordering::Relaxed)
 }
 
+/// Whether lines are being held back (see [`hold`]); checked before taking
+/// [`HELD`], so that logging pays for the mutex only during start-up.
+static HOLDING: AtomicBool = AtomicBool::new(false);
+/// Lines written while held; `None` when not holding.
+static HELD: Mutex<Option<Vec<u8>>> = Mutex::new(None);
+
+/// Holds back every line until [`release`]: the start-up's first line on
+/// stderr must be `listening on`, printed only once the server is ready,
+/// while getting ready (opening storage, recovering uploads) may log.
+pub(crate) fn hold() {
+    *crate::sync::lock(&HELD) = Some(Vec::new());
+    HOLDING.store(true, Ordering::Release);
+}
+
+/// Writes the lines held back since [`hold`], and stops holding.
+pub(crate) fn release() {
+    let mut held = crate::sync::lock(&HELD);
+    HOLDING.store(false, Ordering::Release);
+    if let Some(lines) = held.take() {
+        let _ = std::io::stderr().lock().write_all(&lines);
+    }
+}
+
 /// Writes one line; callers go through the [`log!`](crate::log!) macro so that
 /// the message is only formatted when its level is enabled.
 pub(crate) fn write(level: Level, args: std::fmt::Arguments<'_>) {
@@ -59,6 +83,12 @@ pub(crate) fn write(level: Level, args: std::fmt::Arguments<'_>) {
         level.label(),
         args
     );
+    if HOLDING.load(Ordering::Acquire) {
+        if let Some(held) = crate::sync::lock(&HELD).as_mut() {
+            held.extend_from_slice(line.as_bytes());
+            return;
+        }
+    }
     let _ = std::io::stderr().lock().write_all(line.as_bytes());
 }
 

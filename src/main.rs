@@ -12,6 +12,24 @@ fn main() -> ExitCode {
             print!("{}", chat_server::HELP);
             return ExitCode::SUCCESS;
         }
+        Ok(Command::Version) => {
+            println!("chat-server {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Ok(Command::Operation(operation)) => {
+            return match chat_server::run_operation(operation) {
+                Ok(done) => {
+                    println!("{done}");
+                    ExitCode::SUCCESS
+                }
+                Err(problems) => {
+                    for problem in problems {
+                        eprintln!("chat-server: {problem}");
+                    }
+                    ExitCode::FAILURE
+                }
+            };
+        }
         Err(e) => {
             eprintln!("chat-server: {e}");
             return ExitCode::from(2);

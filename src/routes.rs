@@ -20,6 +20,7 @@ use crate::files::{catalog, download, sharing, upload};
 use crate::http::request::Method;
 use crate::http::response::Response;
 use crate::http::service::{Exchange, Refusal, Service};
+use crate::metrics::{self, METRICS};
 use crate::{accounts, health, pages};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -101,6 +102,10 @@ pub(crate) const ROUTES: &[Route] = &[
     route(Method::Get, "/d/{token}", Endpoint::LinkDownload),
 ];
 
+// Every route has its own slot of request metrics, and the last is left for
+// requests that match none.
+const _: () = assert!(ROUTES.len() < metrics::UNMATCHED);
+
 /// The route table over the application it serves.
 pub struct Routes {
     app: App,
@@ -114,11 +119,24 @@ impl Routes {
     /// Authenticates nothing by itself: each handler asks the context for
     /// what it needs, and every failure becomes a response here, through the
     /// one mapping of [`ApiError`].
+    /// Each answer is counted under its route and status class, with the
+    /// time to the response (an upload's body read included; a download's
+    /// bytes are sent after).
     async fn answer(&self, ex: &mut Exchange<'_, '_>) -> Response {
+        let started = ex.started;
         let mut ctx = Ctx::new(ex, &self.app.accounts.tokens);
-        dispatch(&mut ctx, &self.app)
-            .await
-            .unwrap_or_else(ApiError::into_response)
+        let request = ctx.request;
+        let (slot, response) = match resolve(request.method, request.path()) {
+            Ok((slot, params)) => {
+                let answer = dispatch(&mut ctx, &self.app, ROUTES[slot].endpoint, params);
+                (slot, answer.await.unwrap_or_else(ApiError::into_response))
+            }
+            Err(e) => (metrics::UNMATCHED, e.into_response()),
+        };
+        let route = &METRICS.routes[slot];
+        route.answered(response.status);
+        route.latency.observe_duration(started.elapsed());
+        response
     }
 }
 
@@ -128,7 +146,9 @@ impl Service for Routes {
     }
 
     fn refuse(&self, refusal: Refusal) -> Response {
-        ApiError::from(refusal).into_response()
+        let response = ApiError::from(refusal).into_response();
+        METRICS.routes[metrics::UNMATCHED].answered(response.status);
+        response
     }
 
     fn trusted_proxies(&self) -> &[Cidr] {
@@ -139,16 +159,17 @@ impl Service for Routes {
 /// The path parameters of a route, in the order of its pattern.
 type Params<'p> = [Option<&'p str>; 2];
 
-/// Matches a path against the table: the endpoint and its path parameters.
-pub(crate) fn resolve(method: Method, path: &str) -> Result<(Endpoint, Params<'_>), ApiError> {
+/// Matches a path against the table: the route's index in [`ROUTES`] and
+/// its path parameters.
+pub(crate) fn resolve(method: Method, path: &str) -> Result<(usize, Params<'_>), ApiError> {
     let method = if method == Method::Head { Method::Get } else { method };
     let mut allowed: Vec<&str> = Vec::new();
-    for route in ROUTES {
+    for (index, route) in ROUTES.iter().enumerate() {
         let Some(param) = matches(route.pattern, path) else {
             continue;
         };
         if route.method == method {
-            return Ok((route.endpoint, param));
+            return Ok((index, param));
         }
         allowed.push(route.method.as_str());
         if route.method == Method::Get {
@@ -182,9 +203,12 @@ fn matches<'p>(pattern: &str, path: &'p str) -> Option<Params<'p>> {
     }
 }
 
-async fn dispatch(ctx: &mut Ctx<'_, '_>, app: &App) -> Result<Response, ApiError> {
-    let request = ctx.request;
-    let (endpoint, params) = resolve(request.method, request.path())?;
+async fn dispatch(
+    ctx: &mut Ctx<'_, '_>,
+    app: &App,
+    endpoint: Endpoint,
+    params: Params<'_>,
+) -> Result<Response, ApiError> {
     let [param, second] = params.map(Option::unwrap_or_default);
     match endpoint {
         Endpoint::Index => Ok(pages::index().into_response()),
@@ -238,7 +262,7 @@ mod tests {
                 .replace("{link}", "l")
                 .replace("{token}", "t");
             assert_eq!(
-                resolve(route.method, &path).unwrap().0,
+                ROUTES[resolve(route.method, &path).unwrap().0].endpoint,
                 route.endpoint,
                 "{}",
                 route.pattern
@@ -252,13 +276,16 @@ mod tests {
         assert_eq!(resolve(Method::Get, "/register/").unwrap_err().status, 404);
         let err = resolve(Method::Delete, "/me").unwrap_err();
         assert_eq!(err.status, 405);
-        assert_eq!(resolve(Method::Head, "/me").unwrap().0, Endpoint::Me);
+        assert_eq!(ROUTES[resolve(Method::Head, "/me").unwrap().0].endpoint, Endpoint::Me);
     }
 
     #[test]
     fn parameters_come_in_the_order_of_the_pattern() {
-        let (endpoint, params) = resolve(Method::Delete, "/files/f1/links/l2").unwrap();
-        assert_eq!((endpoint, params), (Endpoint::FileLinkRevoke, [Some("f1"), Some("l2")]));
+        let (slot, params) = resolve(Method::Delete, "/files/f1/links/l2").unwrap();
+        assert_eq!(
+            (ROUTES[slot].endpoint, params),
+            (Endpoint::FileLinkRevoke, [Some("f1"), Some("l2")])
+        );
         assert_eq!(resolve(Method::Get, "/files/f1").unwrap().1, [Some("f1"), None]);
         assert_eq!(resolve(Method::Get, "/files//links").unwrap_err().status, 404);
         assert_eq!(resolve(Method::Put, "/d/t").unwrap_err().status, 405);

@@ -2,8 +2,14 @@
 //! password hashing, build the application, and serve it until SIGINT or
 //! SIGTERM. Nothing here panics: every failure is a [`StartError`], which
 //! the binary reports in one line before exiting with status 1.
+//!
+//! `listening on` is printed once everything is ready; whatever start-up
+//! logs before it is held back and written after it, and dropped if the
+//! start fails, so that a failure is one line. A second signal during the
+//! graceful shutdown ends the process at once.
 
 use std::io;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -18,19 +24,23 @@ use crate::auth::tokens::Tokens;
 use crate::chat::room::Room;
 use crate::chat::Chat;
 use crate::config::Config;
+use crate::db::lock::{DatabaseLock, LockError};
 use crate::db::Db;
 use crate::files::{self, Files};
 use crate::http::server;
 use crate::log::Level;
 use crate::routes::Routes;
+use crate::scrape;
 use crate::shutdown::{Shutdown, ShutdownTrigger};
 use crate::sync::blocking;
 
 /// Why the server could not start.
 #[derive(Debug)]
 pub enum StartError {
-    Bind(io::Error),
+    Bind(SocketAddr, io::Error),
     Storage(String),
+    /// A restore holds the database.
+    Locked(LockError),
     /// A pool of threads (password hashing) could not be started.
     Threads(io::Error),
 }
@@ -38,32 +48,62 @@ pub enum StartError {
 impl std::fmt::Display for StartError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            StartError::Bind(e) => write!(f, "cannot listen: {e}"),
+            StartError::Bind(addr, e) => write!(f, "cannot listen on {addr}: {e}"),
             StartError::Storage(e) => write!(f, "cannot open storage: {e}"),
+            StartError::Locked(LockError::Held(path)) => {
+                write!(
+                    f,
+                    "cannot open storage: a restore holds the database ({} is locked)",
+                    path.display()
+                )
+            }
+            StartError::Locked(e) => write!(f, "cannot open storage: {e}"),
             StartError::Threads(e) => write!(f, "cannot start worker threads: {e}"),
         }
     }
 }
 
 /// Binds, opens storage and serves until SIGINT or SIGTERM, then shuts down
-/// gracefully. The first line on stderr is the bound address.
+/// gracefully. The first line on stderr is the bound address, printed once
+/// the server is ready.
 pub async fn run(config: Config) -> Result<(), StartError> {
     // The handlers are in place before the first connection is accepted: a
     // signal that arrives any time after that is a graceful shutdown, never
     // the default action of killing the process.
-    let signals = Signals::install();
-    let listener = TcpListener::bind(config.addr).await.map_err(StartError::Bind)?;
-    let addr = listener.local_addr().map_err(StartError::Bind)?;
-    eprintln!("listening on http://{addr}");
+    let mut signals = Signals::install();
+    crate::log::hold();
+    // Held until the server exits: `restore` refuses the database meanwhile.
+    let _lock = DatabaseLock::shared(&config.db).map_err(StartError::Locked)?;
+    let listener = bind(config.addr).await?;
+    let addr = listener.local_addr().map_err(|e| StartError::Bind(config.addr, e))?;
+    let metrics = match config.metrics_addr {
+        Some(metrics_addr) => Some(bind(metrics_addr).await?),
+        None => None,
+    };
     let (trigger, shutdown) = ShutdownTrigger::new();
     let routes = Arc::new(build(&config, shutdown.clone()).await?);
+    eprintln!("listening on http://{addr}");
+    crate::log::release();
+    if let Some(listener) = metrics {
+        if let Ok(metrics_addr) = listener.local_addr() {
+            crate::log!(Level::Info, "metrics on http://{metrics_addr}/metrics");
+        }
+        tokio::spawn(scrape::serve(listener, config.db.clone(), shutdown.clone()));
+    }
     tokio::spawn(async move {
-        signals.wait().await;
+        signals.next().await;
         crate::log!(Level::Info, "shutting down");
         trigger.trigger();
+        signals.next().await;
+        crate::log!(Level::Warn, "second signal: exiting without waiting for connections");
+        std::process::exit(1);
     });
     server::serve(listener, routes, config.max_connections, shutdown).await;
     Ok(())
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr).await.map_err(|e| StartError::Bind(addr, e))
 }
 
 /// Opens storage, recovers the uploads directory and sets up tokens: the
@@ -130,10 +170,11 @@ impl Signals {
         Signals(signal(SignalKind::terminate()).and_then(|term| Ok((term, signal(SignalKind::interrupt())?))))
     }
 
-    async fn wait(self) {
+    /// Resolves at the next signal.
+    async fn next(&mut self) {
         // Reported here rather than at install, so that the bound address
         // stays the first line on stderr.
-        let (mut term, mut int) = match self.0 {
+        let (term, int) = match &mut self.0 {
             Ok(signals) => signals,
             Err(e) => {
                 crate::log!(

@@ -77,9 +77,85 @@ pub(crate) fn is_disk_full(error: &io::Error) -> bool {
     matches!(error.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
 }
 
+/// Takes an advisory lock on `file` without waiting (`flock(2)`): shared
+/// or exclusive. `Ok(false)` if a conflicting lock is held elsewhere. The
+/// lock lasts until the file is closed, the process's exit included, so a
+/// killed holder never leaves it behind.
+pub(crate) fn try_lock(file: &File, exclusive: bool) -> io::Result<bool> {
+    let kind = if exclusive { libc::LOCK_EX } else { libc::LOCK_SH };
+    // SAFETY: flock on a descriptor the borrowed `File` keeps open; no
+    // pointers.
+    if unsafe { libc::flock(file.as_raw_fd(), kind | libc::LOCK_NB) } == 0 {
+        return Ok(true);
+    }
+    let error = io::Error::last_os_error();
+    match error.raw_os_error() {
+        Some(libc::EWOULDBLOCK) => Ok(false),
+        _ => Err(error),
+    }
+}
+
+/// What the process uses, from `/proc/self`: resident memory in bytes, CPU
+/// time (user and system) in seconds, and open descriptors.
+pub(crate) struct ProcessUsage {
+    pub resident_bytes: u64,
+    pub cpu_seconds: f64,
+    pub open_fds: u64,
+}
+
+/// Reads [`ProcessUsage`]; `None` where `/proc` cannot be read.
+pub(crate) fn process_usage() -> Option<ProcessUsage> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces:
+    // the fields are counted from the last ')'. After it come field 3
+    // (state) onwards, so utime (14) is at index 11, stime (15) at 12 and
+    // rss (24, in pages) at 21.
+    let fields: Vec<&str> = stat.get(stat.rfind(')')? + 2..)?.split(' ').collect();
+    let field = |index: usize| fields.get(index)?.parse::<u64>().ok();
+    // SAFETY: sysconf only reads a configuration value.
+    let (ticks, page) = unsafe { (libc::sysconf(libc::_SC_CLK_TCK), libc::sysconf(libc::_SC_PAGESIZE)) };
+    let (ticks, page) = (u64::try_from(ticks).ok()?.max(1), u64::try_from(page).ok()?);
+    let open_fds = std::fs::read_dir("/proc/self/fd").ok()?.count() as u64;
+    Some(ProcessUsage {
+        resident_bytes: field(21)? * page,
+        cpu_seconds: (field(11)? + field(12)?) as f64 / ticks as f64,
+        // The directory read itself holds one descriptor while counting.
+        open_fds: open_fds.saturating_sub(1),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn process_usage_is_read_from_proc() {
+        let usage = process_usage().unwrap();
+        assert!(usage.resident_bytes > 1 << 20, "{}", usage.resident_bytes);
+        assert!(usage.open_fds >= 3, "{}", usage.open_fds);
+        assert!(usage.cpu_seconds >= 0.0);
+    }
+
+    #[test]
+    fn a_shared_lock_excludes_an_exclusive_one_on_another_open_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.lock");
+        let open = || {
+            File::options()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .unwrap()
+        };
+        let (server, other_server, restore) = (open(), open(), open());
+        assert!(try_lock(&server, false).unwrap());
+        assert!(try_lock(&other_server, false).unwrap());
+        assert!(!try_lock(&restore, true).unwrap());
+        drop((server, other_server));
+        assert!(try_lock(&restore, true).unwrap());
+        assert!(!try_lock(&open(), false).unwrap());
+    }
 
     #[test]
     fn disk_full_is_enospc_or_edquot() {

@@ -117,6 +117,8 @@ fn bad_flags_and_values_exit_2_with_one_clear_line() {
         (&["--frobnicate"], "--frobnicate"),
         (&["--frobnicate=1"], "--frobnicate"),
         (&["serve"], "serve"),
+        (&["--metrics-addr=nowhere"], "--metrics-addr"),
+        (&["backup"], "backup"),
     ] {
         assert_refused_in_one_line(&args(flags), &[], mentions);
     }
@@ -200,10 +202,112 @@ fn port_0_binds_an_ephemeral_port_announced_on_the_first_stderr_line() {
     assert_eq!(server.request("GET", "/healthz", None, None).status, 200);
 }
 
+/// A start that must fail: exit status 1 and one line on stderr, which is
+/// returned.
+fn assert_start_fails_in_one_line(flags: &[&str]) -> String {
+    let (code, stdout, stderr) = run(&args(flags), &[]);
+    assert_eq!(code, Some(1), "{flags:?}: {stderr}");
+    assert_eq!(stdout, "");
+    assert_eq!(stderr.lines().count(), 1, "{flags:?}: {stderr}");
+    assert!(stderr.starts_with("chat-server: "), "{stderr}");
+    stderr
+}
+
 #[test]
 fn a_database_that_cannot_be_opened_stops_the_start_with_a_clear_line() {
-    let (code, _, stderr) = run(&args(&["--addr=127.0.0.1:0", "--db=/nonexistent/dir/chat.db"]), &[]);
-    assert_eq!(code, Some(1), "{stderr}");
-    let last = stderr.lines().last().unwrap();
-    assert!(last.starts_with("chat-server: cannot open storage"), "{stderr}");
+    let stderr = assert_start_fails_in_one_line(&["--addr=127.0.0.1:0", "--db=/nonexistent/dir/chat.db"]);
+    assert!(stderr.starts_with("chat-server: cannot open storage"), "{stderr}");
+    let dir = tempfile::tempdir().unwrap();
+    let garbage = dir.path().join("garbage.db");
+    std::fs::write(&garbage, vec![0x5a; 8192]).unwrap();
+    let stderr = assert_start_fails_in_one_line(&["--addr=127.0.0.1:0", &format!("--db={}", garbage.display())]);
+    assert!(stderr.starts_with("chat-server: cannot open storage"), "{stderr}");
+}
+
+#[test]
+fn an_uploads_directory_that_cannot_be_created_stops_the_start_with_a_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"not a directory").unwrap();
+    let db = format!("--db={}", dir.path().join("chat.db").display());
+    let uploads = format!("--uploads-dir={}", file.join("uploads").display());
+    let stderr = assert_start_fails_in_one_line(&["--addr=127.0.0.1:0", &db, &uploads]);
+    assert!(stderr.contains("uploads directory"), "{stderr}");
+}
+
+#[test]
+fn an_address_in_use_stops_the_start_with_a_line_naming_it() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    for flags in [
+        vec![format!("--addr={addr}")],
+        vec!["--addr=127.0.0.1:0".to_string(), format!("--metrics-addr={addr}")],
+    ] {
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        let stderr = assert_start_fails_in_one_line(&flags);
+        assert!(
+            stderr.starts_with(&format!("chat-server: cannot listen on {addr}: ")),
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
+fn version_prints_the_name_and_version() {
+    let (code, stdout, _) = run(&args(&["--version"]), &[]);
+    assert_eq!(code, Some(0));
+    assert_eq!(stdout, format!("chat-server {}\n", env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn listening_on_comes_first_and_only_once_the_server_answers() {
+    // A file without a record left in the uploads directory: removing it logs
+    // a line during start-up, which still comes after `listening on`.
+    let dir = tempfile::tempdir().unwrap();
+    let uploads = dir.path().join("uploads");
+    std::fs::create_dir(&uploads).unwrap();
+    std::fs::write(uploads.join("0123456789abcdef0123456789abcdef"), b"orphan").unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chat-server"))
+        .args(["--addr=127.0.0.1:0", "--bcrypt-cost=4"])
+        .arg(format!("--db={}", dir.path().join("chat.db").display()))
+        .arg(format!("--uploads-dir={}", uploads.display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut stderr, &mut first).unwrap();
+    let addr = first
+        .trim()
+        .strip_prefix("listening on http://")
+        .unwrap_or_else(|| panic!("{first:?}"));
+    // No retry: the first request after the line is answered.
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    std::io::Write::write_all(
+        &mut stream,
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let response = common::read_response(&mut std::io::BufReader::new(stream), false).unwrap();
+    assert_eq!(response.status, 200);
+    let mut second = String::new();
+    std::io::BufRead::read_line(&mut stderr, &mut second).unwrap();
+    assert!(second.contains("1 file(s) without a record"), "{second:?}");
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn a_database_held_by_a_restore_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("chat.db");
+    let lock = std::fs::File::create(dir.path().join("chat.db.lock")).unwrap();
+    // SAFETY: flock on a descriptor `lock` keeps open.
+    let locked = unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) };
+    assert_eq!(locked, 0);
+    let stderr = assert_start_fails_in_one_line(&["--addr=127.0.0.1:0", &format!("--db={}", db.display())]);
+    assert!(stderr.contains("a restore holds the database"), "{stderr}");
+    drop(lock);
 }

@@ -4,6 +4,7 @@
 mod common;
 
 use std::net::TcpStream;
+use std::time::Duration;
 
 use common::{Server, PASSWORD};
 
@@ -49,5 +50,27 @@ fn a_signal_right_after_start_up_is_still_a_graceful_shutdown() {
     for _ in 0..5 {
         let mut server = Server::start();
         assert_eq!(server.stop(), Some(0));
+    }
+}
+
+#[test]
+fn a_second_signal_during_the_graceful_shutdown_ends_the_process_at_once() {
+    for (first, second) in [(libc::SIGTERM, libc::SIGTERM), (libc::SIGINT, libc::SIGTERM)] {
+        let mut server = Server::start();
+        let mut busy = server.open();
+        // A request in flight keeps the graceful shutdown waiting (up to
+        // its grace period of 10 s) for the rest of its body.
+        busy.send(b"POST /register HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 50\r\n\r\n");
+        assert_eq!(busy.response().status, 100);
+        server.signal(first);
+        server.wait_for_log("shutting down");
+        assert_eq!(
+            server.wait_exit(Duration::from_millis(300)),
+            None,
+            "still waiting for the request"
+        );
+        server.signal(second);
+        assert_eq!(server.wait_exit(Duration::from_secs(2)), Some(1), "ended at once");
+        assert!(server.logs().contains("second signal"), "{}", server.logs());
     }
 }

@@ -32,6 +32,7 @@ use futures_util::task::AtomicWaker;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::events::Event;
+use crate::metrics::METRICS;
 use crate::sync::lock;
 
 /// Events a connection may fall behind before it is dropped as a slow
@@ -230,6 +231,7 @@ impl Hub {
         });
         presence.connections += 1;
         let first = presence.connections == 1;
+        METRICS.online_users.set(room.online.len() as i64);
         let join = Event::Join {
             username,
             online: room.online.len(),
@@ -305,6 +307,7 @@ impl Members {
         let mut leaves = Vec::new();
         for id in ids {
             if let Some((client, leave)) = self.remove(*id) {
+                METRICS.slow_consumer_drops.inc();
                 client.outbox.evict();
                 leaves.extend(leave);
             }
@@ -322,6 +325,7 @@ impl Members {
             return Some((client, None));
         }
         let presence = self.online.remove(&client.user_id)?;
+        METRICS.online_users.set(self.online.len() as i64);
         let leave = Event::Leave {
             username: &presence.username,
             online: self.online.len(),

@@ -38,6 +38,7 @@ use crate::api::paging::{PageQuery, Start, DEFAULT_LIMIT};
 use crate::db::messages::{Message, NewMessage};
 use crate::db::{Db, DbError};
 use crate::json;
+use crate::metrics::METRICS;
 
 pub struct Room {
     db: Db,
@@ -109,6 +110,7 @@ impl Room {
     fn append(&self, message: NewMessage) -> impl Future<Output = Result<Message, DbError>> + Send + 'static {
         let (hub, newest) = (self.hub.clone(), self.newest.clone());
         self.db.append_message(message, move |stored| {
+            METRICS.messages_committed.inc();
             newest.invalidate();
             hub.broadcast_message(stored.id, events::message(stored));
         })

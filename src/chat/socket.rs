@@ -52,6 +52,7 @@ use crate::auth::tokens::Claims;
 use crate::db::DbError;
 use crate::http::socket::linger;
 use crate::log::Level;
+use crate::metrics::METRICS;
 use crate::shutdown::Shutdown;
 use crate::ws::close::Close;
 
@@ -149,6 +150,7 @@ impl Session {
         let (mut sink, mut source) = socket.split();
         // Boxed, as the catch-up below: a wait that happens once.
         let turn = Box::pin(self.resume.turn()).await;
+        let _open = METRICS.websocket_connections.track();
         let held = self.resume != Resume::Live;
         let Membership { id, outbox } = self.room.join(self.claims.uid, &self.claims.sub, held);
         let login_ended = self.login.ended(self.claims.exp);
@@ -296,8 +298,11 @@ async fn write(sink: &mut Sink, outbox: &Outbox) -> End {
     }
 }
 
-/// Feeds every event of the batch, then flushes once.
+/// Feeds every event of the batch, then flushes once. The events are
+/// counted as delivered before they are written, so that a client never
+/// sees an event the count does not hold yet.
 async fn write_batch(sink: &mut Sink, batch: &mut Vec<Utf8Bytes>) -> Result<(), WsError> {
+    METRICS.deliveries.add(batch.len() as u64);
     for event in batch.drain(..) {
         sink.feed(Message::Text(event)).await?;
     }

@@ -7,12 +7,16 @@
 //! - [`writer`]: the one writer thread and its group commit;
 //! - [`schema`]: opening a file with the contract's pragmas, and migrations;
 //! - [`users`], [`messages`], [`files`], [`links`], [`sessions`],
-//!   [`settings`]: each table's queries and the async methods built on them.
+//!   [`settings`]: each table's queries and the async methods built on them;
+//! - [`backup`]: a copy of one instant of the file, and what a copy holds;
+//! - [`lock`]: the lock file that tells a running server from a restore.
 
+pub(crate) mod backup;
 mod error;
 pub(crate) mod files;
 mod handle;
 pub(crate) mod links;
+pub(crate) mod lock;
 pub(crate) mod messages;
 mod schema;
 pub(crate) mod sessions;

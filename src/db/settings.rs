@@ -14,6 +14,8 @@ use crate::clock;
 
 const JWT_SECRET: &str = "jwt_secret";
 const LAST_HEALTH_CHECK: &str = "last_health_check";
+/// The database's epoch: a random id, new whenever a backup is restored
+/// into it, so that clients resuming from the old one resync.
 const EPOCH: &str = "epoch";
 
 impl Db {
@@ -33,17 +35,6 @@ impl Db {
             Ok(conn
                 .prepare_cached("SELECT value FROM settings WHERE key = ?1")?
                 .query_row([EPOCH], |row| row.get::<_, String>(0))?)
-        })
-        .await
-    }
-
-    /// Replaces the epoch with a new random one and returns it: what a
-    /// restore does, since the messages it brings back are another history.
-    pub async fn renew_epoch(&self) -> Result<String, DbError> {
-        let fresh = fresh_epoch()?;
-        self.write(move |conn| {
-            upsert(conn, EPOCH, &fresh)?;
-            Ok(fresh)
         })
         .await
     }
@@ -71,11 +62,33 @@ pub(super) fn jwt_secret(conn: &Connection, fresh: &[u8]) -> Result<Vec<u8>, DbE
     stored.ok_or_else(|| DbError::Other("JWT secret missing right after storing it".into()))
 }
 
-fn record_health_check(conn: &Connection, now_millis: i64) -> Result<(), DbError> {
-    upsert(conn, LAST_HEALTH_CHECK, now_millis)
+/// The epoch, if one was set. Read as text whichever way it was stored.
+pub(super) fn epoch(conn: &Connection) -> Result<Option<String>, DbError> {
+    let value: Option<rusqlite::types::Value> = conn
+        .prepare_cached("SELECT value FROM settings WHERE key = ?1")?
+        .query_row([EPOCH], |row| row.get(0))
+        .optional()?;
+    Ok(value.map(|value| match value {
+        rusqlite::types::Value::Text(text) => text,
+        rusqlite::types::Value::Blob(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        other => format!("{other:?}"),
+    }))
 }
 
-fn upsert(conn: &Connection, key: &str, value: impl rusqlite::ToSql) -> Result<(), DbError> {
+/// Replaces the epoch with a new random one and returns it: what a
+/// restore does, since the messages it brings back are another history.
+pub(super) fn renew_epoch(conn: &Connection) -> Result<String, DbError> {
+    let fresh = fresh_epoch()?;
+    put(conn, EPOCH, &fresh)?;
+    Ok(fresh)
+}
+
+fn record_health_check(conn: &Connection, now_millis: i64) -> Result<(), DbError> {
+    put(conn, LAST_HEALTH_CHECK, now_millis)
+}
+
+/// Sets `key` to `value`, replacing any.
+fn put(conn: &Connection, key: &str, value: impl rusqlite::ToSql) -> Result<(), DbError> {
     conn.prepare_cached(
         "INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
     )?
@@ -107,7 +120,7 @@ mod tests {
         drop(db);
         let db = Db::open(&path, Synchronous::Normal).unwrap();
         assert_eq!(db.epoch().await.unwrap(), first, "kept in the database");
-        let renewed = db.renew_epoch().await.unwrap();
+        let renewed = db.write(super::renew_epoch).await.unwrap();
         assert_ne!(renewed, first);
         assert_eq!(db.epoch().await.unwrap(), renewed);
         let other = Db::open(&dir.path().join("other.db"), Synchronous::Normal).unwrap();

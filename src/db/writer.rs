@@ -7,11 +7,13 @@
 //! on this thread right after the commit, in commit order.
 
 use std::future::Future;
+use std::time::Instant;
 
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use super::DbError;
+use crate::metrics::METRICS;
 
 /// Write jobs batched into one transaction at most.
 const MAX_BATCH: usize = 512;
@@ -90,6 +92,7 @@ fn write_loop(conn: Connection, mut rx: mpsc::Receiver<WriteJob>) {
 }
 
 fn run_batch(conn: &Connection, jobs: impl Iterator<Item = WriteJob>) {
+    let started = Instant::now();
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
         let e = DbError::from(e);
         for job in jobs {
@@ -118,6 +121,8 @@ fn run_batch(conn: &Connection, jobs: impl Iterator<Item = WriteJob>) {
     if commit.is_err() {
         let _ = conn.execute_batch("ROLLBACK");
     }
+    METRICS.commit_latency.observe_duration(started.elapsed());
+    METRICS.commit_batch_size.observe(completions.len() as u64);
     for completion in completions {
         completion(commit.as_ref().map(|_| ()));
     }

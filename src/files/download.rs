@@ -18,6 +18,7 @@ use crate::db::files::FileRow;
 use crate::http::request::{Method, Request};
 use crate::http::response::{Body, Response};
 use crate::log::Level;
+use crate::metrics::METRICS;
 use crate::sync::blocking;
 
 /// RFC 5987 `attr-char`: everything else in `filename*` is percent-encoded.
@@ -85,6 +86,7 @@ async fn serve(request: &Request, files: &Files, row: &FileRow) -> Result<Respon
             format!("bytes {offset}-{}/{}", offset + len - 1, row.size),
         );
     }
+    METRICS.download_bytes.add(len);
     Ok(validators(response, &etag).with_body(Body::File { file, offset, len }))
 }
 

@@ -69,7 +69,7 @@ pub(crate) fn path(dir: &Path, id: &str) -> PathBuf {
     dir.join(id)
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

@@ -20,6 +20,7 @@ use crate::db::files::FileRow;
 use crate::http::is_token;
 use crate::http::multipart::{self, Event, Limits, Parser, PartHeaders};
 use crate::http::response::Response;
+use crate::metrics::METRICS;
 
 /// The form field that carries the file.
 const FILE_FIELD: &str = "file";
@@ -98,6 +99,7 @@ pub(crate) async fn upload(ctx: &mut Ctx<'_, '_>, files: &Files) -> Result<Respo
     // Committed: the row owns the bytes now. Had anything above failed, the
     // guard would have removed them.
     stored.discard.keep();
+    METRICS.upload_bytes.add(row.size);
     Ok(Response::json(201, &FileView::from(&row)).header("Location", format!("/files/{}", row.id)))
 }
 

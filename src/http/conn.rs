@@ -85,6 +85,7 @@ pub(crate) async fn serve(
             body: Body::new(&mut conn, &request),
             user: None,
             client: Client::of(peer, &request, service.trusted_proxies()),
+            started,
         };
         let response = service.handle(&mut exchange).await;
         let Exchange { body, user, client, .. } = exchange;

@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, Semaphore};
 use super::conn;
 use super::service::{Refusal, Service};
 use crate::log::Level;
+use crate::metrics::METRICS;
 use crate::shutdown::Shutdown;
 
 /// In-flight requests get this long to finish once shutdown begins.
@@ -53,7 +54,10 @@ pub async fn serve(listener: TcpListener, service: Arc<impl Service>, max_connec
         let done = done_tx.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            if let Some(upgraded) = conn::serve(stream, peer, &*service, shutdown).await {
+            let open = METRICS.http_connections.track();
+            let upgraded = conn::serve(stream, peer, &*service, shutdown).await;
+            drop(open);
+            if let Some(upgraded) = upgraded {
                 // A task of its own, sized for the new protocol alone: the
                 // HTTP loop's state is freed, so an idle WebSocket costs only
                 // what the session holds. It keeps the permit and the

@@ -10,6 +10,8 @@
 use std::fmt;
 use std::future::Future;
 
+use tokio::time::Instant;
+
 use super::body::Body;
 use super::forwarded::Client;
 use super::request::{HeadError, Request};
@@ -25,6 +27,9 @@ pub struct Exchange<'a, 'c> {
     pub user: Option<String>,
     /// Who sent the request (see [`Client`]), for the handler and the log.
     pub client: Client,
+    /// When the head was read: the one clock reading that the log line and
+    /// the request metrics both measure from.
+    pub started: Instant,
 }
 
 /// What the transport refuses on its own, before or instead of a request.
