@@ -10,7 +10,7 @@ use crate::http::request::Request;
 /// TLS proxy, which `https` signals) or one of `allowed` (normalised by the
 /// configuration).
 pub(crate) fn is_allowed(request: &Request, allowed: &[String], https: bool) -> bool {
-    is_allowed_origin(request.header("origin"), request.header("host"), allowed, https)
+    is_allowed_origin(request.header("origin"), request.host(), allowed, https)
 }
 
 fn is_allowed_origin(origin: Option<&str>, host: Option<&str>, allowed: &[String], https: bool) -> bool {
