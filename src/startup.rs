@@ -13,6 +13,7 @@ use crate::accounts::Accounts;
 use crate::app::App;
 use crate::auth::passwords::Passwords;
 use crate::auth::tokens::Tokens;
+use crate::chat::limit::UserRates;
 use crate::chat::room::Room;
 use crate::chat::Chat;
 use crate::config::Config;
@@ -97,6 +98,7 @@ pub async fn build(config: &Config, shutdown: Shutdown) -> Result<Routes, StartE
         chat: Chat {
             room: Arc::new(Room::new(db.clone())),
             rate_limit: config.ws_rate_limit,
+            user_rates: Arc::new(UserRates::new(config.ws_rate_limit > 0)),
             allowed_origins: config.allowed_origins.clone(),
             https: config.secure_cookies,
             shutdown,

@@ -2,9 +2,11 @@
 //! with `unsafe` in it. Each wrapper states what it relies on, so a reviewer
 //! checks the whole of the crate's unsafe code here.
 
-use std::fs::File;
+use std::fs::{self, File};
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 
 /// Bytes written to a TCP socket that the peer has not acknowledged yet
 /// (`TIOCOUTQ`): how a writer tells a client that reads slowly but steadily
@@ -70,6 +72,19 @@ pub(crate) fn set_thread_nice(nice: i32) {
         let tid = libc::gettid();
         libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice);
     }
+}
+
+/// Gives `path` the permission bits `mode` (with `chmod`, which the umask
+/// does not narrow or widen) unless it has them already. Returns the bits it
+/// had when it changed them. No `unsafe`: here beside the other calls about
+/// the process's place in the operating system.
+pub(crate) fn set_mode(path: &Path, mode: u32) -> io::Result<Option<u32>> {
+    let had = fs::metadata(path)?.permissions().mode() & 0o7777;
+    if had == mode {
+        return Ok(None);
+    }
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))?;
+    Ok(Some(had))
 }
 
 /// Whether a write failed because the disk (or the user's quota) is full.

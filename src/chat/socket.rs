@@ -38,7 +38,7 @@ use tokio_tungstenite::WebSocketStream;
 
 use super::events::Event;
 use super::hub::{ClientId, Membership, Outbox};
-use super::limit::{RateLimit, Verdict};
+use super::limit::{RateLimit, UserRates, Verdict};
 use super::room::Room;
 use super::Chat;
 use crate::auth::tokens::Claims;
@@ -112,6 +112,7 @@ pub(crate) struct Session {
     room: Arc<Room>,
     shutdown: Shutdown,
     rate_limit: u32,
+    user_rates: Arc<UserRates>,
     claims: Claims,
 }
 
@@ -121,6 +122,7 @@ impl Session {
             room: chat.room.clone(),
             shutdown: chat.shutdown.clone(),
             rate_limit: chat.rate_limit,
+            user_rates: chat.user_rates.clone(),
             claims,
         }
     }
@@ -162,7 +164,8 @@ impl Session {
     /// ends is already queued, so it is still stored and broadcast to the
     /// others even if this connection is gone before its acknowledgement.
     async fn read(&self, source: &mut Source, id: ClientId) -> End {
-        let mut limit = RateLimit::new(self.rate_limit, Instant::now());
+        let now = Instant::now();
+        let mut limit = RateLimit::new(self.rate_limit, self.user_rates.join(self.claims.uid, now), now);
         let mut committing = FuturesOrdered::new();
         loop {
             let frame = tokio::select! {

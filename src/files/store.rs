@@ -370,6 +370,23 @@ fn remove_file(path: &Path) -> io::Result<()> {
     }
 }
 
+/// Creates `dir` if needed, readable by the server's user only (`0700`)
+/// whatever the umask, and narrows it if it exists with wider permissions:
+/// the names of the files in it are the ids their download links are made
+/// of.
+fn create_private_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    if let Some(had) = sys::set_mode(dir, 0o700)?.filter(|had| had & 0o077 != 0) {
+        crate::log!(
+            Level::Warn,
+            "{} was open to others (mode {had:04o}): narrowed to 0700",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
 /// What the start-up sweep removed.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct Swept {
@@ -382,7 +399,7 @@ pub(crate) struct Swept {
 /// `has_row` does not know. Anything else in the directory (a `.gitkeep`,
 /// an operator's notes) is not ours and is left alone. Blocking.
 pub(crate) fn sweep(dir: &Path, mut has_row: impl FnMut(&str) -> io::Result<bool>) -> io::Result<Swept> {
-    fs::create_dir_all(dir)?;
+    create_private_dir(dir)?;
     let mut swept = Swept::default();
     for entry in fs::read_dir(dir)? {
         let entry = entry?;

@@ -270,6 +270,7 @@
     const user = document.createElement('span');
     user.className = 'msg-user';
     user.textContent = msg.username;
+    user.dir = 'auto'; // user-supplied text is isolated: it cannot reorder what is around it
     const time = document.createElement('time');
     time.className = 'msg-time';
     if (msg.created_at) {
@@ -279,6 +280,7 @@
     }
     const text = document.createElement('span');
     text.className = 'msg-text';
+    text.dir = 'auto';
     appendLinkified(text, msg.content);
     li.append(user, time, text);
     return li;
@@ -628,7 +630,9 @@
     ui.uploadButton.disabled = true;
     ui.progress.value = 0;
     ui.progress.hidden = false;
-    ui.uploadStatus.textContent = 'Uploading ' + file.name + '…';
+    const name = document.createElement('bdi');
+    name.textContent = file.name;
+    ui.uploadStatus.replaceChildren('Uploading ', name, '…');
     const result = await uploadFile(file);
     ui.uploadButton.disabled = false;
     ui.progress.hidden = true;
@@ -647,6 +651,7 @@
     const link = document.createElement('a');
     link.href = info.download_url;
     link.textContent = info.filename;
+    link.dir = 'auto';
     ui.uploadStatus.replaceChildren('Uploaded ', link, ' (' + formatSize(info.size) + ').');
     if (!send('Shared a file: ' + info.filename + ' (' + formatSize(info.size) + ') ' + info.download_url)) {
       ui.uploadStatus.append(' It was not posted to the chat because the connection is down.');
