@@ -23,7 +23,8 @@
 //!    passwords, free of HTTP), [`db`] (SQLite on blocking threads behind
 //!    typed methods) and [`pool`] (the blocking thread pools).
 //! 5. **Leaves**: [`config`], [`log`](mod@log), [`clock`], [`json`], [`shutdown`],
-//!    [`sync`] (locks and blocking work) and [`sys`] (every libc call, the
+//!    [`sync`] (locks and blocking work), [`descriptors`] (open files
+//!    counted against the process's limit) and [`sys`] (every libc call, the
 //!    crate's only `unsafe`).
 //!
 //! A chat message goes: `chat::socket` reads the frame -> `chat::room`
@@ -45,6 +46,7 @@ mod chat;
 mod clock;
 mod config;
 mod db;
+mod descriptors;
 mod files;
 mod health;
 mod http;

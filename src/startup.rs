@@ -18,6 +18,7 @@ use crate::chat::room::Room;
 use crate::chat::Chat;
 use crate::config::Config;
 use crate::db::Db;
+use crate::descriptors;
 use crate::files::{self, Files};
 use crate::http::server;
 use crate::log::Level;
@@ -54,6 +55,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     let listener = TcpListener::bind(config.addr).await.map_err(StartError::Bind)?;
     let addr = listener.local_addr().map_err(StartError::Bind)?;
     eprintln!("listening on http://{addr}");
+    descriptors_fit(config.max_connections);
     let (trigger, shutdown) = ShutdownTrigger::new();
     let routes = Arc::new(build(&config, shutdown.clone()).await?);
     tokio::spawn(async move {
@@ -111,6 +113,21 @@ pub async fn build(config: &Config, shutdown: Shutdown) -> Result<Routes, StartE
         db,
     };
     Ok(Routes::new(app))
+}
+
+/// Raises the open-file limit and sets the descriptor budget, and says (in
+/// one line) when the limit, not `--max-connections`, is what bounds the
+/// connections. A limit that cannot be read leaves the budget unbounded.
+fn descriptors_fit(max_connections: usize) {
+    match descriptors::init() {
+        Ok((limit, budget)) if budget < max_connections => crate::log!(
+            Level::Warn,
+            "the open-file limit ({limit}) leaves room for {budget} connections, fewer than --max-connections \
+             ({max_connections}); past it new connections are answered 503 (raise `ulimit -n` to reach it)"
+        ),
+        Ok(_) => {}
+        Err(e) => crate::log!(Level::Warn, "cannot read the open-file limit: {e}"),
+    }
 }
 
 /// SIGTERM and SIGINT, caught from the moment [`Signals::install`] returns.

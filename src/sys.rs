@@ -87,6 +87,37 @@ pub(crate) fn set_mode(path: &Path, mode: u32) -> io::Result<Option<u32>> {
     Ok(Some(had))
 }
 
+/// Raises the soft limit on open files to the hard limit (`setrlimit`), and
+/// returns the soft limit in force. A hard limit the kernel will not grant
+/// as a soft one leaves the soft limit as it was.
+pub(crate) fn raise_open_file_limit() -> io::Result<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit through the pointer, to a live local.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: setrlimit reads one rlimit through the pointer, a live local.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            limit = raised;
+        }
+    }
+    Ok(limit.rlim_cur)
+}
+
+/// Whether a call failed because the process or the system has no file
+/// descriptor to spare.
+pub(crate) fn is_out_of_descriptors(error: &io::Error) -> bool {
+    matches!(error.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+}
+
 /// Whether a write failed because the disk (or the user's quota) is full.
 pub(crate) fn is_disk_full(error: &io::Error) -> bool {
     matches!(error.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
@@ -95,6 +126,18 @@ pub(crate) fn is_disk_full(error: &io::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_soft_open_file_limit_is_raised_to_the_hard_one() {
+        let limit = raise_open_file_limit().unwrap();
+        let mut now = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: as in raise_open_file_limit.
+        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut now) }, 0);
+        assert_eq!((limit, now.rlim_cur), (now.rlim_max, now.rlim_max));
+    }
 
     #[test]
     fn disk_full_is_enospc_or_edquot() {

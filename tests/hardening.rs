@@ -5,11 +5,14 @@
 
 mod common;
 
+use std::io::{BufReader, Write};
+use std::net::TcpStream;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use common::ws::{is, Client};
+use common::ws::{handshake, is, Client};
 use common::{Confine, Server};
 
 const BOUNDARY: &str = "hardening-boundary";
@@ -175,5 +178,90 @@ fn bidi_controls_and_zero_width_characters_are_removed_from_file_names() {
     assert_eq!(
         download.header("content-disposition"),
         Some("attachment; filename=\"invoicegpj.exe\"; filename*=UTF-8''invoicegpj.exe")
+    );
+}
+
+/// Opens a connection whose receive buffer is a few KiB, sends `request` on
+/// it and never reads: the server's side stays blocked writing.
+fn slow_reader(server: &Server, request: &str) -> TcpStream {
+    let mut stream = server.connect();
+    let size: libc::c_int = 4096;
+    // SAFETY: setsockopt reads one int through the pointer, a live local,
+    // on a socket this function owns.
+    unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&size as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+    stream.write_all(request.as_bytes()).unwrap();
+    stream
+}
+
+/// `/healthz` on a fresh connection: 200, or 503 at the bound, within 3 s.
+fn health_answers_promptly(server: &Server) -> u16 {
+    let started = Instant::now();
+    let mut stream = TcpStream::connect(server.addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let response = common::read_response(&mut BufReader::new(stream), false).unwrap_or_else(|e| {
+        panic!(
+            "no answer to /healthz after {:?}: {e}\n{}",
+            started.elapsed(),
+            server.logs()
+        )
+    });
+    assert!(matches!(response.status, 200 | 503), "{}", response.status);
+    response.status
+}
+
+#[test]
+fn under_a_low_open_file_limit_the_server_answers_503_and_never_runs_out() {
+    let server = Server::start_confined(
+        &[],
+        Confine {
+            open_files: Some(256),
+            ..Confine::default()
+        },
+    );
+    // The limit, not --max-connections (10 000), bounds the connections.
+    assert!(server.logs().contains("open-file limit (256)"), "{}", server.logs());
+    let token = server.user("hoarder");
+    let file = upload(&server, &token, "big.bin", &vec![7u8; 8 << 20]);
+    let download = format!(
+        "GET {} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n",
+        file["download_url"].as_str().unwrap()
+    );
+    let stalled_upload = format!(
+        "POST /files/upload HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: multipart/form-data; boundary={BOUNDARY}\r\nContent-Length: 100000\r\n\r\n\
+         --{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"s\"\r\n\r\nsome bytes"
+    );
+    let chat = handshake(&server, &format!("/ws/chat?token={token}"), &[]);
+    let mut held = Vec::new();
+    for i in 0..350 {
+        let request = match i % 7 {
+            0 => &chat,
+            1 => &stalled_upload,
+            _ => &download,
+        };
+        held.push(slow_reader(&server, request));
+        if i % 50 == 49 {
+            health_answers_promptly(&server);
+        }
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let statuses: Vec<u16> = (0..10).map(|_| health_answers_promptly(&server)).collect();
+    assert!(statuses.contains(&503), "the bound was reached: {statuses:?}");
+    let logs = server.logs();
+    assert!(!logs.contains("Too many open files"), "{logs}");
+    // Once the hoarder lets go, everyone is served again.
+    drop(held);
+    assert!(
+        common::resources::eventually(Duration::from_secs(10), || health_answers_promptly(&server) == 200),
+        "/healthz never answered 200 again"
     );
 }

@@ -12,6 +12,7 @@ use std::io;
 use crate::auth::passwords::PasswordError;
 use crate::auth::tokens::TokenError;
 use crate::db::DbError;
+use crate::descriptors;
 use crate::http::body::BodyError;
 use crate::http::multipart::MultipartError;
 use crate::http::request::HeadError;
@@ -75,6 +76,11 @@ impl ApiError {
     pub fn storage(error: io::Error) -> ApiError {
         if sys::is_disk_full(&error) {
             return ApiError::new(507, "no room left to store the file");
+        }
+        // Answered and closed, as at the connection bound: the connection's
+        // own descriptor is the next one given back.
+        if descriptors::is_exhausted(&error) {
+            return ApiError::new(503, "server at its open-file limit, try again shortly").closing();
         }
         crate::log!(Level::Error, "file storage failed: {error}");
         ApiError::internal()

@@ -13,8 +13,9 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use super::{store, Files};
 use crate::api::{ApiError, Ctx};
 use crate::db::files::FileRow;
+use crate::descriptors;
 use crate::http::request::Method;
-use crate::http::response::{Body, Response};
+use crate::http::response::{Body, Descriptor, Response};
 use crate::log::Level;
 use crate::sync::blocking;
 
@@ -44,7 +45,7 @@ pub(crate) async fn download(ctx: &mut Ctx<'_, '_>, files: &Files, id: &str) -> 
     {
         return Ok(validators(Response::new(304), &etag));
     }
-    let file = open(files, &row).await?;
+    let (file, descriptor) = open(files, &row).await?;
     // Range is defined for GET only (RFC 9110 14.2); HEAD shows the full response.
     let range = match request.header("range") {
         Some(value) if request.method == Method::Get && if_range_holds(request.header("if-range"), &etag) => {
@@ -69,7 +70,12 @@ pub(crate) async fn download(ctx: &mut Ctx<'_, '_>, files: &Files, id: &str) -> 
             format!("bytes {offset}-{}/{}", offset + len - 1, row.size),
         );
     }
-    Ok(validators(response, &etag).with_body(Body::File { file, offset, len }))
+    Ok(validators(response, &etag).with_body(Body::File {
+        file,
+        offset,
+        len,
+        descriptor,
+    }))
 }
 
 /// The row of `id`; an id of the wrong shape is not looked up at all.
@@ -87,7 +93,11 @@ pub(crate) fn no_such_file() -> ApiError {
 /// Opens the bytes of `row`. A file deleted since its row was read (or
 /// missing, see [`super::recover`]) is 404; a file whose length disagrees
 /// with its row is a fault, refused rather than sent with a wrong length.
-async fn open(files: &Files, row: &FileRow) -> Result<File, ApiError> {
+///
+/// The open file is counted against the descriptor budget: with none to
+/// spare the answer is 503 (see [`ApiError::storage`]).
+async fn open(files: &Files, row: &FileRow) -> Result<(File, Descriptor), ApiError> {
+    let descriptor = Descriptor::take().map_err(ApiError::storage)?;
     let path = store::path(&files.dir, &row.id);
     let opened = blocking(move || {
         let file = File::open(&path)?;
@@ -96,12 +106,13 @@ async fn open(files: &Files, row: &FileRow) -> Result<File, ApiError> {
     })
     .await;
     match opened {
-        Ok((file, len)) if len == row.size => Ok(file),
+        Ok((file, len)) if len == row.size => Ok((file, descriptor)),
         Ok((_, len)) => {
             crate::log!(Level::Error, "file {} has {len} bytes, its record {}", row.id, row.size);
             Err(ApiError::internal())
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => Err(no_such_file()),
+        Err(e) if descriptors::is_exhausted(&e) => Err(ApiError::storage(e)),
         Err(e) => {
             crate::log!(Level::Error, "cannot open file {}: {e}", row.id);
             Err(ApiError::internal())

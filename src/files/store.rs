@@ -22,6 +22,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, Semaphore, SemaphorePermit};
 use tokio::task::JoinHandle;
 
+use crate::descriptors::{self, Held};
 use crate::log::Level;
 use crate::sync::blocking;
 use crate::sys;
@@ -198,6 +199,9 @@ pub(crate) struct Incoming {
     /// `None` once awaited (after an error or at commit).
     writer: Option<JoinHandle<io::Result<Writer>>>,
     len: u64,
+    /// The temp file's unit of the descriptor budget; it also covers the
+    /// directory opened for its sync once the file is closed.
+    _descriptor: Held,
 }
 
 /// A file that is durably in place under its final name, still owned by a
@@ -210,8 +214,10 @@ pub(crate) struct Stored {
 }
 
 impl Incoming {
-    /// Creates `<dir>/.tmp-<fresh id>`, readable by the server's user only.
+    /// Creates `<dir>/.tmp-<fresh id>`, readable by the server's user only,
+    /// counted against the descriptor budget (an error when it is spent).
     pub(crate) async fn create(dir: &Path) -> io::Result<Incoming> {
+        let descriptor = descriptors::take_for_files(1)?;
         let id = new_id()?;
         let temp = dir.join(format!("{TEMP_PREFIX}{id}"));
         let opened = temp.clone();
@@ -237,6 +243,7 @@ impl Incoming {
             empty,
             writer: Some(tokio::spawn(write_in_order(writer, to_write, written))),
             len: 0,
+            _descriptor: descriptor,
         })
     }
 

@@ -180,11 +180,17 @@ async fn write_response(
                 conn.write_all(&bytes).await?;
             }
         }
-        response::Body::File { file, offset, len } => {
+        response::Body::File {
+            file,
+            offset,
+            len,
+            descriptor,
+        } => {
             conn.write_all(out).await?;
             if has_body {
                 conn.send_file(file, offset, len).await?;
             }
+            drop(descriptor);
         }
     }
     conn.flush().await?;
