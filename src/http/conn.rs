@@ -130,14 +130,13 @@ async fn read_head(conn: &mut Socket, first: bool, shutdown: &mut Shutdown) -> H
     let mut scanned = 0;
     loop {
         let buffered = conn.buffered();
-        let found = request::find_head_end(buffered, scanned);
-        if let Ok(Some(end)) = found {
+        if let Some(end) = request::find_head_end(buffered, scanned) {
             return match request::parse(&buffered[..end]) {
                 Ok(request) => HeadWait::Request(Box::new(request), end),
                 Err(e) => HeadWait::Refuse(Refusal::Head(e)),
             };
         }
-        if let Err(e) = found.and_then(|_| request::check_partial(buffered)) {
+        if let Err(e) = request::check_partial(buffered, scanned) {
             return HeadWait::Refuse(Refusal::Head(e));
         }
         scanned = buffered.len();

@@ -153,35 +153,41 @@ impl fmt::Display for HeadError {
 
 /// Finds the end of a head in `buf`, scanning from `from` (so repeated calls
 /// over a growing buffer stay linear). Returns the length of the head.
-///
-/// A CR not followed by LF is refused as soon as the byte after it arrives
-/// (RFC 9112 2.2), however the head was split into reads: a head of bare CRs
-/// would otherwise wait for the head timeout, and a front end might read it
-/// as line ends.
-pub(crate) fn find_head_end(buf: &[u8], from: usize) -> Result<Option<usize>, HeadError> {
-    let mut i = from.saturating_sub(3);
-    while let Some(pos) = buf[i..].iter().position(|&b| b == b'\n' || b == b'\r') {
-        let at = i + pos;
-        if buf[at] == b'\r' {
-            match buf.get(at + 1) {
-                Some(b'\n') => {}
-                Some(_) => return Err(HeadError::Malformed("bare CR in the request head")),
-                // Its LF may be in the next read.
-                None => return Ok(None),
-            }
-        } else if at >= 1 && buf[at - 1] == b'\n' || at >= 2 && buf[at - 1] == b'\r' && buf[at - 2] == b'\n' {
-            return Ok(Some(at + 1));
+pub(crate) fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
+    let start = from.saturating_sub(3);
+    let mut i = start;
+    while let Some(pos) = buf[i..].iter().position(|&b| b == b'\n') {
+        let lf = i + pos;
+        if lf >= 1 && buf[lf - 1] == b'\n' {
+            return Some(lf + 1);
         }
-        i = at + 1;
+        if lf >= 2 && buf[lf - 1] == b'\r' && buf[lf - 2] == b'\n' {
+            return Some(lf + 1);
+        }
+        i = lf + 1;
     }
-    Ok(None)
+    None
 }
 
-/// Checks the limits on a head that is not yet complete, so a client cannot
-/// make the server buffer more than the limits by never finishing it. The
-/// request line is checked first: a long line is 414 even when the headers
-/// after it are too large as well.
-pub(crate) fn check_partial(buf: &[u8]) -> Result<(), HeadError> {
+/// Checks a head that is not yet complete, so that a client cannot make the
+/// server buffer more than the limits, or wait for the head timeout, by
+/// never finishing it: the size limits, and a CR not followed by LF among
+/// the bytes from `from` on (where the previous check stopped), which is
+/// 400 at once (RFC 9112 2.2) rather than a line end that never comes. A
+/// complete head is not scanned here: the parser refuses a bare CR in it.
+pub(crate) fn check_partial(buf: &[u8], from: usize) -> Result<(), HeadError> {
+    check_limits(buf)?;
+    // A CR at the very end may still be followed by its LF.
+    let new = &buf[from.saturating_sub(1)..];
+    if new.windows(2).any(|pair| pair[0] == b'\r' && pair[1] != b'\n') {
+        return Err(HeadError::Malformed("bare CR in the request head"));
+    }
+    Ok(())
+}
+
+/// The request line is checked first: a long line is 414 even when the
+/// headers after it are too large as well.
+fn check_limits(buf: &[u8]) -> Result<(), HeadError> {
     let lf = buf.iter().position(|&b| b == b'\n');
     let line = &buf[..lf.unwrap_or(buf.len())];
     let line = line.strip_suffix(b"\r").unwrap_or(line);
@@ -197,14 +203,14 @@ pub(crate) fn check_partial(buf: &[u8]) -> Result<(), HeadError> {
 /// Parses a complete head (`buf` ends at the blank line found by
 /// [`find_head_end`]).
 pub(crate) fn parse(buf: &[u8]) -> Result<Request, HeadError> {
-    check_partial(buf)?;
+    check_limits(buf)?;
     let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut fields);
     match req.parse(buf) {
         Ok(httparse::Status::Complete(_)) => {}
         Ok(httparse::Status::Partial) => return Err(HeadError::Malformed("incomplete request head")),
         Err(httparse::Error::TooManyHeaders) => return Err(HeadError::HeadersTooLarge),
-        Err(httparse::Error::Version) => return parse_later_minor(buf),
+        Err(httparse::Error::Version) => return parse_other_version(buf),
         Err(httparse::Error::Token | httparse::Error::Status | httparse::Error::NewLine) => {
             return Err(HeadError::Malformed("malformed request line"));
         }
@@ -248,7 +254,7 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Request, HeadError> {
 /// `httparse` knows HTTP/1.0 and 1.1 only. RFC 9112 2.3: a later 1.x is
 /// served as 1.1 (the head is parsed again with its minor digit replaced);
 /// a major version above 1 is 505; anything else is no version at all.
-fn parse_later_minor(buf: &[u8]) -> Result<Request, HeadError> {
+fn parse_other_version(buf: &[u8]) -> Result<Request, HeadError> {
     // `httparse` skips empty lines before the request line; so does this.
     let start = buf.iter().position(|&b| b != b'\r' && b != b'\n').unwrap_or(0);
     let line_end = buf[start..]
@@ -312,7 +318,10 @@ fn check_host(request: &Request) -> Result<(), HeadError> {
     match (hosts.next(), hosts.next()) {
         (None, _) if request.version == 1 => Err(HeadError::Malformed("missing Host header")),
         (Some(_), Some(_)) => Err(HeadError::Malformed("more than one Host header")),
-        (Some((_, value)), None) if !is_valid_host(value) => Err(HeadError::Malformed("invalid Host header")),
+        // Whitespace around a field value is not part of it (RFC 9110 5.5).
+        (Some((_, value)), None) if !is_valid_host(value.trim_matches([' ', '\t'])) => {
+            Err(HeadError::Malformed("invalid Host header"))
+        }
         _ => Ok(()),
     }
 }

@@ -165,6 +165,13 @@ pub(crate) const CASES: &[Case] = &[
         200,
         true,
     ),
+    case(
+        "Host with whitespace around it",
+        Layer::Head,
+        b"GET /healthz HTTP/1.1\r\nHost: \t x:80 \t\r\n\r\n",
+        200,
+        true,
+    ),
     // Absolute form (RFC 9112 3.2.2).
     case(
         "absolute form",
