@@ -319,7 +319,7 @@ fn check_host(request: &Request) -> Result<(), HeadError> {
         (None, _) if request.version == 1 => Err(HeadError::Malformed("missing Host header")),
         (Some(_), Some(_)) => Err(HeadError::Malformed("more than one Host header")),
         // Whitespace around a field value is not part of it (RFC 9110 5.5).
-        (Some((_, value)), None) if !is_valid_host(value.trim_matches([' ', '\t'])) => {
+        (Some((_, value)), None) if !is_valid_host(value.trim_ascii()) => {
             Err(HeadError::Malformed("invalid Host header"))
         }
         _ => Ok(()),
@@ -328,46 +328,60 @@ fn check_host(request: &Request) -> Result<(), HeadError> {
 
 /// `uri-host [":" port]` of RFC 3986: an IP literal in brackets, or a
 /// registered name (an IPv4 address is one too) of unreserved characters,
-/// sub-delimiters and percent-escapes; the port is digits.
+/// sub-delimiters and percent-escapes; the port is digits. One pass over the
+/// bytes: a `Host` is checked on every request.
 fn is_valid_host(host: &str) -> bool {
-    let (name, port) = match host.strip_prefix('[') {
-        Some(literal) => match literal.split_once(']') {
-            Some((address, rest)) if !address.is_empty() && address.bytes().all(is_ip_literal_byte) => (None, rest),
+    let bytes = host.as_bytes();
+    let port = match bytes.strip_prefix(b"[") {
+        Some(literal) => match literal.iter().position(|&b| b == b']') {
+            Some(end) if end > 0 && literal[..end].iter().all(|&b| is_ip_literal_byte(b)) => &literal[end + 1..],
             _ => return false,
         },
-        None => match host.find(':') {
-            Some(colon) => (Some(&host[..colon]), &host[colon..]),
-            None => (Some(host), ""),
-        },
+        None => {
+            let mut i = 0;
+            while i < bytes.len() {
+                if REG_NAME[usize::from(bytes[i])] {
+                    i += 1;
+                } else if bytes[i] == b'%'
+                    && bytes
+                        .get(i + 1..i + 3)
+                        .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+                {
+                    i += 3;
+                } else {
+                    break;
+                }
+            }
+            &bytes[i..]
+        }
     };
-    let port_ok = port.is_empty()
-        || port
-            .strip_prefix(':')
-            .is_some_and(|p| p.bytes().all(|b| b.is_ascii_digit()));
-    port_ok && name.is_none_or(is_reg_name)
+    match port.split_first() {
+        None => true,
+        Some((b':', digits)) => digits.iter().all(u8::is_ascii_digit),
+        Some(_) => false,
+    }
 }
 
 fn is_ip_literal_byte(b: u8) -> bool {
     b.is_ascii_hexdigit() || b == b':' || b == b'.'
 }
 
-fn is_reg_name(name: &str) -> bool {
-    let bytes = name.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' if bytes
-                .get(i + 1..i + 3)
-                .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) =>
-            {
-                i += 3
-            }
-            b if b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=".contains(&b) => i += 1,
-            _ => return false,
-        }
+/// The bytes of a registered name besides `%` escapes: RFC 3986
+/// `unreserved` and `sub-delims`.
+const REG_NAME: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let b = byte as u8;
+        table[byte] = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.' | b'_' | b'~' | b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'='
+            );
+        byte += 1;
     }
-    true
-}
+    table
+};
 
 fn framing(request: &Request) -> Result<Framing, HeadError> {
     let mut length: Option<u64> = None;
