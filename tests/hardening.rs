@@ -227,8 +227,6 @@ fn under_a_low_open_file_limit_the_server_answers_503_and_never_runs_out() {
             ..Confine::default()
         },
     );
-    // The limit, not --max-connections (10 000), bounds the connections.
-    assert!(server.logs().contains("open-file limit (256)"), "{}", server.logs());
     let token = server.user("hoarder");
     let file = upload(&server, &token, "big.bin", &vec![7u8; 8 << 20]);
     let download = format!(
@@ -264,4 +262,7 @@ fn under_a_low_open_file_limit_the_server_answers_503_and_never_runs_out() {
         common::resources::eventually(Duration::from_secs(10), || health_answers_promptly(&server) == 200),
         "/healthz never answered 200 again"
     );
+    // It said at start-up that the limit, not --max-connections (10 000),
+    // bounds the connections.
+    assert!(server.logs().contains("open-file limit (256)"), "{}", server.logs());
 }
