@@ -49,4 +49,16 @@ mod tests {
         assert!(allowed("https://localhost:8001", "localhost:8001", true));
         assert!(!is_allowed_origin(Some("http://h"), None, &[], false));
     }
+
+    #[test]
+    fn an_absolute_form_target_is_checked_against_its_authority() {
+        let request = |head: &str| crate::http::request::parse(head.as_bytes()).unwrap();
+        let absolute =
+            request("GET http://chat.example/ws/chat HTTP/1.1\r\nHost: other\r\nOrigin: http://chat.example\r\n\r\n");
+        assert!(is_allowed(&absolute, &[], false));
+        let spoofed = request(
+            "GET http://chat.example/ws/chat HTTP/1.1\r\nHost: evil.example\r\nOrigin: http://evil.example\r\n\r\n",
+        );
+        assert!(!is_allowed(&spoofed, &[], false));
+    }
 }
