@@ -25,7 +25,8 @@
 //!    passwords, free of HTTP), [`db`] (SQLite on blocking threads behind
 //!    typed methods) and [`pool`] (the blocking thread pools).
 //! 5. **Leaves**: [`config`], [`log`](mod@log), [`clock`], [`json`], [`shutdown`],
-//!    [`sync`] (locks and blocking work), [`sys`] (every libc call, the
+//!    [`sync`] (locks and blocking work), [`descriptors`] (open files
+//!    counted against the process's limit), [`sys`] (every libc call, the
 //!    crate's only `unsafe`), [`cidr`] (IP ranges, for trusted proxies) and
 //!    [`metrics`] (the counters every floor increments).
 //!
@@ -49,6 +50,7 @@ mod cidr;
 mod clock;
 mod config;
 mod db;
+mod descriptors;
 mod files;
 mod health;
 mod http;

@@ -21,11 +21,13 @@ use crate::app::App;
 use crate::auth::passwords::Passwords;
 use crate::auth::throttle::{self, Throttle};
 use crate::auth::tokens::Tokens;
+use crate::chat::limit::UserRates;
 use crate::chat::room::Room;
 use crate::chat::Chat;
 use crate::config::Config;
 use crate::db::lock::{DatabaseLock, LockError};
 use crate::db::Db;
+use crate::descriptors;
 use crate::files::{self, Files};
 use crate::http::server;
 use crate::log::Level;
@@ -80,6 +82,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         Some(metrics_addr) => Some(bind(metrics_addr).await?),
         None => None,
     };
+    descriptors_fit(config.max_connections);
     let (trigger, shutdown) = ShutdownTrigger::new();
     let routes = Arc::new(build(&config, shutdown.clone()).await?);
     eprintln!("listening on http://{addr}");
@@ -145,6 +148,7 @@ pub async fn build(config: &Config, shutdown: Shutdown) -> Result<Routes, StartE
         chat: Chat {
             room: room.clone(),
             rate_limit: config.ws_rate_limit,
+            user_rates: Arc::new(UserRates::new(config.ws_rate_limit > 0)),
             allowed_origins: config.allowed_origins.clone(),
             https: config.secure_cookies,
             shutdown,
@@ -160,6 +164,21 @@ pub async fn build(config: &Config, shutdown: Shutdown) -> Result<Routes, StartE
         trusted_proxies: config.trusted_proxies.clone(),
     };
     Ok(Routes::new(app))
+}
+
+/// Raises the open-file limit and sets the descriptor budget, and says (in
+/// one line) when the limit, not `--max-connections`, is what bounds the
+/// connections. A limit that cannot be read leaves the budget unbounded.
+fn descriptors_fit(max_connections: usize) {
+    match descriptors::init() {
+        Ok((limit, budget)) if budget < max_connections => crate::log!(
+            Level::Warn,
+            "the open-file limit ({limit}) leaves room for {budget} connections, fewer than --max-connections \
+             ({max_connections}); past it new connections are answered 503 (raise `ulimit -n` to reach it)"
+        ),
+        Ok(_) => {}
+        Err(e) => crate::log!(Level::Warn, "cannot read the open-file limit: {e}"),
+    }
 }
 
 /// SIGTERM and SIGINT, caught from the moment [`Signals::install`] returns.

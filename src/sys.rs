@@ -2,9 +2,11 @@
 //! with `unsafe` in it. Each wrapper states what it relies on, so a reviewer
 //! checks the whole of the crate's unsafe code here.
 
-use std::fs::File;
+use std::fs::{self, File};
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 
 /// Bytes written to a TCP socket that the peer has not acknowledged yet
 /// (`TIOCOUTQ`): how a writer tells a client that reads slowly but steadily
@@ -70,6 +72,50 @@ pub(crate) fn set_thread_nice(nice: i32) {
         let tid = libc::gettid();
         libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice);
     }
+}
+
+/// Gives `path` the permission bits `mode` (with `chmod`, which the umask
+/// does not narrow or widen) unless it has them already. Returns the bits it
+/// had when it changed them. No `unsafe`: here beside the other calls about
+/// the process's place in the operating system.
+pub(crate) fn set_mode(path: &Path, mode: u32) -> io::Result<Option<u32>> {
+    let had = fs::metadata(path)?.permissions().mode() & 0o7777;
+    if had == mode {
+        return Ok(None);
+    }
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))?;
+    Ok(Some(had))
+}
+
+/// Raises the soft limit on open files to the hard limit (`setrlimit`), and
+/// returns the soft limit in force. A hard limit the kernel will not grant
+/// as a soft one leaves the soft limit as it was.
+pub(crate) fn raise_open_file_limit() -> io::Result<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit through the pointer, to a live local.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: setrlimit reads one rlimit through the pointer, a live local.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            limit = raised;
+        }
+    }
+    Ok(limit.rlim_cur)
+}
+
+/// Whether a call failed because the process or the system has no file
+/// descriptor to spare.
+pub(crate) fn is_out_of_descriptors(error: &io::Error) -> bool {
+    matches!(error.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
 }
 
 /// Whether a write failed because the disk (or the user's quota) is full.
@@ -155,6 +201,18 @@ mod tests {
         drop((server, other_server));
         assert!(try_lock(&restore, true).unwrap());
         assert!(!try_lock(&open(), false).unwrap());
+    }
+
+    #[test]
+    fn the_soft_open_file_limit_is_raised_to_the_hard_one() {
+        let limit = raise_open_file_limit().unwrap();
+        let mut now = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: as in raise_open_file_limit.
+        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut now) }, 0);
+        assert_eq!((limit, now.rlim_cur), (now.rlim_max, now.rlim_max));
     }
 
     #[test]

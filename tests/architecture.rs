@@ -32,7 +32,16 @@ use std::path::{Path, PathBuf};
 /// that does not exist (yet) has no files, and the rules about it hold
 /// vacuously.
 const LEAVES: &[&str] = &[
-    "clock", "log", "config", "sys", "shutdown", "sync", "json", "cidr", "metrics",
+    "clock",
+    "log",
+    "config",
+    "sys",
+    "shutdown",
+    "sync",
+    "json",
+    "cidr",
+    "metrics",
+    "descriptors",
 ];
 
 /// The transport layer's module at the crate root: it sits under everything

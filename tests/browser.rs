@@ -582,3 +582,35 @@ fn a_server_restart_under_a_running_conversation_loses_and_repeats_nothing_on_th
     }
     alice.screenshot("chat-after-restart");
 }
+
+#[test]
+#[ignore = "needs Chromium and chromedriver (bash .ci/run installs them)"]
+fn user_supplied_text_is_isolated_so_it_cannot_reorder_the_page() {
+    let driver = Chromedriver::start();
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (path, _) = file_to_upload(&dir, "report.pdf");
+    let browser = driver.session();
+    register_and_enter_chat(&browser, &server, "fran");
+    let text = "see \u{202E}fdp.exe";
+    say(&browser, text);
+    wait_for_message(&browser, &format!("fran: {text}"));
+    browser.find("#file-input").send_keys(path.to_str().unwrap());
+    browser.find("#upload-button").click();
+    browser.wait_for(
+        "the file message",
+        "return document.querySelector('#messages li.file a bdi') !== null",
+        &[],
+    );
+    let not_isolated = browser.script(
+        "const texts = [document.getElementById('me-name'), ...document.querySelectorAll('#upload-status bdi'),
+           ...document.querySelectorAll('#messages .msg-user, #messages .msg-text, #messages li.file a bdi')];
+         return texts
+           .filter((el) => !['isolate', 'plaintext'].includes(getComputedStyle(el).unicodeBidi))
+           .map((el) => el.outerHTML)",
+        &[],
+    );
+    assert_eq!(not_isolated, json!([]), "user-supplied text outside a bidi isolate");
+    browser.screenshot("chat-isolated-text");
+    assert_no_console_errors(&browser, "/");
+}

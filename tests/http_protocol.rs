@@ -257,27 +257,26 @@ fn expect_continue_gets_no_100_when_the_route_answers_without_the_body() {
 fn malformed_and_ambiguous_requests_get_400_and_the_connection_closes() {
     let server = Server::start();
     let cases: &[&[u8]] = &[
-        b"POST /register HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
-        b"POST /register HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n",
-        b"POST /register HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
-        b"POST /register HTTP/1.1\r\nContent-Length: 3, 4\r\n\r\nabcd",
-        b"POST /register HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
-        b"POST /register HTTP/1.1\r\nTransfer-Encoding: chunked, identity\r\n\r\n",
-        b"POST /register HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
-        b"POST /register HTTP/1.1\r\nContent-Length: 18446744073709551616\r\n\r\n",
-        b"POST /register HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
-        b"GET /healthz HTTP/1.1\r\nX-Folded: a\r\n b\r\n\r\n",
-        b"GET /healthz HTTP/1.1\r\nX-Nul: a\0b\r\n\r\n",
-        b"GET /healthz HTTP/1.1\r\nX-Bell: a\x07b\r\n\r\n",
-        b"GET /healthz HTTP/1.1\r\nX-Del: a\x7fb\r\n\r\n",
-        b"GET /healthz HTTP/1.1\r\nX-CR: a\rb\r\n\r\n",
-        b"GET /healthz HTTP/1.1\r\nBad Name: 1\r\n\r\n",
-        b"GET /healthz\r\n\r\n",
-        b"GET /healthz HTTP/2.0\r\n\r\n",
-        b"GET  /healthz HTTP/1.1\r\n\r\n",
-        b"POST /register HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1ffffffffffffffff\r\n",
-        b"POST /register HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcdef\r\n0\r\n\r\n",
-        b"POST /register HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"POST /register HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"POST /register HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n",
+        b"POST /register HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+        b"POST /register HTTP/1.1\r\nHost: x\r\nContent-Length: 3, 4\r\n\r\nabcd",
+        b"POST /register HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n",
+        b"POST /register HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, identity\r\n\r\n",
+        b"POST /register HTTP/1.0\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"POST /register HTTP/1.1\r\nHost: x\r\nContent-Length: 18446744073709551616\r\n\r\n",
+        b"POST /register HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Folded: a\r\n b\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Nul: a\0b\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Bell: a\x07b\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Del: a\x7fb\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-CR: a\rb\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nBad Name: 1\r\n\r\n",
+        b"GET /healthz\r\nHost: x\r\n\r\n",
+        b"GET  /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"POST /register HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1ffffffffffffffff\r\n",
+        b"POST /register HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcdef\r\n0\r\n\r\n",
+        b"POST /register HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
     ];
     for request in cases {
         let what = String::from_utf8_lossy(request);
@@ -352,10 +351,16 @@ fn headers_over_16_kib_get_431_however_short_the_request_line() {
     let field = format!("X-Filler: {}\r\n", "f".repeat(1000));
     let headers = |n: usize| field.repeat(n);
     let mut conn = server.open();
-    conn.send(format!("GET /healthz HTTP/1.1\r\n{}\r\n", headers(17)).as_bytes());
+    conn.send(format!("GET /healthz HTTP/1.1\r\nHost: x\r\n{}\r\n", headers(17)).as_bytes());
     assert_error(&conn.response(), 431);
     assert!(conn.is_closed());
-    let response = server.raw(format!("GET /healthz HTTP/1.1\r\nConnection: close\r\n{}\r\n", headers(15)).as_bytes());
+    let response = server.raw(
+        format!(
+            "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{}\r\n",
+            headers(15)
+        )
+        .as_bytes(),
+    );
     assert_eq!(response.status, 200);
 }
 

@@ -156,14 +156,17 @@ mod tests {
     #[test]
     fn query_token_wins_only_where_allowed() {
         let req = request(
-            "GET /ws/chat?token=q%2Eq HTTP/1.1\r\nAuthorization: Bearer b\r\nCookie: x=1; access_token=c\r\n\r\n",
+            "GET /ws/chat?token=q%2Eq HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer b\r\nCookie: x=1; access_token=c\r\n\r\n",
         );
         assert_eq!(find_token(&req, true), Some(("q.q".into(), TokenSource::Query)));
         assert_eq!(find_token(&req, false), Some(("b".into(), TokenSource::Bearer)));
-        let req = request("GET /me HTTP/1.1\r\nCookie: a=b; access_token=c\r\n\r\n");
+        let req = request("GET /me HTTP/1.1\r\nHost: x\r\nCookie: a=b; access_token=c\r\n\r\n");
         assert_eq!(find_token(&req, true), Some(("c".into(), TokenSource::Cookie)));
         assert_eq!(
-            find_token(&request("GET /me HTTP/1.1\r\nCookie: access_token=\r\n\r\n"), true),
+            find_token(
+                &request("GET /me HTTP/1.1\r\nHost: x\r\nCookie: access_token=\r\n\r\n"),
+                true
+            ),
             None
         );
     }

@@ -12,6 +12,7 @@ use std::io;
 use crate::auth::passwords::PasswordError;
 use crate::auth::tokens::TokenError;
 use crate::db::DbError;
+use crate::descriptors;
 use crate::http::body::BodyError;
 use crate::http::multipart::MultipartError;
 use crate::http::request::HeadError;
@@ -83,6 +84,11 @@ impl ApiError {
         if sys::is_disk_full(&error) {
             return ApiError::new(507, "no room left to store the file");
         }
+        // Answered and closed, as at the connection bound: the connection's
+        // own descriptor is the next one given back.
+        if descriptors::is_exhausted(&error) {
+            return ApiError::new(503, "server at its open-file limit, try again shortly").closing();
+        }
         crate::log!(Level::Error, "file storage failed: {error}");
         ApiError::internal()
     }
@@ -151,6 +157,8 @@ impl From<Refusal> for ApiError {
         match refusal {
             Refusal::Head(e @ HeadError::UriTooLong) => ApiError::new(414, e.to_string()),
             Refusal::Head(e @ HeadError::HeadersTooLarge) => ApiError::new(431, e.to_string()),
+            Refusal::Head(e @ HeadError::UnknownMethod) => ApiError::new(501, e.to_string()),
+            Refusal::Head(e @ HeadError::VersionNotSupported) => ApiError::new(505, e.to_string()),
             Refusal::Head(e @ HeadError::Malformed(_)) => ApiError::new(400, e.to_string()),
             Refusal::HeadTimeout => ApiError::new(408, "request headers not received in time"),
             Refusal::OverCapacity => ApiError::new(503, "server at its connection limit, try again shortly"),
@@ -217,6 +225,8 @@ mod tests {
         let status = |refusal| ApiError::from(refusal).status;
         assert_eq!(status(Refusal::Head(HeadError::UriTooLong)), 414);
         assert_eq!(status(Refusal::Head(HeadError::HeadersTooLarge)), 431);
+        assert_eq!(status(Refusal::Head(HeadError::UnknownMethod)), 501);
+        assert_eq!(status(Refusal::Head(HeadError::VersionNotSupported)), 505);
         assert_eq!(status(Refusal::Head(HeadError::Malformed("x"))), 400);
         assert_eq!(status(Refusal::HeadTimeout), 408);
         assert_eq!(status(Refusal::OverCapacity), 503);

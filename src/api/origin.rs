@@ -22,7 +22,7 @@ pub(crate) enum OwnScheme {
 /// server's own origin (`Host` with the scheme of [`OwnScheme`]) or one of
 /// `allowed` (normalised by the configuration).
 pub(crate) fn is_allowed(request: &Request, allowed: &[String], scheme: OwnScheme) -> bool {
-    is_allowed_origin(request.header("origin"), request.header("host"), allowed, scheme)
+    is_allowed_origin(request.header("origin"), request.host(), allowed, scheme)
 }
 
 fn is_allowed_origin(origin: Option<&str>, host: Option<&str>, allowed: &[String], scheme: OwnScheme) -> bool {
@@ -68,5 +68,17 @@ mod tests {
         assert!(allowed("https://chat.example", "chat.example", Either));
         assert!(allowed("http://chat.example", "chat.example", Either));
         assert!(!is_allowed_origin(Some("http://h"), None, &[], Http));
+    }
+
+    #[test]
+    fn an_absolute_form_target_is_checked_against_its_authority() {
+        let request = |head: &str| crate::http::request::parse(head.as_bytes()).unwrap();
+        let absolute =
+            request("GET http://chat.example/ws/chat HTTP/1.1\r\nHost: other\r\nOrigin: http://chat.example\r\n\r\n");
+        assert!(is_allowed(&absolute, &[], OwnScheme::Http));
+        let spoofed = request(
+            "GET http://chat.example/ws/chat HTTP/1.1\r\nHost: evil.example\r\nOrigin: http://evil.example\r\n\r\n",
+        );
+        assert!(!is_allowed(&spoofed, &[], OwnScheme::Http));
     }
 }

@@ -29,6 +29,8 @@ pub struct Chat {
     pub room: Arc<room::Room>,
     /// Messages a second per connection (`--ws-rate-limit`); 0 is no limit.
     pub rate_limit: u32,
+    /// The buckets each user's connections share (off when `rate_limit` is 0).
+    pub(crate) user_rates: Arc<limit::UserRates>,
     /// Extra origins a cookie-authenticated handshake may come from,
     /// normalised by the configuration.
     pub allowed_origins: Vec<String>,

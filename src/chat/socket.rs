@@ -43,7 +43,7 @@ use tokio_tungstenite::WebSocketStream;
 
 use super::events::Event;
 use super::hub::{ClientId, Membership, Outbox};
-use super::limit::{RateLimit, Verdict};
+use super::limit::{RateLimit, UserRates, Verdict};
 use super::resume::{Resume, Turn};
 use super::room::Room;
 use super::Chat;
@@ -119,6 +119,7 @@ pub(crate) struct Session {
     room: Arc<Room>,
     shutdown: Shutdown,
     rate_limit: u32,
+    user_rates: Arc<UserRates>,
     claims: Claims,
     /// The login session the socket follows through refreshes.
     login: Arc<LiveSession>,
@@ -132,6 +133,7 @@ impl Session {
             room: chat.room.clone(),
             shutdown: chat.shutdown.clone(),
             rate_limit: chat.rate_limit,
+            user_rates: chat.user_rates.clone(),
             claims,
             login,
             resume,
@@ -185,7 +187,8 @@ impl Session {
     /// ends is already queued, so it is still stored and broadcast to the
     /// others even if this connection is gone before its acknowledgement.
     async fn read(&self, source: &mut Source, id: ClientId) -> End {
-        let mut limit = RateLimit::new(self.rate_limit, Instant::now());
+        let now = Instant::now();
+        let mut limit = RateLimit::new(self.rate_limit, self.user_rates.join(self.claims.uid, now), now);
         let mut committing = FuturesOrdered::new();
         loop {
             let frame = tokio::select! {

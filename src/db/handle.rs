@@ -24,9 +24,10 @@ pub struct Db {
 }
 
 impl Db {
-    /// Opens (creating if needed) the database, brings its schema up to date
+    /// Opens (creating if needed, private to the server's user) the database, brings its schema up to date
     /// and starts the writer and reader threads. Blocking.
     pub fn open(path: &Path, synchronous: Synchronous) -> Result<Db, DbError> {
+        schema::make_private(path)?;
         let mut conn = schema::open_connection(path, synchronous)?;
         schema::migrate(&mut conn)?;
         let writer = Writer::start(conn)?;

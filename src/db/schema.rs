@@ -1,7 +1,11 @@
 //! Opening the database file with the pragmas the contract relies on, and
 //! bringing its schema up to date.
 
-use std::path::Path;
+use std::ffi::OsString;
+use std::fs::OpenOptions;
+use std::io;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rusqlite::config::DbConfig;
@@ -9,6 +13,8 @@ use rusqlite::{Connection, OpenFlags};
 
 use super::DbError;
 use crate::config::Synchronous;
+use crate::log::Level;
+use crate::sys;
 
 /// The schema version `schema.sql` describes.
 pub(super) const SCHEMA_VERSION: i64 = 2;
@@ -33,6 +39,38 @@ fn pragma(synchronous: Synchronous) -> &'static str {
         Synchronous::Normal => "NORMAL",
         Synchronous::Full => "FULL",
     }
+}
+
+/// The database holds the token-signing secret, so it is readable by the
+/// server's user only (`0600`), whatever the umask: created so before SQLite
+/// opens it, or narrowed if it exists with wider permissions. SQLite creates
+/// the `-wal` and `-shm` files with the database's own mode; those a crash
+/// left behind are narrowed as well.
+pub(super) fn make_private(path: &Path) -> Result<(), DbError> {
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)?;
+    let companion = |suffix: &str| {
+        let mut name = OsString::from(path.as_os_str());
+        name.push(suffix);
+        PathBuf::from(name)
+    };
+    for file in [path.to_path_buf(), companion("-wal"), companion("-shm")] {
+        match sys::set_mode(&file, 0o600) {
+            Ok(Some(had)) if had & 0o077 != 0 => crate::log!(
+                Level::Warn,
+                "{} was readable by others (mode {had:04o}): narrowed to 0600",
+                file.display()
+            ),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }
 
 pub(super) fn open_connection(path: &Path, synchronous: Synchronous) -> Result<Connection, DbError> {

@@ -15,8 +15,9 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use super::{no_such_file, sharing, store, visible, Files};
 use crate::api::{ApiError, Ctx};
 use crate::db::files::FileRow;
+use crate::descriptors;
 use crate::http::request::{Method, Request};
-use crate::http::response::{Body, Response};
+use crate::http::response::{Body, Descriptor, Response};
 use crate::log::Level;
 use crate::metrics::METRICS;
 use crate::sync::blocking;
@@ -61,7 +62,7 @@ async fn serve(request: &Request, files: &Files, row: &FileRow) -> Result<Respon
     {
         return Ok(validators(Response::new(304), &etag));
     }
-    let file = open(files, row).await?;
+    let (file, descriptor) = open(files, row).await?;
     // Range is defined for GET only (RFC 9110 14.2); HEAD shows the full response.
     let range = match request.header("range") {
         Some(value) if request.method == Method::Get && if_range_holds(request.header("if-range"), &etag) => {
@@ -87,13 +88,22 @@ async fn serve(request: &Request, files: &Files, row: &FileRow) -> Result<Respon
         );
     }
     METRICS.download_bytes.add(len);
-    Ok(validators(response, &etag).with_body(Body::File { file, offset, len }))
+    Ok(validators(response, &etag).with_body(Body::File {
+        file,
+        offset,
+        len,
+        descriptor,
+    }))
 }
 
 /// Opens the bytes of `row`. A file deleted since its row was read (or
 /// missing, see [`super::recover`]) is 404; a file whose length disagrees
 /// with its row is a fault, refused rather than sent with a wrong length.
-async fn open(files: &Files, row: &FileRow) -> Result<File, ApiError> {
+///
+/// The open file is counted against the descriptor budget: with none to
+/// spare the answer is 503 (see [`ApiError::storage`]).
+async fn open(files: &Files, row: &FileRow) -> Result<(File, Descriptor), ApiError> {
+    let descriptor = Descriptor::take().map_err(ApiError::storage)?;
     let path = store::path(&files.dir, &row.id);
     let opened = blocking(move || {
         let file = File::open(&path)?;
@@ -102,12 +112,13 @@ async fn open(files: &Files, row: &FileRow) -> Result<File, ApiError> {
     })
     .await;
     match opened {
-        Ok((file, len)) if len == row.size => Ok(file),
+        Ok((file, len)) if len == row.size => Ok((file, descriptor)),
         Ok((_, len)) => {
             crate::log!(Level::Error, "file {} has {len} bytes, its record {}", row.id, row.size);
             Err(ApiError::internal())
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => Err(no_such_file()),
+        Err(e) if descriptors::is_exhausted(&e) => Err(ApiError::storage(e)),
         Err(e) => {
             crate::log!(Level::Error, "cannot open file {}: {e}", row.id);
             Err(ApiError::internal())

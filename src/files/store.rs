@@ -22,6 +22,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, Semaphore, SemaphorePermit};
 use tokio::task::JoinHandle;
 
+use crate::descriptors::{self, Held};
 use crate::log::Level;
 use crate::sync::blocking;
 use crate::sys;
@@ -203,6 +204,9 @@ pub(crate) struct Incoming {
     /// `None` once awaited (after an error or at commit).
     writer: Option<JoinHandle<io::Result<Writer>>>,
     len: u64,
+    /// The temp file's unit of the descriptor budget; it also covers the
+    /// directory opened for its sync once the file is closed.
+    _descriptor: Held,
 }
 
 /// A file that is durably in place under its final name, still owned by a
@@ -215,8 +219,10 @@ pub(crate) struct Stored {
 }
 
 impl Incoming {
-    /// Creates `<dir>/.tmp-<fresh id>`, readable by the server's user only.
+    /// Creates `<dir>/.tmp-<fresh id>`, readable by the server's user only,
+    /// counted against the descriptor budget (an error when it is spent).
     pub(crate) async fn create(dir: &Path) -> io::Result<Incoming> {
+        let descriptor = descriptors::take_for_files(1)?;
         let id = new_id()?;
         let temp = dir.join(format!("{TEMP_PREFIX}{id}"));
         let opened = temp.clone();
@@ -242,6 +248,7 @@ impl Incoming {
             empty,
             writer: Some(tokio::spawn(write_in_order(writer, to_write, written))),
             len: 0,
+            _descriptor: descriptor,
         })
     }
 
@@ -375,6 +382,23 @@ fn remove_file(path: &Path) -> io::Result<()> {
     }
 }
 
+/// Creates `dir` if needed, readable by the server's user only (`0700`)
+/// whatever the umask, and narrows it if it exists with wider permissions:
+/// the names of the files in it are the ids their download links are made
+/// of.
+fn create_private_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    if let Some(had) = sys::set_mode(dir, 0o700)?.filter(|had| had & 0o077 != 0) {
+        crate::log!(
+            Level::Warn,
+            "{} was open to others (mode {had:04o}): narrowed to 0700",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
 /// What the start-up sweep removed.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct Swept {
@@ -387,7 +411,7 @@ pub(crate) struct Swept {
 /// `has_row` does not know. Anything else in the directory (a `.gitkeep`,
 /// an operator's notes) is not ours and is left alone. Blocking.
 pub(crate) fn sweep(dir: &Path, mut has_row: impl FnMut(&str) -> io::Result<bool>) -> io::Result<Swept> {
-    fs::create_dir_all(dir)?;
+    create_private_dir(dir)?;
     let mut swept = Swept::default();
     for entry in fs::read_dir(dir)? {
         let entry = entry?;

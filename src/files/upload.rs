@@ -175,12 +175,13 @@ fn too_large(limit: u64) -> ApiError {
 }
 
 /// The client's file name as metadata: control characters (CR, LF, NUL, ...)
-/// removed and cut to [`MAX_FILENAME_CHARS`]; otherwise as given, `../` and
-/// all, since it is never used as a path.
+/// and invisible ones (see [`is_invisible`]) removed and cut to
+/// [`MAX_FILENAME_CHARS`]; otherwise as given, `../` and all, since it is
+/// never used as a path.
 fn sanitize_filename(name: &str) -> String {
     let clean: String = name
         .chars()
-        .filter(|c| !c.is_control())
+        .filter(|&c| !c.is_control() && !is_invisible(c))
         .take(MAX_FILENAME_CHARS)
         .collect();
     if clean.is_empty() {
@@ -188,6 +189,13 @@ fn sanitize_filename(name: &str) -> String {
     } else {
         clean
     }
+}
+
+/// Bidirectional controls and zero-width characters: a name holding them
+/// shows as something else (`invoice\u{202E}gpj.exe` reads "invoice" then
+/// "exe.jpg" reversed) or hides characters from whoever reads it.
+fn is_invisible(c: char) -> bool {
+    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
 }
 
 /// A well-formed media type `type/subtype` with optional `; name=value`
@@ -228,11 +236,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn file_names_lose_control_characters_only() {
+    fn file_names_lose_control_and_invisible_characters_only() {
         assert_eq!(sanitize_filename("../../etc/passwd"), "../../etc/passwd");
         assert_eq!(sanitize_filename("a\r\nb\0c\u{7f}d\u{85}e.txt"), "abcde.txt");
         assert_eq!(sanitize_filename("say \"hi\"\\.txt"), "say \"hi\"\\.txt");
         assert_eq!(sanitize_filename("résumé 東京.txt"), "résumé 東京.txt");
+        assert_eq!(
+            sanitize_filename("in\u{200B}vo\u{200F}i\u{202A}c\u{202E}e\u{2066}\u{2069}\u{FEFF}.gpj\u{200A}\u{2070}"),
+            "invoice.gpj\u{200A}\u{2070}"
+        );
         assert_eq!(sanitize_filename(""), "file");
         assert_eq!(sanitize_filename("\r\n"), "file");
         assert_eq!(sanitize_filename(&"é".repeat(1000)), "é".repeat(255));

@@ -2,6 +2,12 @@
 //! machine over bytes, so it can be fed any split of the input. It never
 //! buffers: data comes back as ranges of the caller's input, and everything
 //! else (sizes, extensions, trailers) is bounded and skipped.
+//!
+//! It is strict where a lenient reading could split a stream differently
+//! from a front end that forwards chunked bodies verbatim (RFC 9112 7.1):
+//! every line ends with CRLF (a bare LF is refused) and every trailer line
+//! is a field line, `name: value`, so that a request line sent as a
+//! "trailer" is refused rather than skipped.
 
 use std::fmt;
 use std::ops::Range;
@@ -10,6 +16,9 @@ use std::ops::Range;
 const MAX_LINE: usize = 4 * 1024;
 /// All trailer lines together.
 const MAX_TRAILERS: usize = 16 * 1024;
+
+/// Every line of the framing ends with CRLF.
+const BARE_LF: ChunkedError = ChunkedError("bare LF in chunked framing (lines end with CRLF)");
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
@@ -34,7 +43,12 @@ enum State {
     DataLf,
     /// At the start of a trailer line (or the final empty line).
     TrailerStart,
-    TrailerLine {
+    /// The field name of a trailer line, up to its colon.
+    TrailerName {
+        len: usize,
+    },
+    /// The field value of a trailer line, up to CRLF.
+    TrailerValue {
         len: usize,
     },
     TrailerLf {
@@ -131,7 +145,7 @@ impl ChunkedDecoder {
                 None if digits == 0 => return Err(ChunkedError("missing chunk size")),
                 None => match byte {
                     b'\r' => State::SizeLf,
-                    b'\n' => self.size_line_done(),
+                    b'\n' => return Err(BARE_LF),
                     b';' => State::Extension { len: 1 },
                     b' ' | b'\t' => State::SizeSpace { len: 1 },
                     _ => return Err(ChunkedError("invalid chunk size")),
@@ -139,7 +153,7 @@ impl ChunkedDecoder {
             },
             State::SizeSpace { len } => match byte {
                 b'\r' => State::SizeLf,
-                b'\n' => self.size_line_done(),
+                b'\n' => return Err(BARE_LF),
                 b';' => State::Extension { len: len + 1 },
                 _ if len >= MAX_LINE => return Err(ChunkedError("chunk extension too long")),
                 b' ' | b'\t' => State::SizeSpace { len: len + 1 },
@@ -147,7 +161,7 @@ impl ChunkedDecoder {
             },
             State::Extension { len } => match byte {
                 b'\r' => State::SizeLf,
-                b'\n' => self.size_line_done(),
+                b'\n' => return Err(BARE_LF),
                 _ if len >= MAX_LINE => return Err(ChunkedError("chunk extension too long")),
                 0..=8 | 10..=31 | 127 => return Err(ChunkedError("control byte in chunk extension")),
                 _ => State::Extension { len: len + 1 },
@@ -158,7 +172,7 @@ impl ChunkedDecoder {
             },
             State::DataCr => match byte {
                 b'\r' => State::DataLf,
-                b'\n' => State::Size { digits: 0 },
+                b'\n' => return Err(BARE_LF),
                 _ => return Err(ChunkedError("chunk data longer than its size")),
             },
             State::DataLf => match byte {
@@ -167,13 +181,28 @@ impl ChunkedDecoder {
             },
             State::TrailerStart => match byte {
                 b'\r' => State::TrailerLf { empty: true },
-                b'\n' => State::Done,
-                _ => self.trailer_byte(0)?,
+                b'\n' => return Err(BARE_LF),
+                _ if is_tchar(byte) => State::TrailerName {
+                    len: self.trailer_byte(0)?,
+                },
+                _ => return Err(ChunkedError("trailer line is not a header field")),
             },
-            State::TrailerLine { len } => match byte {
+            State::TrailerName { len } => match byte {
+                b':' => State::TrailerValue {
+                    len: self.trailer_byte(len)?,
+                },
+                _ if is_tchar(byte) => State::TrailerName {
+                    len: self.trailer_byte(len)?,
+                },
+                _ => return Err(ChunkedError("trailer line is not a header field")),
+            },
+            State::TrailerValue { len } => match byte {
                 b'\r' => State::TrailerLf { empty: false },
-                b'\n' => State::TrailerStart,
-                _ => self.trailer_byte(len)?,
+                b'\n' => return Err(BARE_LF),
+                0..=8 | 10..=31 | 127 => return Err(ChunkedError("control byte in trailer")),
+                _ => State::TrailerValue {
+                    len: self.trailer_byte(len)?,
+                },
             },
             State::TrailerLf { empty } => match byte {
                 b'\n' if empty => State::Done,
@@ -193,13 +222,20 @@ impl ChunkedDecoder {
         }
     }
 
-    fn trailer_byte(&mut self, len: usize) -> Result<State, ChunkedError> {
+    /// Counts one more byte of a trailer line `len` bytes long so far, and
+    /// gives the line's new length.
+    fn trailer_byte(&mut self, len: usize) -> Result<usize, ChunkedError> {
         self.trailer_bytes += 1;
         if len >= MAX_LINE || self.trailer_bytes > MAX_TRAILERS {
             return Err(ChunkedError("trailers too large"));
         }
-        Ok(State::TrailerLine { len: len + 1 })
+        Ok(len + 1)
     }
+}
+
+/// A byte of a field name (`tchar`, RFC 9110 5.6.2).
+fn is_tchar(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte)
 }
 
 fn hex_value(byte: u8) -> Option<u8> {

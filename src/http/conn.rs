@@ -143,7 +143,7 @@ async fn read_head(conn: &mut Socket, first: bool, shutdown: &mut Shutdown) -> H
                 Err(e) => HeadWait::Refuse(Refusal::Head(e)),
             };
         }
-        if let Err(e) = request::check_partial(buffered) {
+        if let Err(e) = request::check_partial(buffered, scanned) {
             return HeadWait::Refuse(Refusal::Head(e));
         }
         scanned = buffered.len();
@@ -186,11 +186,17 @@ async fn write_response(
                 conn.write_all(&bytes).await?;
             }
         }
-        response::Body::File { file, offset, len } => {
+        response::Body::File {
+            file,
+            offset,
+            len,
+            descriptor,
+        } => {
             conn.write_all(out).await?;
             if has_body {
                 conn.send_file(file, offset, len).await?;
             }
+            drop(descriptor);
         }
     }
     conn.flush().await?;

@@ -8,7 +8,7 @@ use std::pin::Pin;
 use bytes::Bytes;
 use tokio::net::TcpStream;
 
-use crate::{clock, json};
+use crate::{clock, descriptors, json};
 
 /// Takes over the connection after a `101 Switching Protocols`, with any bytes
 /// the client sent after its handshake.
@@ -24,7 +24,25 @@ pub enum Body {
         file: std::fs::File,
         offset: u64,
         len: u64,
+        /// Given back once the file is closed.
+        descriptor: Descriptor,
     },
+}
+
+/// The units of the process's descriptor budget ([`descriptors`]) that a
+/// file response holds: the open file, and the duplicate of the socket
+/// [`Socket::send_file`](super::socket::Socket::send_file) hands to a
+/// blocking thread.
+#[derive(Debug)]
+pub struct Descriptor {
+    _held: descriptors::Held,
+}
+
+impl Descriptor {
+    /// Counts a file about to be opened; the error says the budget is spent.
+    pub(crate) fn take() -> std::io::Result<Descriptor> {
+        descriptors::take_for_files(2).map(|held| Descriptor { _held: held })
+    }
 }
 
 pub struct Response {
@@ -163,7 +181,9 @@ pub(crate) fn reason(status: u16) -> &'static str {
         426 => "Upgrade Required",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
+        501 => "Not Implemented",
         503 => "Service Unavailable",
+        505 => "HTTP Version Not Supported",
         507 => "Insufficient Storage",
         _ => "Unknown",
     }

@@ -394,6 +394,7 @@
     const user = document.createElement('bdi');
     user.className = 'msg-user';
     user.textContent = msg.username;
+    user.dir = 'auto'; // user-supplied text is isolated: it cannot reorder what is around it
     const time = document.createElement('time');
     time.className = 'msg-time';
     if (msg.created_at) {
@@ -773,7 +774,9 @@
     ui.uploadButton.disabled = true;
     ui.progress.value = 0;
     ui.progress.hidden = false;
-    ui.uploadStatus.textContent = 'Uploading ' + file.name + '…';
+    const name = document.createElement('bdi');
+    name.textContent = file.name;
+    ui.uploadStatus.replaceChildren('Uploading ', name, '…');
     const result = await uploadFile(file);
     ui.uploadButton.disabled = false;
     ui.progress.hidden = true;

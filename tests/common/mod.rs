@@ -28,6 +28,14 @@ pub(crate) fn missing_tool(tool: &str, install: &str) -> ! {
     panic!("{tool} is not available: {install} (bash .ci/run installs it)");
 }
 
+/// What the server process is started under instead of what it inherits
+/// from the test: a umask, and an open-file limit (soft and hard).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Confine {
+    pub umask: Option<libc::mode_t>,
+    pub open_files: Option<libc::rlim_t>,
+}
+
 /// A running server process. Killed when dropped; its temp dir goes with it.
 pub(crate) struct Server {
     pub addr: SocketAddr,
@@ -38,6 +46,7 @@ pub(crate) struct Server {
     dir: Arc<tempfile::TempDir>,
     args: Vec<String>,
     env: Vec<(String, String)>,
+    confine: Confine,
 }
 
 impl Server {
@@ -57,11 +66,38 @@ impl Server {
         let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
         let args = args.iter().map(|s| s.to_string()).collect();
         let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        Server::spawn(dir, args, env)
+        Server::spawn(dir, args, env, Confine::default())
     }
 
-    fn spawn(dir: Arc<tempfile::TempDir>, args: Vec<String>, env: Vec<(String, String)>) -> Server {
+    /// Starts with extra flags, under `confine` (kept across restarts).
+    pub(crate) fn start_confined(args: &[&str], confine: Confine) -> Server {
+        let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+        let args = args.iter().map(|s| s.to_string()).collect();
+        Server::spawn(dir, args, Vec::new(), confine)
+    }
+
+    fn spawn(dir: Arc<tempfile::TempDir>, args: Vec<String>, env: Vec<(String, String)>, confine: Confine) -> Server {
         let mut command = Command::new(env!("CARGO_BIN_EXE_chat-server"));
+        // SAFETY: between fork and exec the hook makes only async-signal-safe
+        // system calls (umask, setrlimit) and allocates nothing.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            command.pre_exec(move || {
+                if let Some(mask) = confine.umask {
+                    libc::umask(mask);
+                }
+                if let Some(limit) = confine.open_files {
+                    let limit = libc::rlimit {
+                        rlim_cur: limit,
+                        rlim_max: limit,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
         // Settings inherited from the shell running the tests must not leak in.
         for (key, _) in std::env::vars_os() {
             if key.to_string_lossy().starts_with("CHAT_") {
@@ -107,6 +143,7 @@ impl Server {
             dir,
             args,
             env,
+            confine,
         };
         server.wait_until_ready();
         server
@@ -211,13 +248,13 @@ impl Server {
     pub(crate) fn kill_and_restart(mut self) -> Server {
         self.signal(libc::SIGKILL);
         let _ = self.child.wait();
-        Server::spawn(self.dir.clone(), self.args.clone(), self.env.clone())
+        Server::spawn(self.dir.clone(), self.args.clone(), self.env.clone(), self.confine)
     }
 
     /// Stops the server gracefully (SIGTERM) and starts a new one on the same files.
     pub(crate) fn restart(mut self) -> Server {
         assert_eq!(self.stop(), Some(0), "graceful exit");
-        Server::spawn(self.dir.clone(), self.args.clone(), self.env.clone())
+        Server::spawn(self.dir.clone(), self.args.clone(), self.env.clone(), self.confine)
     }
 
     /// Stops the server gracefully, runs `while_down`, and starts a new one
@@ -228,7 +265,7 @@ impl Server {
         while_down();
         let mut args = self.args.clone();
         args.push(format!("--addr={}", self.addr));
-        Server::spawn(self.dir.clone(), args, self.env.clone())
+        Server::spawn(self.dir.clone(), args, self.env.clone(), self.confine)
     }
 
     pub(crate) fn connect(&self) -> TcpStream {

@@ -87,9 +87,54 @@ fn whitespace_before_an_extension_or_the_line_end_is_accepted() {
 }
 
 #[test]
-fn accepts_upper_case_hex_and_bare_lf() {
-    let input = b"A\n0123456789\n0\n\n";
+fn accepts_upper_case_hex() {
+    let input = b"A\r\n0123456789\r\n0\r\n\r\n";
     assert_eq!(decode_every_split(input).unwrap().0, b"0123456789");
+}
+
+#[test]
+fn a_bare_lf_anywhere_in_the_framing_is_refused() {
+    for input in [
+        &b"A\n0123456789\r\n0\r\n\r\n"[..],
+        b"A \n0123456789\r\n0\r\n\r\n",
+        b"A;x=y\n0123456789\r\n0\r\n\r\n",
+        b"A\r\n0123456789\n0\r\n\r\n",
+        b"A\r\n0123456789\r\n0\n\r\n",
+        b"A\r\n0123456789\r\n0\r\n\n",
+        b"A\r\n0123456789\r\n0\r\nX-A: 1\n\r\n",
+    ] {
+        assert_eq!(
+            decode_every_split(input),
+            Err(Unfinished::Refused(BARE_LF)),
+            "{:?}",
+            String::from_utf8_lossy(input)
+        );
+    }
+}
+
+#[test]
+fn trailer_lines_must_be_field_lines() {
+    for trailer in [
+        &b"GET /healthz HTTP/1.1"[..],
+        b"no-colon",
+        b": no name",
+        b" X-Folded: 1",
+        b"X-Space : 1",
+        b"X(A): 1",
+        b"X-A: 1\x07",
+        b"X-A: 1\0",
+    ] {
+        let mut input = b"1\r\na\r\n0\r\n".to_vec();
+        input.extend_from_slice(trailer);
+        input.extend_from_slice(b"\r\n\r\n");
+        assert!(
+            matches!(decode_every_split(&input), Err(Unfinished::Refused(_))),
+            "{:?}",
+            String::from_utf8_lossy(trailer)
+        );
+    }
+    let valid = b"1\r\na\r\n0\r\nX-Empty:\r\nx!#$%&'*+-.^_`|~9:\t v\x80\xff \r\n\r\n";
+    assert_eq!(decode_every_split(valid).unwrap(), (b"a".to_vec(), valid.len()));
 }
 
 #[test]
@@ -139,6 +184,34 @@ fn endless_extensions_and_trailers_are_bounded() {
         trailers.extend_from_slice(b"X-Long-Trailer-Name: some value\r\n");
     }
     assert!(ChunkedDecoder::default().step(&trailers).is_err());
+}
+
+mod rfc9112 {
+    //! The RFC 9112 table that `tests/rfc9112.rs` sends over sockets: the
+    //! chunked bodies of its cases, fed here to the decoder at every split.
+
+    use super::*;
+
+    include!("../../../tests/rfc9112/cases.rs");
+
+    #[test]
+    fn every_chunked_case_is_decoded_or_refused_at_every_split() {
+        for case in CASES.iter().filter(|case| case.layer == Layer::Chunked) {
+            let head_end = case.input.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+            let body = &case.input[head_end..];
+            let decoded = decode_every_split(body);
+            if refused_by_parser(case.status) {
+                assert!(!case.stays_open, "{}: a refusal closes", case.name);
+                assert!(
+                    matches!(decoded, Err(Unfinished::Refused(_))),
+                    "{}: {decoded:?}",
+                    case.name
+                );
+            } else {
+                assert_eq!(decoded, Ok((b"{}".to_vec(), body.len())), "{}", case.name);
+            }
+        }
+    }
 }
 
 mod random {
