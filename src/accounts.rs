@@ -50,8 +50,6 @@ pub struct Accounts {
     pub db: Db,
     pub tokens: Tokens,
     pub passwords: Passwords,
-    /// `Secure` on the cookie (`--secure-cookies`).
-    pub secure_cookies: bool,
     /// Seconds a session may live, refreshes included.
     pub session_max_age: u64,
     /// Failed logins by name and by client address.
@@ -99,11 +97,7 @@ impl Accounts {
     /// the body and in the cookie.
     fn issue(&self, ctx: &Ctx<'_, '_>, username: &str, session: &LiveSession) -> Result<(Response, u64), ApiError> {
         let issued = self.tokens.issue(username, session)?;
-        let cookie = cookie(
-            Some(&issued.token),
-            issued.expires_in,
-            ctx.over_tls(self.secure_cookies),
-        );
+        let cookie = cookie(Some(&issued.token), issued.expires_in, ctx.over_tls());
         let body = serde_json::json!({ "access_token": issued.token, "token_type": "bearer", "expires_in": issued.expires_in });
         let response = Response::json(200, &body)
             .header("Set-Cookie", cookie)
@@ -113,10 +107,13 @@ impl Accounts {
 }
 
 pub(crate) async fn register(ctx: &mut Ctx<'_, '_>, accounts: &Accounts) -> Result<Response, ApiError> {
+    // Unauthenticated, so the cookie rule does not cover it; a cross-site
+    // form must not create accounts in a visitor's name either.
+    ctx.refuse_cross_site()?;
     let Registration { username, password } = ctx.json_object().await?;
     validate_username(&username)?;
     validate_password(&password)?;
-    let hash = accounts.passwords.hash(password).await?;
+    let hash = accounts.passwords.hash(ctx.client.addr, password).await?;
     let user = accounts
         .db
         .create_user(username, hash)
@@ -127,6 +124,9 @@ pub(crate) async fn register(ctx: &mut Ctx<'_, '_>, accounts: &Accounts) -> Resu
 }
 
 pub(crate) async fn token(ctx: &mut Ctx<'_, '_>, accounts: &Accounts) -> Result<Response, ApiError> {
+    // Login CSRF: a form on another site would log the visitor's browser
+    // into the attacker's account (and set its cookie).
+    ctx.refuse_cross_site()?;
     let body = ctx.small_body().await?;
     let body = std::str::from_utf8(&body).map_err(|_| ApiError::unprocessable("form body is not UTF-8"))?;
     let field = |name: &str| {
@@ -146,7 +146,7 @@ pub(crate) async fn token(ctx: &mut Ctx<'_, '_>, accounts: &Accounts) -> Result<
     // (which no account can have) would pass for its prefix. It is checked
     // against the dummy hash instead: refused, at the same cost.
     let hash = hash.filter(|_| password.len() <= MAX_PASSWORD_BYTES);
-    let valid = accounts.passwords.verify(password, hash).await?;
+    let valid = accounts.passwords.verify(addr, password, hash).await?;
     let Some(user) = user.filter(|_| valid) else {
         accounts.refused(&username, addr);
         METRICS.logins.bad.inc();
@@ -204,7 +204,7 @@ pub(crate) async fn logout(ctx: &mut Ctx<'_, '_>, accounts: &Accounts) -> Result
     if let Ok(claims) = ctx.authenticate() {
         accounts.revoke(claims.uid, Some(claims.sid), None).await?;
     }
-    Ok(cleared(ctx, accounts, Response::new(204)))
+    Ok(cleared(ctx, Response::new(204)))
 }
 
 pub(crate) async fn me(ctx: &mut Ctx<'_, '_>, accounts: &Accounts) -> Result<Response, ApiError> {
@@ -218,8 +218,8 @@ pub(crate) async fn me(ctx: &mut Ctx<'_, '_>, accounts: &Accounts) -> Result<Res
 }
 
 /// `response`, clearing the cookie.
-fn cleared(ctx: &Ctx<'_, '_>, accounts: &Accounts, response: Response) -> Response {
-    response.header("Set-Cookie", cookie(None, 0, ctx.over_tls(accounts.secure_cookies)))
+fn cleared(ctx: &Ctx<'_, '_>, response: Response) -> Response {
+    response.header("Set-Cookie", cookie(None, 0, ctx.over_tls()))
 }
 
 /// A user name as a log line shows it: printable and short.

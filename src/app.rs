@@ -2,6 +2,7 @@
 //! at start-up and shared by every connection.
 
 use crate::accounts::Accounts;
+use crate::api::origin::Origins;
 use crate::chat::Chat;
 use crate::cidr::Cidr;
 use crate::db::Db;
@@ -18,4 +19,6 @@ pub struct App {
     /// Peers whose `X-Forwarded-*` headers name the client
     /// (`--trusted-proxy`).
     pub trusted_proxies: Vec<Cidr>,
+    /// Which origins are the server's own, for the cross-site checks.
+    pub(crate) origins: Origins,
 }

@@ -124,7 +124,7 @@ impl Routes {
     /// bytes are sent after).
     async fn answer(&self, ex: &mut Exchange<'_, '_>) -> Response {
         let started = ex.started;
-        let mut ctx = Ctx::new(ex, &self.app.accounts.tokens);
+        let mut ctx = Ctx::new(ex, &self.app.accounts.tokens, &self.app.origins);
         let request = ctx.request;
         let (slot, response) = match resolve(request.method, request.path()) {
             Ok((slot, params)) => {

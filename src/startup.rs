@@ -17,6 +17,7 @@ use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use crate::accounts::{sessions, Accounts};
+use crate::api::origin::Origins;
 use crate::app::App;
 use crate::auth::passwords::Passwords;
 use crate::auth::throttle::{self, Throttle};
@@ -141,7 +142,6 @@ pub async fn build(config: &Config, shutdown: Shutdown) -> Result<Routes, StartE
             db: db.clone(),
             tokens: Tokens::new(&secret, config.token_ttl, live_sessions),
             passwords,
-            secure_cookies: config.secure_cookies,
             session_max_age: config.session_max_age,
             throttle: Mutex::new(Throttle::new(config.login_throttle, throttle::CAPACITY, Instant::now())),
         },
@@ -149,8 +149,6 @@ pub async fn build(config: &Config, shutdown: Shutdown) -> Result<Routes, StartE
             room: room.clone(),
             rate_limit: config.ws_rate_limit,
             user_rates: Arc::new(UserRates::new(config.ws_rate_limit > 0)),
-            allowed_origins: config.allowed_origins.clone(),
-            https: config.secure_cookies,
             shutdown,
             epoch: epoch.into(),
         },
@@ -162,6 +160,10 @@ pub async fn build(config: &Config, shutdown: Shutdown) -> Result<Routes, StartE
         },
         db,
         trusted_proxies: config.trusted_proxies.clone(),
+        origins: Origins {
+            allowed: config.allowed_origins.clone(),
+            secure_cookies: config.secure_cookies,
+        },
     };
     Ok(Routes::new(app))
 }

@@ -295,7 +295,10 @@ fn listening_on_comes_first_and_only_once_the_server_answers() {
     // What start-up logged comes after the line (the uploads directory
     // narrowed to 0700 first, then the sweep), and no second `listening`.
     let mut later = Vec::new();
-    while !later.iter().any(|line: &String| line.contains("1 file(s) without a record")) {
+    while !later
+        .iter()
+        .any(|line: &String| line.contains("1 file(s) without a record"))
+    {
         let mut line = String::new();
         std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
         assert!(!line.is_empty() && later.len() < 5, "{later:?}");

@@ -266,3 +266,75 @@ fn under_a_low_open_file_limit_the_server_answers_503_and_never_runs_out() {
     // bounds the connections.
     assert!(server.logs().contains("open-file limit (256)"), "{}", server.logs());
 }
+
+/// Logs `username` in from `client` (a trusted proxy's `X-Forwarded-For`):
+/// the status and how long the answer took.
+fn login_from(server: &Server, client: &str, username: &str, password: &str) -> (u16, Duration, Option<String>) {
+    let body = format!("username={username}&password={}", password.replace(' ', "+"));
+    let raw = format!(
+        "POST /token HTTP/1.1\r\nHost: {}\r\nX-Forwarded-For: {client}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        server.addr,
+        body.len()
+    );
+    let started = Instant::now();
+    let answer = server.raw(raw.as_bytes());
+    let retry_after = answer.header("retry-after").map(str::to_string);
+    (answer.status, started.elapsed(), retry_after)
+}
+
+#[test]
+fn one_address_flooding_logins_cannot_make_another_address_wait() {
+    // A cost high enough that a bcrypt is what a login's time is made of.
+    let server = Server::start_with(&["--bcrypt-cost=10", "--login-throttle=0", "--trusted-proxy=127.0.0.1"]);
+    assert_eq!(server.register("victim", common::PASSWORD).status, 201);
+    // One bcrypt, measured as a whole login on this machine now.
+    let mut alone: Vec<Duration> = (0..3)
+        .map(|_| {
+            let (status, took, _) = login_from(&server, "198.51.100.2", "victim", common::PASSWORD);
+            assert_eq!(status, 200);
+            took
+        })
+        .collect();
+    alone.sort();
+    let bcrypt = alone[1];
+
+    // Twelve clients behind one address keep wrong-password logins coming.
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (status, took, answers) = std::thread::scope(|scope| {
+        let flood: Vec<_> = (0..12)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut answers = Vec::new();
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        answers.push(login_from(&server, "198.51.100.1", "victim", "wrong password"));
+                    }
+                    answers
+                })
+            })
+            .collect();
+        std::thread::sleep(bcrypt * 3);
+        let (status, took, _) = login_from(&server, "198.51.100.2", "victim", common::PASSWORD);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let answers: Vec<_> = flood.into_iter().flat_map(|t| t.join().unwrap()).collect();
+        (status, took, answers)
+    });
+
+    assert_eq!(status, 200);
+    assert!(
+        took <= bcrypt * 2,
+        "the other address waited {took:?}, more than two logins' time ({bcrypt:?} each)"
+    );
+    // The flood had at most four logins in at once: the rest were told to
+    // come back in a second, without a bcrypt.
+    let busy: Vec<_> = answers.iter().filter(|(status, ..)| *status == 429).collect();
+    assert!(!busy.is_empty(), "{answers:?}");
+    assert!(
+        busy.iter().all(|(_, _, retry)| retry.as_deref() == Some("1")),
+        "{busy:?}"
+    );
+    assert!(
+        answers.iter().all(|(status, ..)| [401, 429].contains(status)),
+        "{answers:?}"
+    );
+}

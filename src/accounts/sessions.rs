@@ -69,7 +69,7 @@ pub(crate) async fn delete(ctx: &mut Ctx<'_, '_>, accounts: &Accounts, id: &str)
     }
     let response = Response::new(204);
     Ok(if id == claims.sid {
-        cleared(ctx, accounts, response)
+        cleared(ctx, response)
     } else {
         response
     })
@@ -79,7 +79,7 @@ pub(crate) async fn delete(ctx: &mut Ctx<'_, '_>, accounts: &Accounts, id: &str)
 pub(crate) async fn logout_all(ctx: &mut Ctx<'_, '_>, accounts: &Accounts) -> Result<Response, ApiError> {
     let claims = ctx.authenticate()?;
     accounts.revoke(claims.uid, None, None).await?;
-    Ok(cleared(ctx, accounts, Response::new(204)))
+    Ok(cleared(ctx, Response::new(204)))
 }
 
 #[derive(Deserialize)]
@@ -105,12 +105,12 @@ pub(crate) async fn change_password(ctx: &mut Ctx<'_, '_>, accounts: &Accounts) 
         .filter(|c| c.user.id == claims.uid)
         .map(|c| c.password_hash)
         .filter(|_| current_password.len() <= super::MAX_PASSWORD_BYTES);
-    if !accounts.passwords.verify(current_password, hash).await? {
+    if !accounts.passwords.verify(addr, current_password, hash).await? {
         accounts.refused(&claims.sub, addr);
         return Err(ApiError::unauthorized("the current password is wrong"));
     }
     lock(&accounts.throttle).succeeded(&claims.sub);
-    let hash = accounts.passwords.hash(new_password).await?;
+    let hash = accounts.passwords.hash(addr, new_password).await?;
     let revoked = accounts.db.change_password(claims.uid, hash, claims.sid).await?;
     accounts.end_sessions(&revoked);
     Ok(Response::new(204))

@@ -6,13 +6,13 @@ use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 
-use super::origin::OwnScheme;
+use super::origin::{self, Origins, OwnScheme};
 use super::ApiError;
 use crate::auth::sessions::LiveSession;
 use crate::auth::tokens::{Claims, Tokens};
 use crate::http::body::Body;
 use crate::http::forwarded::Client;
-use crate::http::request::Request;
+use crate::http::request::{Method, Request};
 use crate::http::service::Exchange;
 
 /// JSON and form bodies are refused over this size (413).
@@ -43,16 +43,18 @@ pub(crate) struct Ctx<'r, 'c> {
     /// The exchange's user, for the log line.
     user: &'r mut Option<String>,
     tokens: &'r Tokens,
+    origins: &'r Origins,
 }
 
 impl<'r, 'c> Ctx<'r, 'c> {
-    pub(crate) fn new(ex: &'r mut Exchange<'_, 'c>, tokens: &'r Tokens) -> Ctx<'r, 'c> {
+    pub(crate) fn new(ex: &'r mut Exchange<'_, 'c>, tokens: &'r Tokens, origins: &'r Origins) -> Ctx<'r, 'c> {
         Ctx {
             request: ex.request,
             body: &mut ex.body,
             client: ex.client,
             user: &mut ex.user,
             tokens,
+            origins,
         }
     }
 
@@ -63,9 +65,22 @@ impl<'r, 'c> Ctx<'r, 'c> {
 
     /// As [`Ctx::authenticate`], also accepting `?token=` (first) when
     /// `allow_query`; tells where the token came from and its session.
+    ///
+    /// A request that changes something (`POST`, `PUT`, `PATCH`, `DELETE`)
+    /// and is authenticated by the cookie must come from a page of this
+    /// server ([`Ctx::refuse_cross_site`]): the browser attaches the cookie
+    /// to requests from any page. A bearer token cannot have been attached
+    /// by the browser on its own, so it needs no such check.
     pub(crate) fn authenticate_from(&mut self, allow_query: bool) -> Result<Caller, ApiError> {
         let (token, source) =
             find_token(self.request, allow_query).ok_or_else(|| ApiError::unauthorized("not authenticated"))?;
+        let unsafe_method = matches!(
+            self.request.method,
+            Method::Post | Method::Put | Method::Patch | Method::Delete
+        );
+        if source == TokenSource::Cookie && unsafe_method {
+            self.refuse_cross_site()?;
+        }
         let (claims, session) = self.tokens.verify(&token)?;
         self.set_user(&claims.sub);
         Ok(Caller {
@@ -75,23 +90,37 @@ impl<'r, 'c> Ctx<'r, 'c> {
         })
     }
 
-    /// Whether the request came over TLS, directly or behind a trusted
-    /// proxy, or the server is configured as reached over TLS
-    /// (`--secure-cookies`): cookies then get `Secure`, and the server's own
-    /// origin is `https://`.
-    pub(crate) fn over_tls(&self, configured: bool) -> bool {
-        configured || self.client.tls
+    /// Whether the request came over TLS behind a trusted proxy, or the
+    /// server is configured as reached over TLS (`--secure-cookies`):
+    /// cookies then get `Secure`.
+    pub(crate) fn over_tls(&self) -> bool {
+        self.origins.secure_cookies || self.client.tls
     }
 
     /// The scheme of the server's own origin for this request: `https`
     /// when a trusted proxy said it came over TLS, either scheme when only
-    /// `--secure-cookies` (`configured`) says TLS is in front.
-    pub(crate) fn own_scheme(&self, configured: bool) -> OwnScheme {
-        match (self.client.tls, configured) {
+    /// `--secure-cookies` says TLS is in front.
+    fn own_scheme(&self) -> OwnScheme {
+        match (self.client.tls, self.origins.secure_cookies) {
             (true, _) => OwnScheme::Https,
             (false, true) => OwnScheme::Either,
             (false, false) => OwnScheme::Http,
         }
+    }
+
+    /// Whether the request's `Origin` is the server's own or allowed (a
+    /// request without one is not from a browser page and passes).
+    pub(crate) fn origin_allowed(&self) -> bool {
+        origin::is_allowed(self.request, &self.origins.allowed, self.own_scheme())
+    }
+
+    /// Refuses (403) a request a browser sent from a page of another origin
+    /// (see [`origin::is_cross_site`]).
+    pub(crate) fn refuse_cross_site(&self) -> Result<(), ApiError> {
+        if origin::is_cross_site(self.request, &self.origins.allowed, self.own_scheme()) {
+            return Err(ApiError::forbidden("cross-site request refused"));
+        }
+        Ok(())
     }
 
     /// Names the user in the request's log line.

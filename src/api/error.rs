@@ -204,6 +204,9 @@ impl From<PasswordError> for ApiError {
     fn from(err: PasswordError) -> ApiError {
         match err {
             PasswordError::Busy => ApiError::new(503, "too many logins in progress, try again shortly"),
+            PasswordError::TooMany => {
+                ApiError::new(429, "too many logins in progress from this address").header("Retry-After", "1")
+            }
             PasswordError::Failed => ApiError::internal(),
         }
     }

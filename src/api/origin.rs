@@ -1,9 +1,24 @@
 //! Whether a request comes from a page of this server. Browsers attach
 //! cookies to cross-site requests (and do not apply CORS to WebSocket
-//! handshakes), so a route that accepts the cookie must check `Origin`.
+//! handshakes or to form posts), so a route that accepts the cookie must
+//! check `Origin`.
+//!
+//! `SameSite=Lax` is not enough on its own: a page on another port of the
+//! same host is *same-site*, so the browser sends it the cookie, though it
+//! is another origin. And a login form posted from another site needs no
+//! cookie at all to log the victim's browser into the attacker's account
+//! (login CSRF). [`is_cross_site`] is the rule for both.
 
 use crate::config::normalize_origin;
 use crate::http::request::Request;
+
+/// Which origins count as the server's own: its `--allowed-origin`s
+/// (normalised by the configuration), and whether `--secure-cookies` says
+/// TLS is in front of it.
+pub(crate) struct Origins {
+    pub allowed: Vec<String>,
+    pub secure_cookies: bool,
+}
 
 /// The scheme of the server's own origin, as far as the server can tell.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,6 +38,20 @@ pub(crate) enum OwnScheme {
 /// `allowed` (normalised by the configuration).
 pub(crate) fn is_allowed(request: &Request, allowed: &[String], scheme: OwnScheme) -> bool {
     is_allowed_origin(request.header("origin"), request.host(), allowed, scheme)
+}
+
+/// Whether a browser sent the request from a page of another origin: an
+/// `Origin` that is not the server's own nor allowed, or, without `Origin`
+/// (older browsers on some requests), a `Sec-Fetch-Site` other than
+/// `same-origin` or `none` (`none`: typed in the address bar). A request with
+/// neither header is not from a browser page (curl, scripts) and passes.
+pub(crate) fn is_cross_site(request: &Request, allowed: &[String], scheme: OwnScheme) -> bool {
+    if request.header("origin").is_some() {
+        return !is_allowed(request, allowed, scheme);
+    }
+    request
+        .header("sec-fetch-site")
+        .is_some_and(|site| !site.eq_ignore_ascii_case("same-origin") && !site.eq_ignore_ascii_case("none"))
 }
 
 fn is_allowed_origin(origin: Option<&str>, host: Option<&str>, allowed: &[String], scheme: OwnScheme) -> bool {
@@ -80,5 +109,31 @@ mod tests {
             "GET http://chat.example/ws/chat HTTP/1.1\r\nHost: evil.example\r\nOrigin: http://evil.example\r\n\r\n",
         );
         assert!(!is_allowed(&spoofed, &[], OwnScheme::Http));
+    }
+
+    #[test]
+    fn cross_site_is_a_foreign_origin_or_else_a_foreign_fetch_site() {
+        let request = |headers: &str| {
+            let head = format!("POST /token HTTP/1.1\r\nHost: chat.example:8001\r\n{headers}\r\n");
+            crate::http::request::parse(head.as_bytes()).unwrap()
+        };
+        let listed = vec!["https://app.example".to_string()];
+        let cross = |headers: &str| is_cross_site(&request(headers), &listed, OwnScheme::Http);
+        assert!(!cross(""), "neither header: not a browser page");
+        assert!(!cross("Origin: http://chat.example:8001\r\n"));
+        assert!(!cross("Origin: https://app.example\r\n"));
+        assert!(
+            cross("Origin: http://chat.example:8002\r\n"),
+            "another port is another origin"
+        );
+        assert!(cross("Origin: null\r\n"));
+        assert!(
+            cross("Origin: http://evil.example\r\nSec-Fetch-Site: same-origin\r\n"),
+            "Origin decides"
+        );
+        assert!(!cross("Sec-Fetch-Site: same-origin\r\n"));
+        assert!(!cross("Sec-Fetch-Site: none\r\n"));
+        assert!(cross("Sec-Fetch-Site: same-site\r\n"));
+        assert!(cross("Sec-Fetch-Site: cross-site\r\n"));
     }
 }

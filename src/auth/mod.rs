@@ -4,6 +4,7 @@
 //! in a request and maps these errors to statuses; the accounts routes
 //! issue tokens, open and end sessions and check passwords.
 
+pub(crate) mod fair;
 pub(crate) mod passwords;
 pub(crate) mod sessions;
 pub(crate) mod throttle;

@@ -1,8 +1,13 @@
 //! Passwords: bcrypt on a pool of low-priority threads, one fewer than the
 //! cores, so a storm of logins can use idle CPU but never the event loop's.
+//! The threads' turns are shared fairly across client addresses by a
+//! [`Gate`]: one address's burst of logins waits behind itself, not in
+//! front of everyone else.
 
+use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
 
+use super::fair::{Gate, Refused};
 use crate::pool::{self, Pool, PoolError};
 
 /// Why a password could not be hashed or checked.
@@ -10,8 +15,19 @@ use crate::pool::{self, Pool, PoolError};
 pub enum PasswordError {
     /// Too many hashes are waiting: try again shortly.
     Busy,
+    /// This client address already has its share of hashes in.
+    TooMany,
     /// The hasher threads stopped, or bcrypt refused the input.
     Failed,
+}
+
+impl From<Refused> for PasswordError {
+    fn from(refused: Refused) -> PasswordError {
+        match refused {
+            Refused::TooMany => PasswordError::TooMany,
+            Refused::Full => PasswordError::Busy,
+        }
+    }
 }
 
 impl From<PoolError> for PasswordError {
@@ -26,6 +42,9 @@ impl From<PoolError> for PasswordError {
 pub struct Passwords {
     cost: u32,
     hasher: Pool<()>,
+    /// Turns at the hasher threads, one slot per thread, so that jobs wait
+    /// in the gate's fair queue rather than in the pool's first-come one.
+    gate: Gate,
     /// A real hash at the configured cost, checked against when the user does
     /// not exist so both failures cost one bcrypt verify.
     dummy_hash: Arc<OnceLock<String>>,
@@ -38,20 +57,26 @@ impl Passwords {
         // hashers yield to it, but a hasher still holds its core until the
         // scheduler preempts it, which costs a woken event loop milliseconds.
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let threads = cores.saturating_sub(1).max(1);
         let options = pool::Options {
             name: "bcrypt",
-            threads: cores.saturating_sub(1).max(1),
+            threads,
+            // The gate lets in one job per thread; a job whose request was
+            // dropped still runs to its end, so the queue has room for those.
             queue: 1024,
             nice: 19,
         };
         Ok(Passwords {
             cost,
             hasher: Pool::start(options, || Ok::<_, std::io::Error>(()))?,
+            gate: Gate::new(threads, 1024),
             dummy_hash: Arc::new(OnceLock::new()),
         })
     }
 
-    pub async fn hash(&self, password: String) -> Result<String, PasswordError> {
+    /// Hashes a new password for a request from `client`.
+    pub async fn hash(&self, client: IpAddr, password: String) -> Result<String, PasswordError> {
+        let _turn = self.gate.turn(client).await?;
         let cost = self.cost;
         self.hasher
             .run(move |_| bcrypt::hash(password, cost))
@@ -61,7 +86,8 @@ impl Passwords {
 
     /// Checks a password against a stored hash, or against a dummy hash when
     /// there is no such user, so timing does not reveal which names exist.
-    pub async fn verify(&self, password: String, hash: Option<String>) -> Result<bool, PasswordError> {
+    pub async fn verify(&self, client: IpAddr, password: String, hash: Option<String>) -> Result<bool, PasswordError> {
+        let _turn = self.gate.turn(client).await?;
         let cost = self.cost;
         let dummy = self.dummy_hash.clone();
         let checked = self

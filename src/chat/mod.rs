@@ -31,12 +31,6 @@ pub struct Chat {
     pub rate_limit: u32,
     /// The buckets each user's connections share (off when `rate_limit` is 0).
     pub(crate) user_rates: Arc<limit::UserRates>,
-    /// Extra origins a cookie-authenticated handshake may come from,
-    /// normalised by the configuration.
-    pub allowed_origins: Vec<String>,
-    /// The server is reached over TLS (`--secure-cookies`): its own origin
-    /// may be `https://`.
-    pub https: bool,
     pub shutdown: Shutdown,
     /// The database's epoch (see [`Db::epoch`](crate::db::Db::epoch)), read
     /// at start-up: only a restore changes it, and a restore runs with the

@@ -14,15 +14,14 @@
 use super::resume;
 use super::socket::Session;
 use super::Chat;
-use crate::api::{origin, ApiError, Ctx, TokenSource};
+use crate::api::{ApiError, Ctx, TokenSource};
 use crate::http::response::Response;
 use crate::ws::handshake::{handshake_key, switching_protocols};
 
 pub(crate) async fn chat(ctx: &mut Ctx<'_, '_>, chat: &Chat) -> Result<Response, ApiError> {
     let key = handshake_key(ctx.request)?;
     let caller = ctx.authenticate_from(true)?;
-    let scheme = ctx.own_scheme(chat.https);
-    if caller.source == TokenSource::Cookie && !origin::is_allowed(ctx.request, &chat.allowed_origins, scheme) {
+    if caller.source == TokenSource::Cookie && !ctx.origin_allowed() {
         return Err(ApiError::forbidden(
             "cross-site WebSocket handshake refused: origin not allowed",
         ));

@@ -346,6 +346,11 @@ pub(super) mod tests {
                     0 => return received,
                     n => received.extend_from_slice(&piece[..n]),
                 }
+                // On the paused clock the next timer fires at once; the
+                // kernel moves the freed window's bytes out of the sender's
+                // queue in real time. Blocking this (only) thread for a real
+                // moment lets it, as the seconds between reads would.
+                std::thread::sleep(std::time::Duration::from_millis(20));
             }
         });
         conn.write_all(&body).await.unwrap();
