@@ -614,3 +614,83 @@ fn user_supplied_text_is_isolated_so_it_cannot_reorder_the_page() {
     browser.screenshot("chat-isolated-text");
     assert_no_console_errors(&browser, "/");
 }
+
+/// A page of another origin: the same host on another port (same-site to
+/// the browser, so `SameSite=Lax` cookies go along with its requests),
+/// serving `html` to every request.
+fn foreign_page(html: String) -> u16 {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().map_while(Result::ok) {
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            let response = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\n\
+                 Connection: close\r\n\r\n{html}",
+                html.len()
+            );
+            let _ = stream.write_all(response.as_bytes());
+        }
+    });
+    port
+}
+
+#[test]
+#[ignore = "needs Chromium and chromedriver (bash .ci/run installs them)"]
+fn a_login_form_on_another_origin_cannot_log_the_browser_in() {
+    let driver = Chromedriver::start();
+    let server = Server::start();
+    server.user("mallory");
+    let page = foreign_page(format!(
+        "<!doctype html><title>win a prize</title>
+         <form id=f method=post action='{}'>
+           <input name=username value=mallory><input name=password value='{PASSWORD}'>
+         </form>
+         <script>document.getElementById('f').submit()</script>",
+        url(&server, "/token")
+    ));
+    let browser = driver.session();
+    browser.goto(&format!("http://127.0.0.1:{page}/"));
+    browser.wait_for(
+        "the forged login to be answered",
+        "return location.pathname === '/token' && document.body.textContent.includes('cross-site request refused')",
+        &[],
+    );
+    browser.screenshot("csrf-login-refused");
+    // The browser holds no session of the attacker's.
+    browser.goto(&url(&server, "/"));
+    let me = browser.script("return fetch('/me').then((response) => response.status)", &[]);
+    assert_eq!(me, json!(401));
+    server.wait_for_log("POST /token 403");
+}
+
+#[test]
+#[ignore = "needs Chromium and chromedriver (bash .ci/run installs them)"]
+fn a_page_on_another_port_cannot_upload_with_the_visitors_cookie() {
+    let driver = Chromedriver::start();
+    let server = Server::start();
+    let browser = driver.session();
+    register_and_enter_chat(&browser, &server, "vic");
+    let page = foreign_page(format!(
+        "<!doctype html><title>waiting</title>
+         <script>
+           const body = new FormData();
+           body.append('file', new Blob(['planted by another page']), 'planted.txt');
+           fetch('{}', {{ method: 'POST', body, credentials: 'include', mode: 'no-cors' }})
+             .then(() => {{ document.title = 'sent'; }}, () => {{ document.title = 'failed'; }});
+         </script>",
+        url(&server, "/files/upload")
+    ));
+    browser.goto(&format!("http://127.0.0.1:{page}/"));
+    browser.wait_for("the forged upload to be sent", "return document.title === 'sent'", &[]);
+    // The cookie went along (a request without it would be a 401), and the
+    // server refused it for its origin.
+    server.wait_for_log("POST /files/upload 403");
+    assert!(server.stored_files().is_empty(), "nothing was stored");
+    assert!(!server.logs().contains("POST /files/upload 201"), "{}", server.logs());
+}
