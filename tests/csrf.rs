@@ -11,38 +11,9 @@ use common::{Response, Server, PASSWORD};
 
 const REFUSED: &str = "cross-site request refused";
 
-/// A request with the given extra header lines and an optional body.
-fn send(server: &Server, method: &str, path: &str, headers: &[String], body: Option<(&str, &[u8])>) -> Response {
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
-        server.addr
-    );
-    for line in headers {
-        head.push_str(line);
-        head.push_str("\r\n");
-    }
-    let mut bytes = Vec::new();
-    match body {
-        Some((content_type, body)) => {
-            head.push_str(&format!(
-                "Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
-                body.len()
-            ));
-            bytes.extend_from_slice(head.as_bytes());
-            bytes.extend_from_slice(body);
-        }
-        None => {
-            head.push_str("\r\n");
-            bytes.extend_from_slice(head.as_bytes());
-        }
-    }
-    server.raw(&bytes)
-}
-
 fn login(server: &Server, username: &str, headers: &[String]) -> Response {
     let form = format!("username={username}&password={}", PASSWORD.replace(' ', "+"));
-    send(
-        server,
+    server.send(
         "POST",
         "/token",
         headers,
@@ -52,8 +23,7 @@ fn login(server: &Server, username: &str, headers: &[String]) -> Response {
 
 fn register(server: &Server, username: &str, headers: &[String]) -> Response {
     let body = serde_json::json!({"username": username, "password": PASSWORD}).to_string();
-    send(
-        server,
+    server.send(
         "POST",
         "/register",
         headers,
@@ -68,8 +38,7 @@ fn upload_body() -> Vec<u8> {
 }
 
 fn upload(server: &Server, headers: &[String]) -> Response {
-    send(
-        server,
+    server.send(
         "POST",
         "/files/upload",
         headers,
@@ -134,7 +103,7 @@ fn an_unsafe_request_authenticated_by_the_cookie_must_come_from_the_own_origin()
     for foreign in [other_port(&server), "Sec-Fetch-Site: same-site".to_string()] {
         let answer = upload(&server, &[cookie.clone(), foreign.clone()]);
         assert!(refused(&answer), "{foreign}: {} {}", answer.status, answer.text());
-        let answer = send(&server, "POST", "/logout/all", &[cookie.clone(), foreign.clone()], None);
+        let answer = server.send("POST", "/logout/all", &[cookie.clone(), foreign.clone()], None);
         assert!(refused(&answer), "{foreign}: {} {}", answer.status, answer.text());
     }
     assert!(server.stored_files().is_empty(), "nothing was stored");
@@ -145,9 +114,9 @@ fn an_unsafe_request_authenticated_by_the_cookie_must_come_from_the_own_origin()
     let id = stored.json()["id"].as_str().unwrap().to_string();
     // Reading is not an effect: a GET with the cookie from anywhere is
     // answered as before.
-    let read = send(&server, "GET", "/me", &[cookie.clone(), other_port(&server)], None);
+    let read = server.send("GET", "/me", &[cookie.clone(), other_port(&server)], None);
     assert_eq!(read.status, 200);
-    let delete = |headers: &[String]| send(&server, "DELETE", &format!("/files/{id}"), headers, None);
+    let delete = |headers: &[String]| server.send("DELETE", &format!("/files/{id}"), headers, None);
     assert!(refused(&delete(&[
         cookie.clone(),
         "Sec-Fetch-Site: cross-site".to_string()

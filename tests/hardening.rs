@@ -31,21 +31,6 @@ fn with_suffix(path: &Path, suffix: &str) -> std::path::PathBuf {
     name.into()
 }
 
-/// Uploads `content` as a file named `filename` (sent as raw UTF-8).
-fn upload(server: &Server, token: &str, filename: &str, content: &[u8]) -> serde_json::Value {
-    let mut body = format!(
-        "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\n\
-         Content-Type: application/octet-stream\r\n\r\n"
-    )
-    .into_bytes();
-    body.extend_from_slice(content);
-    body.extend_from_slice(format!("\r\n--{BOUNDARY}--\r\n").as_bytes());
-    let content_type = format!("multipart/form-data; boundary={BOUNDARY}");
-    let response = server.request("POST", "/files/upload", Some(token), Some((&content_type, &body)));
-    assert_eq!(response.status, 201, "{}", response.text());
-    response.json()
-}
-
 #[test]
 fn the_database_its_journal_and_the_uploads_are_private_whatever_the_umask() {
     let server = Server::start_confined(
@@ -56,7 +41,7 @@ fn the_database_its_journal_and_the_uploads_are_private_whatever_the_umask() {
         },
     );
     let token = server.user("private");
-    let file = upload(&server, &token, "notes.txt", b"secret notes");
+    let file = server.upload(&token, "notes.txt", b"secret notes");
     let db = server.db_path();
     for path in [db.clone(), with_suffix(&db, "-wal"), with_suffix(&db, "-shm")] {
         assert_eq!(mode(&path), 0o600, "{}", path.display());
@@ -154,14 +139,9 @@ async fn ws_rate_limit_0_turns_the_user_rate_off_as_well() {
 fn bidi_controls_and_zero_width_characters_are_removed_from_file_names() {
     let server = Server::start();
     let token = server.user("names");
-    let file = upload(&server, &token, "invoice\u{202E}gpj.exe", b"MZ");
+    let file = server.upload(&token, "invoice\u{202E}gpj.exe", b"MZ");
     assert_eq!(file["filename"], "invoicegpj.exe");
-    let hidden = upload(
-        &server,
-        &token,
-        "\u{FEFF}a\u{200B}b\u{200F}c\u{2066}d\u{2069}.txt",
-        b"x",
-    );
+    let hidden = server.upload(&token, "\u{FEFF}a\u{200B}b\u{200F}c\u{2066}d\u{2069}.txt", b"x");
     assert_eq!(hidden["filename"], "abcd.txt");
     let listed = server.get("/files", &token).json();
     let names: Vec<&str> = listed
@@ -228,7 +208,7 @@ fn under_a_low_open_file_limit_the_server_answers_503_and_never_runs_out() {
         },
     );
     let token = server.user("hoarder");
-    let file = upload(&server, &token, "big.bin", &vec![7u8; 8 << 20]);
+    let file = server.upload(&token, "big.bin", &vec![7u8; 8 << 20]);
     let download = format!(
         "GET {} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n",
         file["download_url"].as_str().unwrap()

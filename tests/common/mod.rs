@@ -318,12 +318,23 @@ impl Server {
         token: Option<&str>,
         body: Option<(&str, &[u8])>,
     ) -> Response {
+        let bearer: Vec<String> = token
+            .map(|t| format!("Authorization: Bearer {t}"))
+            .into_iter()
+            .collect();
+        self.send(method, path, &bearer, body)
+    }
+
+    /// A request with extra header lines and an optional body (its content
+    /// type and bytes), on a new connection.
+    pub(crate) fn send(&self, method: &str, path: &str, headers: &[String], body: Option<(&str, &[u8])>) -> Response {
         let mut head = format!(
             "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
             self.addr
         );
-        if let Some(token) = token {
-            head.push_str(&format!("Authorization: Bearer {token}\r\n"));
+        for line in headers {
+            head.push_str(line);
+            head.push_str("\r\n");
         }
         let mut bytes = Vec::new();
         match body {
@@ -354,17 +365,12 @@ impl Server {
         token: Option<&str>,
         headers: &[(&str, &str)],
     ) -> Response {
-        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n");
-        if let Some(token) = token {
-            head.push_str(&format!("Authorization: Bearer {token}\r\n"));
-        }
-        for (name, value) in headers {
-            head.push_str(&format!("{name}: {value}\r\n"));
-        }
-        head.push_str("\r\n");
-        let mut stream = self.connect();
-        stream.write_all(head.as_bytes()).expect("write request");
-        read_response(&mut BufReader::new(stream), method == "HEAD").expect("read response")
+        let lines: Vec<String> = token
+            .map(|t| format!("Authorization: Bearer {t}"))
+            .into_iter()
+            .chain(headers.iter().map(|(name, value)| format!("{name}: {value}")))
+            .collect();
+        self.send(method, path, &lines, None)
     }
 
     pub(crate) fn get(&self, path: &str, token: &str) -> Response {
