@@ -6,7 +6,9 @@
 # the second run of a pair was seen to come out slower whichever build it
 # was, and alternating spreads that over both. Every run's output is printed under
 # a line naming the build and the round; SEED_DB, SERVER_FLAGS and BENCH_BIN
-# pass through to run.sh.
+# pass through to run.sh. OLD_FLAGS and NEW_FLAGS add server flags for one
+# build only: one that the other build does not know, or the same binary
+# twice with and without a flag.
 #
 # Usage: bench/scripts/ab.sh OLD_BIN NEW_BIN ROUNDS <subcommand> [chat-bench flags...]
 set -euo pipefail
@@ -17,9 +19,9 @@ for round in $(seq "$rounds"); do
     order="old new"
     ((round % 2 == 0)) && order="new old"
     for build in $order; do
-        bin=$old
-        [[ $build == new ]] && bin=$new
-        echo "=== $build ($bin), round $round: $*"
-        SERVER_BIN=$bin "$root/bench/scripts/run.sh" "$@"
+        bin=$old flags=${OLD_FLAGS:-}
+        [[ $build == new ]] && bin=$new flags=${NEW_FLAGS:-}
+        echo "=== $build ($bin${flags:+ $flags}), round $round: $*"
+        SERVER_BIN=$bin SERVER_FLAGS="${SERVER_FLAGS:-} $flags" "$root/bench/scripts/run.sh" "$@"
     done
 done

@@ -97,15 +97,18 @@ pub async fn open_many(
 /// server's answer, so that neither side sees a reset.
 pub async fn close_all(sockets: Vec<Ws>) {
     futures_util::stream::iter(sockets)
-        .for_each_concurrent(OPEN_CONCURRENCY, |mut ws| async move {
-            let _ = timeout(Duration::from_secs(2), async {
-                if ws.close(None).await.is_ok() {
-                    while let Some(Ok(_)) = ws.next().await {}
-                }
-            })
-            .await;
-        })
+        .for_each_concurrent(OPEN_CONCURRENCY, close)
         .await;
+}
+
+/// Closes one connection politely, giving up after 2 s.
+pub async fn close(mut ws: Ws) {
+    let _ = timeout(Duration::from_secs(2), async {
+        if ws.close(None).await.is_ok() {
+            while let Some(Ok(_)) = ws.next().await {}
+        }
+    })
+    .await;
 }
 
 /// A server-to-client chat event, reduced to what the benchmarks use. The

@@ -3,6 +3,7 @@
 //! of a run ended, and (in `phase`) the skeleton of a measured phase.
 
 pub mod fanout;
+pub mod handshake;
 pub mod history;
 pub mod idle;
 pub mod login_storm;
@@ -31,6 +32,10 @@ pub const SUMMARIES: &[(&str, &str)] = &[
         "N WebSocket clients, S senders: delivery latency, rates, losses, order",
     ),
     (
+        "handshake",
+        "authenticated WebSocket upgrades, first event, close: handshakes/s",
+    ),
+    (
         "history",
         "GET /history requests over keep-alive connections: req/s, latency",
     ),
@@ -54,6 +59,7 @@ pub const SUMMARIES: &[(&str, &str)] = &[
 
 pub enum Command {
     Fanout(fanout::Options),
+    Handshake(handshake::Options),
     History(history::Options),
     Upload(upload::Options),
     Idle(idle::Options),
@@ -65,6 +71,7 @@ pub enum Command {
 pub fn help(name: &str) -> Option<String> {
     let own = match name {
         "fanout" => fanout::HELP,
+        "handshake" => handshake::HELP,
         "history" => history::HELP,
         "upload" => upload::HELP,
         "idle" => idle::HELP,
@@ -93,6 +100,7 @@ pub trait FromFlags: Sized {
 pub fn parse(name: &str, argv: &[String]) -> std::result::Result<(Common, Command), ArgError> {
     match name {
         "fanout" => read(argv, Command::Fanout),
+        "handshake" => read(argv, Command::Handshake),
         "history" => read(argv, Command::History),
         "upload" => read(argv, Command::Upload),
         "idle" => read(argv, Command::Idle),
@@ -147,6 +155,7 @@ impl Ctx {
 pub async fn run(ctx: &Ctx, command: &Command) -> Result<Report> {
     match command {
         Command::Fanout(options) => fanout::run(ctx, options).await,
+        Command::Handshake(options) => handshake::run(ctx, options).await,
         Command::History(options) => history::run(ctx, options).await,
         Command::Upload(options) => upload::run(ctx, options).await,
         Command::Idle(options) => idle::run(ctx, options).await,

@@ -5,6 +5,7 @@
 //! count.
 
 use std::cell::{Cell, RefCell};
+use std::future::Future;
 use std::ops::ControlFlow;
 use std::rc::Rc;
 use std::time::Duration;
@@ -124,7 +125,7 @@ pub struct Tally {
 }
 
 impl Tally {
-    fn error(&mut self, what: String) {
+    pub fn error(&mut self, what: String) {
         self.errors += 1;
         self.first_error.get_or_insert(what);
     }
@@ -146,23 +147,31 @@ where
     let request = Rc::new(request);
     let tally = Rc::new(RefCell::new(Tally::default()));
     let left = Rc::new(Cell::new(count));
+    let usage = run_workers(connections, || {
+        worker(
+            ctx.endpoint.clone(),
+            request.clone(),
+            left.clone(),
+            tally.clone(),
+            ctx.deadline,
+        )
+    })
+    .await?;
+    Ok((tally.take(), usage))
+}
+
+/// Starts `count` workers made by `make` on this thread and waits for them
+/// all: how long they took, and the client's CPU meanwhile.
+pub async fn run_workers<W>(count: usize, mut make: impl FnMut() -> W) -> Result<Usage>
+where
+    W: Future<Output = ()> + 'static,
+{
     let meter = Meter::start();
-    let workers: Vec<_> = (0..connections)
-        .map(|_| {
-            spawn_local(worker(
-                ctx.endpoint.clone(),
-                request.clone(),
-                left.clone(),
-                tally.clone(),
-                ctx.deadline,
-            ))
-        })
-        .collect();
+    let workers: Vec<_> = (0..count).map(|_| spawn_local(make())).collect();
     for worker in workers {
         join(worker).await?;
     }
-    let usage = meter.read();
-    Ok((tally.take(), usage))
+    Ok(meter.read())
 }
 
 /// Takes requests from the shared count on one connection, kept while the
