@@ -14,9 +14,14 @@ pub(crate) fn pairs(input: &str) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, 
     })
 }
 
-/// The first value of `name`, if present.
+/// The first value of `name`, if present. Only that value is decoded: a
+/// WebSocket query carries a long token that the lookups of the other
+/// parameters have no need to scan.
 pub(crate) fn get<'a>(input: &'a str, name: &str) -> Option<Cow<'a, str>> {
-    pairs(input).find(|(n, _)| n == name).map(|(_, v)| v)
+    input.split('&').filter(|pair| !pair.is_empty()).find_map(|pair| {
+        let (n, value) = pair.split_once('=').unwrap_or((pair, ""));
+        (decode(n) == name).then(|| decode(value))
+    })
 }
 
 fn decode(s: &str) -> Cow<'_, str> {
@@ -48,5 +53,7 @@ mod tests {
         );
         assert_eq!(get("a=1&a=2", "a").as_deref(), Some("1"));
         assert_eq!(get("a=1", "b"), None);
+        assert_eq!(get("a%20b=x+y&&flag&c", "a b").as_deref(), Some("x y"));
+        assert_eq!(get("flag&c=1", "flag").as_deref(), Some(""));
     }
 }
