@@ -666,7 +666,8 @@ fn a_login_form_on_another_origin_cannot_log_the_browser_in() {
     browser.goto(&url(&server, "/"));
     let me = browser.script("return fetch('/me').then((response) => response.status)", &[]);
     assert_eq!(me, json!(401));
-    server.wait_for_log("POST /token 403");
+    let logs = server.wait_for_log("POST /token 403");
+    assert!(logs.contains("POST /token 403"), "{logs}");
 }
 
 #[test]
@@ -676,21 +677,47 @@ fn a_page_on_another_port_cannot_upload_with_the_visitors_cookie() {
     let server = Server::start();
     let browser = driver.session();
     register_and_enter_chat(&browser, &server, "vic");
-    let page = foreign_page(format!(
+    let upload = url(&server, "/files/upload");
+    // A form the page fills with a file of its own and submits: a top-level
+    // navigation, on which the browser sends the same-site cookie.
+    let form = foreign_page(format!(
+        "<!doctype html><title>win a prize</title>
+         <form id=f method=post enctype=multipart/form-data action='{upload}'><input type=file name=file></form>
+         <script>
+           const files = new DataTransfer();
+           files.items.add(new File(['planted by a form'], 'planted.txt'));
+           const form = document.getElementById('f');
+           form.elements.file.files = files.files;
+           form.submit();
+         </script>"
+    ));
+    browser.goto(&format!("http://127.0.0.1:{form}/"));
+    browser.wait_for(
+        "the forged form to be answered",
+        "return location.pathname === '/files/upload' && document.body.textContent.includes('cross-site request refused')",
+        &[],
+    );
+    browser.screenshot("csrf-upload-form-refused");
+    // The same from a script, with the cookie asked for explicitly.
+    let script = foreign_page(format!(
         "<!doctype html><title>waiting</title>
          <script>
            const body = new FormData();
-           body.append('file', new Blob(['planted by another page']), 'planted.txt');
-           fetch('{}', {{ method: 'POST', body, credentials: 'include', mode: 'no-cors' }})
+           body.append('file', new Blob(['planted by a script']), 'planted.txt');
+           fetch('{upload}', {{ method: 'POST', body, credentials: 'include', mode: 'no-cors' }})
              .then(() => {{ document.title = 'sent'; }}, () => {{ document.title = 'failed'; }});
-         </script>",
-        url(&server, "/files/upload")
+         </script>"
     ));
-    browser.goto(&format!("http://127.0.0.1:{page}/"));
+    browser.goto(&format!("http://127.0.0.1:{script}/"));
     browser.wait_for("the forged upload to be sent", "return document.title === 'sent'", &[]);
-    // The cookie went along (a request without it would be a 401), and the
-    // server refused it for its origin.
-    server.wait_for_log("POST /files/upload 403");
+    // Both carried the cookie (without it they would be 401s), and the
+    // server refused both for their origin.
+    let logs = server.wait_for_log("POST /files/upload 403");
     assert!(server.stored_files().is_empty(), "nothing was stored");
-    assert!(!server.logs().contains("POST /files/upload 201"), "{}", server.logs());
+    assert!(!logs.contains("POST /files/upload 201"), "{logs}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while server.logs().matches("POST /files/upload 403").count() < 2 {
+        assert!(Instant::now() < deadline, "{}", server.logs());
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
