@@ -1,0 +1,227 @@
+//! Against a real PostgreSQL 15, started for each test from the machine's
+//! packages (`bash .ci/run` runs these): two handles on one database are
+//! two nodes of a cluster.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::follow::follow;
+use super::PgDb;
+use crate::db::messages::NewMessage;
+use crate::shutdown::ShutdownTrigger;
+
+const BIN: &str = "/usr/lib/postgresql/15/bin";
+
+/// A throwaway PostgreSQL cluster, stopped at drop.
+struct Postgres {
+    dir: tempfile::TempDir,
+    url: String,
+}
+
+impl Postgres {
+    fn start() -> Postgres {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        run(Command::new("chown").arg("postgres").arg(dir.path()));
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        run(as_postgres(&format!("{BIN}/initdb"))
+            .args([
+                "--auth=trust",
+                "--username=postgres",
+                "--no-sync",
+                "--encoding=UTF8",
+                "-D",
+            ])
+            .arg(&data));
+        let options = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            dir.path().display()
+        );
+        run(as_postgres(&format!("{BIN}/pg_ctl"))
+            .args(["-w", "-s", "-l"])
+            .arg(dir.path().join("log"))
+            .arg("-D")
+            .arg(&data)
+            .args(["-o", &options, "start"]));
+        let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
+        Postgres { dir, url }
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let _ = as_postgres(&format!("{BIN}/pg_ctl"))
+            .args(["-s", "-m", "immediate", "-D"])
+            .arg(self.dir.path().join("data"))
+            .arg("stop")
+            .status();
+    }
+}
+
+/// `initdb` refuses root: the server runs as the `postgres` user.
+fn as_postgres(program: &str) -> Command {
+    let mut command = Command::new("runuser");
+    command.args(["-u", "postgres", "--", program]);
+    command.current_dir(Path::new("/"));
+    command
+}
+
+fn run(command: &mut Command) {
+    let status = command.stdout(std::process::Stdio::null()).status().unwrap();
+    assert!(status.success(), "{command:?}: {status}");
+}
+
+async fn user(db: &PgDb) -> i64 {
+    db.reads
+        .query_one(
+            "INSERT INTO users (username, password_hash, created_at) VALUES ('ann', 'x', 0) RETURNING id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+fn message(user_id: i64, content: String) -> NewMessage {
+    NewMessage {
+        user_id,
+        username: "ann".into(),
+        content,
+        file_id: None,
+    }
+}
+
+/// Collects what `follow` delivers on a node, until the returned trigger.
+fn follower(db: &PgDb, after: i64) -> (Arc<Mutex<Vec<i64>>>, ShutdownTrigger) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (trigger, shutdown) = ShutdownTrigger::new();
+    let sink = seen.clone();
+    tokio::spawn(follow(db.clone(), after, shutdown, move |m| {
+        sink.lock().unwrap().push(m.id)
+    }));
+    (seen, trigger)
+}
+
+async fn wait_for(seen: &Mutex<Vec<i64>>, count: usize) -> Vec<i64> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while seen.lock().unwrap().len() < count && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    seen.lock().unwrap().clone()
+}
+
+/// A fresh PostgreSQL and two nodes on it, started together (so their
+/// schema creation races).
+async fn two_nodes() -> (Postgres, PgDb, PgDb) {
+    let postgres = Postgres::start();
+    let (a, b) = tokio::join!(PgDb::connect(&postgres.url), PgDb::connect(&postgres.url));
+    (postgres, a.unwrap(), b.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL 15 (bash .ci/run runs it)"]
+async fn concurrent_senders_on_two_nodes_get_gapless_ids_that_both_nodes_deliver_in_order() {
+    let (_postgres, a, b) = two_nodes().await;
+    let user_id = user(&a).await;
+    let (seen_a, _stop_a) = follower(&a, 0);
+    let (seen_b, _stop_b) = follower(&b, 0);
+    const SENDERS: usize = 4;
+    const EACH: usize = 50;
+    let mut senders = Vec::new();
+    for sender in 0..SENDERS {
+        for node in [a.clone(), b.clone()] {
+            senders.push(tokio::spawn(async move {
+                let mut ids = Vec::new();
+                for i in 0..EACH {
+                    let sent = node.append_message(message(user_id, format!("{sender}/{i}"))).await;
+                    ids.push(sent.unwrap().id);
+                }
+                ids
+            }));
+        }
+    }
+    let mut acknowledged = Vec::new();
+    for sender in senders {
+        let ids = sender.await.unwrap();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "one sender's ids ascend: {ids:?}");
+        acknowledged.extend(ids);
+    }
+    let total = SENDERS * EACH * 2;
+    acknowledged.sort_unstable();
+    let expected: Vec<i64> = (1..=total as i64).collect();
+    assert_eq!(acknowledged, expected, "no gap, no duplicate");
+    assert_eq!(
+        wait_for(&seen_a, total).await,
+        expected,
+        "node A delivers every id once, in order"
+    );
+    assert_eq!(
+        wait_for(&seen_b, total).await,
+        expected,
+        "node B delivers every id once, in order"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL 15 (bash .ci/run runs it)"]
+async fn a_reader_resuming_on_the_other_node_misses_nothing() {
+    let postgres = Postgres::start();
+    let a = PgDb::connect(&postgres.url).await.unwrap();
+    let user_id = user(&a).await;
+    for i in 0..10 {
+        a.append_message(message(user_id, format!("m{i}"))).await.unwrap();
+    }
+    let b = PgDb::connect(&postgres.url).await.unwrap();
+    let after: Vec<_> = b.messages_after(4, 100).await.unwrap();
+    assert_eq!(
+        after.iter().map(|m| m.id).collect::<Vec<_>>(),
+        (5..=10).collect::<Vec<_>>()
+    );
+    assert_eq!(after[0].content, "m4");
+    let before = b.messages_before(i64::MAX, 3).await.unwrap();
+    assert_eq!(before.iter().map(|m| m.id).collect::<Vec<_>>(), [10, 9, 8]);
+    // A node following from an id delivers the rest, then what comes next.
+    let (seen, _stop) = follower(&b, 7);
+    assert_eq!(wait_for(&seen, 3).await, [8, 9, 10]);
+    a.append_message(message(user_id, "late".into())).await.unwrap();
+    assert_eq!(wait_for(&seen, 4).await, [8, 9, 10, 11]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL 15 (bash .ci/run runs it)"]
+async fn a_file_message_takes_no_id_when_its_file_is_not_the_senders() {
+    let postgres = Postgres::start();
+    let a = PgDb::connect(&postgres.url).await.unwrap();
+    let user_id = user(&a).await;
+    let mut share = message(user_id, "a.txt".into());
+    share.file_id = Some("missing".into());
+    let refused = a.append_message(share).await;
+    assert!(matches!(refused, Err(crate::db::DbError::NotFound(_))));
+    let next = a.append_message(message(user_id, "plain".into())).await.unwrap();
+    assert_eq!(next.id, 1, "the refused message left no gap");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL 15 (bash .ci/run runs it)"]
+async fn every_node_shares_the_first_stored_secret_and_epoch() {
+    let (postgres, a, b) = two_nodes().await;
+    let secret = a.jwt_secret([1; 32]).await.unwrap();
+    assert_eq!(secret, [1; 32]);
+    assert_eq!(b.jwt_secret([2; 32]).await.unwrap(), secret);
+    let epoch = a.epoch().await.unwrap();
+    assert_eq!(epoch.len(), 32);
+    assert_eq!(b.epoch().await.unwrap(), epoch);
+    drop(b);
+    let again = PgDb::connect(&postgres.url).await.unwrap();
+    assert_eq!(
+        again.epoch().await.unwrap(),
+        epoch,
+        "the schema is created once, idempotently"
+    );
+}
