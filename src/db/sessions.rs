@@ -194,11 +194,13 @@ fn info(row: &Row<'_>) -> rusqlite::Result<SessionInfo> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::config::Synchronous;
 
-    fn session(id: &str, user_id: i64, token_life_ms: i64) -> NewSession {
+    /// A session of `user_id` whose token lives `token_life_ms` from now
+    /// (shared with the PostgreSQL tests).
+    pub(in crate::db) fn session(id: &str, user_id: i64, token_life_ms: i64) -> NewSession {
         let now = Timestamp::now().0;
         NewSession {
             id: id.into(),

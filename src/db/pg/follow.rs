@@ -34,7 +34,7 @@ const RECONNECT: Duration = Duration::from_secs(1);
 /// ascending id, exactly once, until `shutdown`.
 pub(crate) async fn follow(db: PgDb, mut last: i64, mut shutdown: Shutdown, mut deliver: impl FnMut(&Message)) {
     let doorbell = Arc::new(Notify::new());
-    let listener = tokio::spawn(listen(db.url.clone(), doorbell.clone()));
+    let _listener = StopOnDrop(tokio::spawn(listen(db.url.clone(), doorbell.clone())));
     let mut shutdown = std::pin::pin!(async move { shutdown.triggered().await });
     loop {
         loop {
@@ -60,7 +60,15 @@ pub(crate) async fn follow(db: PgDb, mut last: i64, mut shutdown: Shutdown, mut 
             () = tokio::time::sleep(POLL) => {}
         }
     }
-    listener.abort();
+}
+
+/// Stops the listening task with the loop that reads, however that ends.
+struct StopOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Keeps a connection listening on [`CHANNEL`], ringing `doorbell` at each

@@ -1,12 +1,13 @@
 //! PostgreSQL storage for cluster mode (cargo feature `postgres`): several
 //! nodes share one database, whose commits are the one order of the room.
 //!
-//! What is here so far is the part that orders the room: the schema
-//! ([`SCHEMA`], created at every start, idempotent), the message writer with
-//! its group commit and its counter row ([`messages`]), the history reads,
-//! the settings every node must share (the JWT secret and the epoch), and
-//! the [`follow`] loop that delivers committed messages to a node in id
-//! order. The server does not run on it yet: `--db postgres://` is refused.
+//! What is here so far: the schema ([`SCHEMA`], created at every start,
+//! idempotent), the message writer with its group commit and its counter
+//! row ([`messages`]), the history reads, the settings every node must
+//! share (the JWT secret and the epoch), [`users`] and [`sessions`] (with
+//! the revocations every node polls), and the [`follow`] loop that delivers
+//! committed messages to a node in id order. The server does not run on it
+//! yet: `--db postgres://` is refused.
 //!
 //! Each node holds two connections: one for reads and small writes, and
 //! one for the message writer, so a batch in flight never queues reads
@@ -14,8 +15,10 @@
 
 pub(crate) mod follow;
 pub(crate) mod messages;
+pub(crate) mod sessions;
 #[cfg(test)]
 mod tests;
+pub(crate) mod users;
 
 use std::sync::Arc;
 

@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 
 use super::follow::follow;
 use super::PgDb;
+use crate::clock::Timestamp;
 use crate::db::messages::NewMessage;
+use crate::db::sessions::tests::session;
+use crate::db::sessions::SessionInfo;
 use crate::shutdown::ShutdownTrigger;
 
 const BIN: &str = "/usr/lib/postgresql/15/bin";
@@ -223,5 +226,77 @@ async fn every_node_shares_the_first_stored_secret_and_epoch() {
         again.epoch().await.unwrap(),
         epoch,
         "the schema is created once, idempotently"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL 15 (bash .ci/run runs it)"]
+async fn accounts_and_sessions_made_on_one_node_hold_on_the_other() {
+    let (_postgres, a, b) = two_nodes().await;
+    let ann = a.create_user("Ann".into(), "h1".into()).await.unwrap().unwrap();
+    assert!(
+        b.create_user("ANN".into(), "h2".into()).await.unwrap().is_none(),
+        "taken in any case"
+    );
+    let bob = b.create_user("bob".into(), "h".into()).await.unwrap().unwrap().id;
+    let found = b.credentials("ann".into()).await.unwrap().unwrap();
+    assert_eq!((found.user, found.password_hash.as_str()), (ann.clone(), "h1"));
+    assert_eq!(a.user(bob).await.unwrap().unwrap().username, "bob");
+    assert!(a.user(999).await.unwrap().is_none());
+
+    let started = Timestamp::now();
+    for (id, user, life) in [
+        ("a1", ann.id, 60_000),
+        ("a2", ann.id, 60_000),
+        ("old", ann.id, -1),
+        ("b1", bob, 60_000),
+    ] {
+        a.create_session(session(id, user, life)).await.unwrap();
+    }
+    let ids = |list: Vec<SessionInfo>| list.into_iter().map(|s| s.id).collect::<Vec<_>>();
+    let mut listed = ids(b.sessions_of(ann.id).await.unwrap());
+    listed.sort();
+    assert_eq!(listed, ["a1", "a2"]);
+    assert!(b
+        .revoke_sessions(ann.id, Some("b1".into()), None)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        b.revoke_sessions(ann.id, Some("a1".into()), None).await.unwrap(),
+        ["a1"]
+    );
+    assert!(
+        b.revoke_sessions(ann.id, Some("a1".into()), None)
+            .await
+            .unwrap()
+            .is_empty(),
+        "once only"
+    );
+    assert_eq!(
+        a.revoked_since(started).await.unwrap(),
+        ["a1"],
+        "seen by the other node"
+    );
+    assert!(!a.refresh_session("a1".into(), Timestamp(i64::MAX)).await.unwrap());
+    assert!(a.refresh_session("a2".into(), Timestamp::now()).await.unwrap());
+    a.touch_sessions(vec![("b1".into(), i64::MAX - 1)]).await.unwrap();
+    let touched = b.sessions_of(bob).await.unwrap();
+    assert_eq!(touched[0].last_used_at, Timestamp(i64::MAX - 1));
+    assert!(a
+        .change_password(bob, "new".into(), "b1".into())
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(b.credentials("bob".into()).await.unwrap().unwrap().password_hash, "new");
+    let mut live: Vec<_> = b.live_sessions().await.unwrap().into_iter().map(|s| s.id).collect();
+    live.sort();
+    assert_eq!(live, ["a2", "b1"]);
+    let mut revoked = a.change_password(ann.id, "x".into(), "b1".into()).await.unwrap();
+    revoked.sort();
+    assert_eq!(
+        revoked,
+        ["a2", "old"],
+        "every session not revoked yet, the expired one too"
     );
 }
