@@ -31,4 +31,17 @@ pub(crate) mod users;
 mod writer;
 
 pub(crate) use error::DbError;
+
+/// Sends a typed method of [`Db`] to the PostgreSQL backend when that is
+/// the one that runs (and returns its answer); in a build without the
+/// feature `postgres` it is nothing at all.
+macro_rules! on_postgres {
+    ($db:expr, $method:ident ( $($arg:expr),* )) => {
+        #[cfg(feature = "postgres")]
+        if let Some(pg) = $db.postgres() {
+            return pg.$method($($arg),*).await;
+        }
+    };
+}
 pub(crate) use handle::Db;
+pub(crate) use on_postgres;

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 use tokio_postgres::{AsyncMessage, NoTls};
 
 use super::{PgDb, CHANNEL};
@@ -34,7 +34,11 @@ const RECONNECT: Duration = Duration::from_secs(1);
 /// ascending id, exactly once, until `shutdown`.
 pub(crate) async fn follow(db: PgDb, mut last: i64, mut shutdown: Shutdown, mut deliver: impl FnMut(&Message)) {
     let doorbell = Arc::new(Notify::new());
-    let _listener = StopOnDrop(tokio::spawn(listen(db.url.clone(), doorbell.clone())));
+    let _following = Following {
+        listener: tokio::spawn(listen(db.url.clone(), doorbell.clone())),
+        delivered: db.delivered.clone(),
+    };
+    db.delivered.send_replace(Some(last));
     let mut shutdown = std::pin::pin!(async move { shutdown.triggered().await });
     loop {
         loop {
@@ -44,6 +48,7 @@ pub(crate) async fn follow(db: PgDb, mut last: i64, mut shutdown: Shutdown, mut 
                         deliver(message);
                         last = message.id;
                     }
+                    db.delivered.send_replace(Some(last));
                     if messages.len() < PAGE as usize {
                         break;
                     }
@@ -62,12 +67,18 @@ pub(crate) async fn follow(db: PgDb, mut last: i64, mut shutdown: Shutdown, mut 
     }
 }
 
-/// Stops the listening task with the loop that reads, however that ends.
-struct StopOnDrop(tokio::task::JoinHandle<()>);
+/// While the loop runs: its listening task, and the node's mark of what
+/// it delivered. However the loop ends, the task stops and the mark is
+/// cleared, so that no post waits for a delivery that will not come.
+struct Following {
+    listener: tokio::task::JoinHandle<()>,
+    delivered: Arc<watch::Sender<Option<i64>>>,
+}
 
-impl Drop for StopOnDrop {
+impl Drop for Following {
     fn drop(&mut self) {
-        self.0.abort();
+        self.listener.abort();
+        self.delivered.send_replace(None);
     }
 }
 

@@ -15,6 +15,8 @@
 //! One batch is one counter update, one multi-row insert, one `pg_notify`
 //! and one commit; a caller is answered only after the commit.
 
+use std::future::Future;
+
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::{Client, Row};
 
@@ -42,6 +44,7 @@ macro_rules! select_messages {
 
 const AFTER_ID: &str = select_messages!("WHERE m.id > $1 ORDER BY m.id ASC LIMIT $2");
 const BEFORE_ID: &str = select_messages!("WHERE m.id < $1 ORDER BY m.id DESC LIMIT $2");
+const AT_OFFSET: &str = select_messages!("ORDER BY m.id DESC OFFSET $1 LIMIT $2");
 
 /// A message waiting for the writer, and where its answer goes.
 pub(crate) struct Append {
@@ -50,17 +53,41 @@ pub(crate) struct Append {
 }
 
 impl PgDb {
-    /// Stores `message` in the next group commit; resolves once it is
-    /// committed. Nothing is broadcast from here: every node, this one
-    /// included, delivers through [`follow`](super::follow), in id order.
-    pub(crate) async fn append_message(&self, message: NewMessage) -> Result<Message, DbError> {
+    /// Stores `message` in the next group commit. Queued at the call,
+    /// resolved once committed and, while this node follows the cluster,
+    /// delivered by [`follow`](super::follow): the loop that broadcasts
+    /// every node's messages, this one's included, in the cluster's id
+    /// order. There is no commit hook: a hook would broadcast this node's
+    /// messages ahead of lower ids committed by other nodes.
+    pub(crate) fn append_message(
+        &self,
+        message: NewMessage,
+    ) -> impl Future<Output = Result<Message, DbError>> + Send + 'static {
         let (reply, answer) = oneshot::channel();
-        self.writer
+        let queued = self
+            .writer
             .try_send(Append { message, reply })
-            .map_err(|_| DbError::Unavailable("too many writes waiting".into()))?;
-        answer
-            .await
-            .map_err(|_| DbError::Unavailable("storage writer stopped".into()))?
+            .map_err(|_| DbError::Unavailable("too many writes waiting".into()));
+        let mut delivered = self.delivered.subscribe();
+        async move {
+            queued?;
+            let stored = answer
+                .await
+                .map_err(|_| DbError::Unavailable("storage writer stopped".into()))??;
+            if delivered.borrow().is_some() {
+                delivered
+                    .wait_for(|delivered| delivered.is_none_or(|last| last >= stored.id))
+                    .await
+                    .map_err(|_| DbError::Unavailable("delivery stopped".into()))?;
+            }
+            Ok(stored)
+        }
+    }
+
+    /// The newest message id given out.
+    pub(crate) async fn last_id(&self) -> Result<i64, DbError> {
+        let row = self.reads.query_one("SELECT last_id FROM message_counter", &[]).await?;
+        Ok(row.try_get(0)?)
     }
 
     /// Up to `limit` messages with an id above `id`, oldest first.
@@ -73,8 +100,14 @@ impl PgDb {
         self.page(BEFORE_ID, id, limit).await
     }
 
-    async fn page(&self, sql: &str, id: i64, limit: u32) -> Result<Vec<Message>, DbError> {
-        let rows = self.reads.query(sql, &[&id, &i64::from(limit)]).await?;
+    /// Up to `limit` messages after skipping the `offset` newest, newest first.
+    pub(crate) async fn messages_at_offset(&self, offset: i64, limit: u32) -> Result<Vec<Message>, DbError> {
+        self.page(AT_OFFSET, offset, limit).await
+    }
+
+    /// A page of `sql`, whose parameters are an id or offset, and a limit.
+    async fn page(&self, sql: &str, from: i64, limit: u32) -> Result<Vec<Message>, DbError> {
+        let rows = self.reads.query(sql, &[&from, &i64::from(limit)]).await?;
         rows.iter().map(from_row).collect()
     }
 }
@@ -87,21 +120,24 @@ pub(super) fn start_writer(client: Client) -> mpsc::Sender<Append> {
         let mut batch = Vec::with_capacity(MAX_BATCH);
         while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
             let started = std::time::Instant::now();
-            let count = batch.len();
-            match commit(&mut client, &mut batch).await {
+            let (messages, replies): (Vec<NewMessage>, Vec<_>) = batch
+                .drain(..)
+                .map(|append: Append| (append.message, append.reply))
+                .unzip();
+            match commit(&mut client, &messages).await {
                 Ok(stored) => {
-                    for (append, result) in batch.drain(..).zip(stored) {
-                        let _ = append.reply.send(result);
+                    for (reply, result) in replies.into_iter().zip(stored) {
+                        let _ = reply.send(result);
                     }
                 }
                 Err(e) => {
-                    for append in batch.drain(..) {
-                        let _ = append.reply.send(Err(e.clone()));
+                    for reply in replies {
+                        let _ = reply.send(Err(e.clone()));
                     }
                 }
             }
             METRICS.commit_latency.observe_duration(started.elapsed());
-            METRICS.commit_batch_size.observe(count as u64);
+            METRICS.commit_batch_size.observe(messages.len() as u64);
         }
     });
     tx
@@ -111,18 +147,18 @@ pub(super) fn start_writer(client: Client) -> mpsc::Sender<Append> {
 /// is not its author's is answered `NotFound` and takes no id), then takes
 /// the ids of the rest, inserts them and rings the doorbell, all in one
 /// transaction. The answers follow the batch's order.
-async fn commit(client: &mut Client, batch: &mut [Append]) -> Result<Vec<Result<Message, DbError>>, DbError> {
+async fn commit(client: &mut Client, batch: &[NewMessage]) -> Result<Vec<Result<Message, DbError>>, DbError> {
     let created_at = Timestamp::now();
     let transaction = client.transaction().await?;
     let mut files = Vec::with_capacity(batch.len());
-    for append in batch.iter() {
-        let file = match &append.message.file_id {
+    for message in batch {
+        let file = match &message.file_id {
             None => Ok(None),
             Some(id) => match transaction
                 .query_opt(
                     "UPDATE files SET shared = TRUE WHERE id = $1 AND uploaded_by = $2 \
                      RETURNING id, filename, size, content_type",
-                    &[id, &append.message.user_id],
+                    &[id, &message.user_id],
                 )
                 .await?
             {
@@ -146,9 +182,8 @@ async fn commit(client: &mut Client, batch: &mut [Append]) -> Result<Vec<Result<
     }
     let mut columns = Columns::default();
     let mut stored = Vec::with_capacity(batch.len());
-    for (append, file) in batch.iter().zip(files) {
+    for (message, file) in batch.iter().zip(files) {
         stored.push(file.map(|file| {
-            let message = &append.message;
             columns.push(next, message);
             next += 1;
             Message {

@@ -6,13 +6,14 @@
 //! row ([`messages`]), the history reads, the settings every node must
 //! share (the JWT secret and the epoch), [`users`] and [`sessions`] (with
 //! the revocations every node polls), and the [`follow`] loop that delivers
-//! committed messages to a node in id order. The server does not run on it
-//! yet: `--db postgres://` is refused.
+//! committed messages to a node in id order. Files and share links are not
+//! served yet (see [`files`]).
 //!
 //! Each node holds two connections: one for reads and small writes, and
 //! one for the message writer, so a batch in flight never queues reads
 //! behind it. [`follow`] opens a third, for `LISTEN`.
 
+mod files;
 pub(crate) mod follow;
 pub(crate) mod messages;
 pub(crate) mod sessions;
@@ -22,7 +23,7 @@ pub(crate) mod users;
 
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, NoTls};
 
@@ -46,6 +47,10 @@ pub(crate) struct PgDb {
     url: Arc<str>,
     reads: Arc<Client>,
     writer: mpsc::Sender<messages::Append>,
+    /// The newest id this node's [`follow`] loop has delivered, once one
+    /// runs: a post is answered only once it has been delivered here, as
+    /// on SQLite, where the commit hook broadcasts before the answer.
+    delivered: Arc<watch::Sender<Option<i64>>>,
 }
 
 impl PgDb {
@@ -64,6 +69,7 @@ impl PgDb {
             url: url.into(),
             reads: Arc::new(reads),
             writer,
+            delivered: Arc::new(watch::Sender::new(None)),
         })
     }
 
@@ -82,6 +88,20 @@ impl PgDb {
         let fresh: String = fresh.iter().map(|b| format!("{b:02x}")).collect();
         let stored = self.setting("epoch", fresh.into_bytes()).await?;
         String::from_utf8(stored).map_err(|e| DbError::Other(format!("epoch is not text: {e}")))
+    }
+
+    /// Whether the database can be both read and written: a real write of
+    /// when the check ran, as on SQLite.
+    pub(crate) async fn check_health(&self) -> Result<(), DbError> {
+        let now = crate::clock::now_millis().to_string().into_bytes();
+        self.reads
+            .execute(
+                "INSERT INTO settings (key, value) VALUES ('last_health_check', $1) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                &[&now],
+            )
+            .await?;
+        Ok(())
     }
 
     /// The value of `key`, storing `fresh` first if there is none.

@@ -2,10 +2,14 @@
 //! packages (`bash .ci/run` runs these): two handles on one database are
 //! two nodes of a cluster.
 
-use std::path::Path;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+// The harness the protocol's cluster tests use too.
+#[path = "../../../tests/common/postgres.rs"]
+mod postgres;
+
+use postgres::Postgres;
 
 use super::follow::follow;
 use super::PgDb;
@@ -14,71 +18,6 @@ use crate::db::messages::NewMessage;
 use crate::db::sessions::tests::session;
 use crate::db::sessions::SessionInfo;
 use crate::shutdown::ShutdownTrigger;
-
-const BIN: &str = "/usr/lib/postgresql/15/bin";
-
-/// A throwaway PostgreSQL cluster, stopped at drop.
-struct Postgres {
-    dir: tempfile::TempDir,
-    url: String,
-}
-
-impl Postgres {
-    fn start() -> Postgres {
-        let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("data");
-        run(Command::new("chown").arg("postgres").arg(dir.path()));
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        run(as_postgres(&format!("{BIN}/initdb"))
-            .args([
-                "--auth=trust",
-                "--username=postgres",
-                "--no-sync",
-                "--encoding=UTF8",
-                "-D",
-            ])
-            .arg(&data));
-        let options = format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
-            dir.path().display()
-        );
-        run(as_postgres(&format!("{BIN}/pg_ctl"))
-            .args(["-w", "-s", "-l"])
-            .arg(dir.path().join("log"))
-            .arg("-D")
-            .arg(&data)
-            .args(["-o", &options, "start"]));
-        let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
-        Postgres { dir, url }
-    }
-}
-
-impl Drop for Postgres {
-    fn drop(&mut self) {
-        let _ = as_postgres(&format!("{BIN}/pg_ctl"))
-            .args(["-s", "-m", "immediate", "-D"])
-            .arg(self.dir.path().join("data"))
-            .arg("stop")
-            .status();
-    }
-}
-
-/// `initdb` refuses root: the server runs as the `postgres` user.
-fn as_postgres(program: &str) -> Command {
-    let mut command = Command::new("runuser");
-    command.args(["-u", "postgres", "--", program]);
-    command.current_dir(Path::new("/"));
-    command
-}
-
-fn run(command: &mut Command) {
-    let status = command.stdout(std::process::Stdio::null()).status().unwrap();
-    assert!(status.success(), "{command:?}: {status}");
-}
 
 async fn user(db: &PgDb) -> i64 {
     db.reads

@@ -1,0 +1,92 @@
+//! Cluster mode (cargo feature `postgres`): two server processes on one
+//! PostgreSQL 15 serve one room. Each test starts its own PostgreSQL from
+//! the machine's packages (`bash .ci/run` runs them).
+#![cfg(feature = "postgres")]
+
+mod common;
+
+use common::postgres::Postgres;
+use common::ws::{is, Client};
+use common::{Server, PASSWORD};
+
+/// Two nodes on `postgres`, without the per-connection rate limit (the
+/// tests send bursts).
+fn two_nodes(postgres: &Postgres) -> (Server, Server) {
+    let node = || Server::start_with(&["--db", &postgres.url, "--ws-rate-limit", "0"]);
+    (node(), node())
+}
+
+/// Registers `username` through `first` and logs in on each node.
+fn user_on_both(first: &Server, second: &Server, username: &str) -> (String, String) {
+    let token_a = first.user(username);
+    let login = second.login(username, PASSWORD);
+    assert_eq!(login.status, 200, "login on the other node: {}", login.text());
+    (token_a, login.json()["access_token"].as_str().unwrap().to_string())
+}
+
+/// The ids of the next `count` `message` events.
+async fn message_ids(client: &mut Client, count: usize) -> Vec<i64> {
+    let mut ids = Vec::new();
+    while ids.len() < count {
+        let event = client.event().await;
+        if is(&event, "message") {
+            ids.push(event["id"].as_i64().unwrap());
+        }
+    }
+    ids
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL 15 (bash .ci/run runs it)"]
+async fn concurrent_senders_on_two_nodes_are_seen_by_every_client_in_one_gapless_id_order() {
+    let postgres = Postgres::start();
+    let (a, b) = two_nodes(&postgres);
+    let (ann_a, ann_b) = user_on_both(&a, &b, "ann");
+    let (bob_a, bob_b) = user_on_both(&b, &a, "bob");
+    let mut on_a = Client::join(&a, &ann_a, "ann").await;
+    let mut on_b = Client::join(&b, &bob_a, "bob").await;
+    let mut sender_a = Client::connect(&a, &bob_b).await;
+    let mut sender_b = Client::connect(&b, &ann_b).await;
+    const EACH: usize = 30;
+    for i in 0..EACH {
+        sender_a.say(&format!("a{i}")).await;
+        sender_b.say(&format!("b{i}")).await;
+    }
+    let expected: Vec<i64> = (1..=2 * EACH as i64).collect();
+    assert_eq!(message_ids(&mut on_a, 2 * EACH).await, expected, "a client on node A");
+    assert_eq!(message_ids(&mut on_b, 2 * EACH).await, expected, "a client on node B");
+    assert_eq!(
+        message_ids(&mut sender_a, 2 * EACH).await,
+        expected,
+        "a sender sees its own in the same order"
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL 15 (bash .ci/run runs it)"]
+async fn a_client_resuming_on_the_other_node_misses_nothing_and_sees_nothing_twice() {
+    let postgres = Postgres::start();
+    let (a, b) = two_nodes(&postgres);
+    let (ann_a, ann_b) = user_on_both(&a, &b, "ann");
+    let mut poster = Client::join(&a, &ann_a, "ann").await;
+    for i in 1..=5 {
+        assert_eq!(poster.post("ann", &format!("m{i}")).await, i);
+    }
+    let mut resumed = Client::resume(&b, &ann_b, "after_id=2").await;
+    assert_eq!(message_ids(&mut resumed, 3).await, [3, 4, 5], "the replay");
+    assert_eq!(poster.post("ann", "m6").await, 6);
+    assert_eq!(
+        message_ids(&mut resumed, 1).await,
+        [6],
+        "then live, from the other node"
+    );
+    let history = b.get("/history?after_id=0&limit=10", &ann_b);
+    assert_eq!(history.status, 200);
+    let ids: Vec<i64> = history.json()["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, [1, 2, 3, 4, 5, 6]);
+}
