@@ -133,6 +133,14 @@ pub async fn build(config: &Config, shutdown: Shutdown) -> Result<Routes, StartE
     let passwords = Passwords::start(config.bcrypt_cost).map_err(StartError::Threads)?;
     let live_sessions = sessions::load(&db).await.map_err(|e| storage(&e))?;
     tokio::spawn(sessions::keep_up(db.clone(), live_sessions.clone(), shutdown.clone()));
+    #[cfg(feature = "postgres")]
+    if db.is_cluster() {
+        tokio::spawn(sessions::follow_revocations(
+            db.clone(),
+            live_sessions.clone(),
+            shutdown.clone(),
+        ));
+    }
     let room = Arc::new(Room::new(db.clone()));
     #[cfg(feature = "postgres")]
     room.follow_cluster(shutdown.clone()).await.map_err(|e| storage(&e))?;

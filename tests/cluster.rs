@@ -90,3 +90,23 @@ async fn a_client_resuming_on_the_other_node_misses_nothing_and_sees_nothing_twi
         .collect();
     assert_eq!(ids, [1, 2, 3, 4, 5, 6]);
 }
+
+#[test]
+#[ignore = "needs PostgreSQL 15 (bash .ci/run runs it)"]
+fn a_session_revoked_on_one_node_is_refused_on_the_other_within_two_seconds() {
+    let postgres = Postgres::start();
+    let (a, b) = two_nodes(&postgres);
+    let (on_a, on_b) = user_on_both(&a, &b, "ann");
+    assert_eq!(b.get("/me", &on_b).status, 200);
+    let logout = a.request("POST", "/logout/all", Some(&on_a), None);
+    assert_eq!(logout.status, 204, "{}", logout.text());
+    let revoked = std::time::Instant::now();
+    while b.get("/me", &on_b).status == 200 {
+        assert!(
+            revoked.elapsed() < std::time::Duration::from_secs(2),
+            "still accepted after 2 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(b.get("/me", &on_b).status, 401);
+}

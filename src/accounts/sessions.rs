@@ -155,6 +155,42 @@ pub(crate) async fn keep_up(db: Db, sessions: Arc<Sessions>, mut shutdown: Shutd
     }
 }
 
+/// Cluster mode: how often a node asks which sessions the others revoked,
+/// well within the contract's 2 s.
+#[cfg(feature = "postgres")]
+const REVOCATION_POLL: Duration = Duration::from_millis(200);
+/// How far each poll reaches back beyond the previous one: `revoked_at` is
+/// the revoking node's clock, which may run behind this one's.
+#[cfg(feature = "postgres")]
+const CLOCK_SKEW_MS: i64 = 10_000;
+
+/// Cluster mode: runs until shutdown, ending in this node's registry (and
+/// so on its sockets) every session revoked on any node. Revoking is
+/// idempotent, so the polls overlap by [`CLOCK_SKEW_MS`]; a failed poll is
+/// retried from the same point.
+#[cfg(feature = "postgres")]
+pub(crate) async fn follow_revocations(db: Db, sessions: Arc<Sessions>, mut shutdown: Shutdown) {
+    let mut tick = tokio::time::interval(REVOCATION_POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut since = clock::now_millis() - CLOCK_SKEW_MS;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.triggered() => return,
+        }
+        let next = clock::now_millis() - CLOCK_SKEW_MS;
+        match db.revoked_since(Timestamp(since)).await {
+            Ok(revoked) => {
+                for id in &revoked {
+                    sessions.revoke(id);
+                }
+                since = next;
+            }
+            Err(e) => crate::log!(Level::Warn, "sessions: revocations of other nodes not read: {e}"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

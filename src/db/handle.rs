@@ -87,6 +87,12 @@ impl Db {
         Ok(())
     }
 
+    /// Whether this node is one of a cluster, on PostgreSQL.
+    #[cfg(feature = "postgres")]
+    pub fn is_cluster(&self) -> bool {
+        self.postgres().is_some()
+    }
+
     /// The PostgreSQL backend, when that is the one that runs.
     #[cfg(feature = "postgres")]
     pub(super) fn postgres(&self) -> Option<&super::pg::PgDb> {

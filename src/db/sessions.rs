@@ -156,6 +156,15 @@ impl Db {
         .await
     }
 
+    /// The ids of the sessions revoked at or after `since` on any node of
+    /// a cluster. A single SQLite node has only its own revocations, which
+    /// its registry already holds: none.
+    #[cfg(feature = "postgres")]
+    pub async fn revoked_since(&self, since: Timestamp) -> Result<Vec<String>, DbError> {
+        super::on_postgres!(self, revoked_since(since));
+        Ok(Vec::new())
+    }
+
     /// Records when sessions were last used: `(id, Unix milliseconds)`, all
     /// in one write.
     pub async fn touch_sessions(&self, used: Vec<(String, i64)>) -> Result<(), DbError> {
