@@ -110,3 +110,32 @@ fn a_session_revoked_on_one_node_is_refused_on_the_other_within_two_seconds() {
     }
     assert_eq!(b.get("/me", &on_b).status, 401);
 }
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL 15 (bash .ci/run runs it)"]
+async fn after_postgresql_restarts_the_nodes_reconnect_and_deliver_without_a_gap() {
+    let postgres = Postgres::start();
+    let (a, b) = two_nodes(&postgres);
+    let (on_a, on_b) = user_on_both(&a, &b, "ann");
+    let mut poster = Client::join(&a, &on_a, "ann").await;
+    let mut reader = Client::join(&b, &on_b, "ann").await;
+    for i in 1..=3 {
+        assert_eq!(poster.post("ann", &format!("before {i}")).await, i);
+    }
+    postgres.restart();
+    for node in [&a, &b] {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while node.get("/healthz", "").status != 200 {
+            assert!(std::time::Instant::now() < deadline, "the node did not recover");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+    for i in 4..=6 {
+        assert_eq!(poster.post("ann", &format!("after {i}")).await, i);
+    }
+    assert_eq!(
+        message_ids(&mut reader, 6).await,
+        [1, 2, 3, 4, 5, 6],
+        "no gap, no twin across the restart"
+    );
+}

@@ -50,6 +50,16 @@ impl Postgres {
     }
 }
 
+impl Postgres {
+    /// Stops the server (ending every connection to it) and starts it again.
+    pub(crate) fn restart(&self) {
+        run(as_postgres(&format!("{BIN}/pg_ctl"))
+            .args(["-w", "-s", "-m", "fast", "-D"])
+            .arg(self.dir.path().join("data"))
+            .arg("restart"));
+    }
+}
+
 impl Drop for Postgres {
     fn drop(&mut self) {
         let _ = as_postgres(&format!("{BIN}/pg_ctl"))

@@ -61,7 +61,7 @@ impl PgDb {
 
     /// The id of every file in the cluster, for the start-up sweep.
     pub(crate) async fn file_ids(&self) -> Result<HashSet<String>, DbError> {
-        let rows = self.reads.query("SELECT id FROM files", &[]).await?;
+        let rows = self.client().await?.query("SELECT id FROM files", &[]).await?;
         rows.iter().map(|row| Ok(row.try_get(0)?)).collect()
     }
 }

@@ -40,10 +40,12 @@ pub(crate) async fn follow(db: PgDb, mut last: i64, mut shutdown: Shutdown, mut 
     };
     db.delivered.send_replace(Some(last));
     let mut shutdown = std::pin::pin!(async move { shutdown.triggered().await });
+    let mut failing = false;
     loop {
         loop {
             match db.messages_after(last, PAGE).await {
                 Ok(messages) => {
+                    failing = false;
                     for message in &messages {
                         deliver(message);
                         last = message.id;
@@ -54,7 +56,11 @@ pub(crate) async fn follow(db: PgDb, mut last: i64, mut shutdown: Shutdown, mut 
                     }
                 }
                 Err(e) => {
-                    crate::log!(Level::Warn, "cannot read new messages: {e}");
+                    // Once per outage, not at every poll.
+                    if !failing {
+                        crate::log!(Level::Warn, "cannot read new messages (retrying): {e}");
+                    }
+                    failing = true;
                     break;
                 }
             }

@@ -16,6 +16,7 @@
 //! and one commit; a caller is answered only after the commit.
 
 use std::future::Future;
+use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::{Client, Row};
@@ -86,7 +87,11 @@ impl PgDb {
 
     /// The newest message id given out.
     pub(crate) async fn last_id(&self) -> Result<i64, DbError> {
-        let row = self.reads.query_one("SELECT last_id FROM message_counter", &[]).await?;
+        let row = self
+            .client()
+            .await?
+            .query_one("SELECT last_id FROM message_counter", &[])
+            .await?;
         Ok(row.try_get(0)?)
     }
 
@@ -107,16 +112,19 @@ impl PgDb {
 
     /// A page of `sql`, whose parameters are an id or offset, and a limit.
     async fn page(&self, sql: &str, from: i64, limit: u32) -> Result<Vec<Message>, DbError> {
-        let rows = self.reads.query(sql, &[&from, &i64::from(limit)]).await?;
+        let rows = self.client().await?.query(sql, &[&from, &i64::from(limit)]).await?;
         rows.iter().map(from_row).collect()
     }
 }
 
-/// Starts the writer task on `client`, the node's one writing connection.
-pub(super) fn start_writer(client: Client) -> mpsc::Sender<Append> {
+/// Starts the writer task on `client`, the node's one writing connection,
+/// which it opens again (from `url`) before the next batch once it is lost.
+/// A batch whose commit was cut off is answered unavailable: it may or may
+/// not have committed, and if it did, it is delivered like any other.
+pub(super) fn start_writer(url: Arc<str>, client: Client) -> mpsc::Sender<Append> {
     let (tx, mut rx) = mpsc::channel(WRITE_QUEUE);
     tokio::spawn(async move {
-        let mut client = client;
+        let mut client = Some(client);
         let mut batch = Vec::with_capacity(MAX_BATCH);
         while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
             let started = std::time::Instant::now();
@@ -124,7 +132,19 @@ pub(super) fn start_writer(client: Client) -> mpsc::Sender<Append> {
                 .drain(..)
                 .map(|append: Append| (append.message, append.reply))
                 .unzip();
-            match commit(&mut client, &messages).await {
+            let committed = match client.take().filter(|client| !client.is_closed()) {
+                Some(open) => Ok(open),
+                None => super::connect(&url).await,
+            };
+            let committed = match committed {
+                Ok(mut open) => {
+                    let result = commit(&mut open, &messages).await;
+                    client = Some(open);
+                    result
+                }
+                Err(e) => Err(e),
+            };
+            match committed {
                 Ok(stored) => {
                     for (reply, result) in replies.into_iter().zip(stored) {
                         let _ = reply.send(result);

@@ -23,7 +23,7 @@ pub(crate) mod users;
 
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Mutex};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, NoTls};
 
@@ -45,7 +45,8 @@ pub(crate) const CHANNEL: &str = "chat_messages";
 #[derive(Clone)]
 pub(crate) struct PgDb {
     url: Arc<str>,
-    reads: Arc<Client>,
+    /// The connection for reads and small writes, opened again when lost.
+    reads: Arc<Mutex<Option<Arc<Client>>>>,
     writer: mpsc::Sender<messages::Append>,
     /// The newest id this node's [`follow`] loop has delivered, once one
     /// runs: a post is answered only once it has been delivered here, as
@@ -64,10 +65,11 @@ impl PgDb {
             .await?;
         schema.batch_execute(SCHEMA).await?;
         schema.commit().await?;
-        let writer = messages::start_writer(connect(url).await?);
+        let url: Arc<str> = url.into();
+        let writer = messages::start_writer(url.clone(), connect(&url).await?);
         Ok(PgDb {
-            url: url.into(),
-            reads: Arc::new(reads),
+            url,
+            reads: Arc::new(Mutex::new(Some(Arc::new(reads)))),
             writer,
             delivered: Arc::new(watch::Sender::new(None)),
         })
@@ -94,7 +96,8 @@ impl PgDb {
     /// when the check ran, as on SQLite.
     pub(crate) async fn check_health(&self) -> Result<(), DbError> {
         let now = crate::clock::now_millis().to_string().into_bytes();
-        self.reads
+        self.client()
+            .await?
             .execute(
                 "INSERT INTO settings (key, value) VALUES ('last_health_check', $1) \
                  ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -104,16 +107,32 @@ impl PgDb {
         Ok(())
     }
 
+    /// The connection for reads and small writes. One lost (PostgreSQL
+    /// restarted, a failover) is opened again by the next call, so the node
+    /// recovers by itself; until it can be, calls are unavailable (503).
+    async fn client(&self) -> Result<Arc<Client>, DbError> {
+        let mut current = self.reads.lock().await;
+        if let Some(client) = current.as_ref().filter(|client| !client.is_closed()) {
+            return Ok(client.clone());
+        }
+        *current = None;
+        let client = Arc::new(connect(&self.url).await?);
+        *current = Some(client.clone());
+        Ok(client)
+    }
+
     /// The value of `key`, storing `fresh` first if there is none.
     async fn setting(&self, key: &str, fresh: Vec<u8>) -> Result<Vec<u8>, DbError> {
-        self.reads
+        self.client()
+            .await?
             .execute(
                 "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
                 &[&key, &fresh],
             )
             .await?;
         let row = self
-            .reads
+            .client()
+            .await?
             .query_one("SELECT value FROM settings WHERE key = $1", &[&key])
             .await?;
         Ok(row.get(0))

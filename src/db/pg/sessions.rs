@@ -26,8 +26,7 @@ const REVOKE: &str = "UPDATE sessions SET revoked_at = $1
 
 impl PgDb {
     pub(crate) async fn create_session(&self, session: NewSession) -> Result<(), DbError> {
-        self.reads
-            .execute(
+        self.client().await?.execute(
                 "INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, token_expires_at, ip, user_agent)
                  VALUES ($1, $2, $3, $3, $4, $5, $6, $7)",
                 &[
@@ -48,14 +47,16 @@ impl PgDb {
     /// sessions dead and unused for a month.
     pub(crate) async fn live_sessions(&self) -> Result<Vec<StoredSession>, DbError> {
         let now = Timestamp::now().0;
-        self.reads
+        self.client()
+            .await?
             .execute(
                 &format!("DELETE FROM sessions WHERE NOT ({LIVE}) AND last_used_at < $1 - {KEEP_DEAD_MS}"),
                 &[&now],
             )
             .await?;
         let rows = self
-            .reads
+            .client()
+            .await?
             .query(
                 &format!("SELECT id, user_id, expires_at, token_expires_at, last_used_at FROM sessions WHERE {LIVE}"),
                 &[&now],
@@ -78,7 +79,8 @@ impl PgDb {
     pub(crate) async fn sessions_of(&self, user_id: i64) -> Result<Vec<SessionInfo>, DbError> {
         let now = Timestamp::now().0;
         let rows = self
-            .reads
+            .client()
+            .await?
             .query(
                 &format!(
                     "SELECT id, created_at, last_used_at, expires_at, ip, user_agent FROM sessions
@@ -95,7 +97,8 @@ impl PgDb {
     pub(crate) async fn refresh_session(&self, id: String, token_expires_at: Timestamp) -> Result<bool, DbError> {
         let now = Timestamp::now().0;
         let changed = self
-            .reads
+            .client()
+            .await?
             .execute(
                 &format!(
                     "UPDATE sessions SET token_expires_at = GREATEST(token_expires_at, $2), last_used_at = $1
@@ -116,7 +119,8 @@ impl PgDb {
         except: Option<String>,
     ) -> Result<Vec<String>, DbError> {
         let rows = self
-            .reads
+            .client()
+            .await?
             .query(REVOKE, &[&Timestamp::now().0, &user_id, &only, &except])
             .await?;
         ids(&rows)
@@ -131,7 +135,8 @@ impl PgDb {
         keep: String,
     ) -> Result<Vec<String>, DbError> {
         let rows = self
-            .reads
+            .client()
+            .await?
             .query(
                 &format!("WITH password AS (UPDATE users SET password_hash = $5 WHERE id = $2) {REVOKE}"),
                 &[&Timestamp::now().0, &user_id, &None::<String>, &keep, &hash],
@@ -144,7 +149,8 @@ impl PgDb {
     /// in one statement.
     pub(crate) async fn touch_sessions(&self, used: Vec<(String, i64)>) -> Result<(), DbError> {
         let (ids, at): (Vec<String>, Vec<i64>) = used.into_iter().unzip();
-        self.reads
+        self.client()
+            .await?
             .execute(
                 "UPDATE sessions s SET last_used_at = GREATEST(s.last_used_at, u.at)
                  FROM UNNEST($1::TEXT[], $2::BIGINT[]) AS u (id, at) WHERE s.id = u.id",
@@ -160,7 +166,8 @@ impl PgDb {
     /// reach back further than the clocks of the nodes can differ.
     pub(crate) async fn revoked_since(&self, since: Timestamp) -> Result<Vec<String>, DbError> {
         let rows = self
-            .reads
+            .client()
+            .await?
             .query("SELECT id FROM sessions WHERE revoked_at >= $1", &[&since.0])
             .await?;
         ids(&rows)

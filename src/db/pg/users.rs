@@ -15,7 +15,8 @@ impl PgDb {
     pub(crate) async fn create_user(&self, username: String, password_hash: String) -> Result<Option<User>, DbError> {
         let now = Timestamp::now();
         let inserted = self
-            .reads
+            .client()
+            .await?
             .query_one(
                 "INSERT INTO users (username, password_hash, created_at) VALUES ($1, $2, $3) RETURNING id",
                 &[&username, &password_hash, &now.0],
@@ -35,7 +36,8 @@ impl PgDb {
     /// Finds a user by name, ignoring case, with the hash to check a login.
     pub(crate) async fn credentials(&self, username: String) -> Result<Option<Credentials>, DbError> {
         let row = self
-            .reads
+            .client()
+            .await?
             .query_opt(
                 "SELECT id, username, created_at, password_hash FROM users WHERE lower(username) = lower($1)",
                 &[&username],
@@ -52,7 +54,8 @@ impl PgDb {
 
     pub(crate) async fn user(&self, id: i64) -> Result<Option<User>, DbError> {
         let row = self
-            .reads
+            .client()
+            .await?
             .query_opt("SELECT id, username, created_at FROM users WHERE id = $1", &[&id])
             .await?;
         row.map(|row| user(&row)).transpose()
