@@ -135,7 +135,7 @@ pub async fn build(config: &Config, shutdown: Shutdown) -> Result<Routes, StartE
     tokio::spawn(sessions::keep_up(db.clone(), live_sessions.clone(), shutdown.clone()));
     #[cfg(feature = "postgres")]
     if db.is_cluster() {
-        tokio::spawn(sessions::follow_revocations(
+        tokio::spawn(sessions::follow_cluster(
             db.clone(),
             live_sessions.clone(),
             shutdown.clone(),

@@ -139,3 +139,20 @@ async fn after_postgresql_restarts_the_nodes_reconnect_and_deliver_without_a_gap
         "no gap, no twin across the restart"
     );
 }
+
+#[test]
+#[ignore = "needs PostgreSQL 15 (bash .ci/run runs it)"]
+fn a_token_issued_by_one_node_is_accepted_by_the_other_within_two_seconds() {
+    let postgres = Postgres::start();
+    let (a, b) = two_nodes(&postgres);
+    let token = a.user("ann");
+    let issued = std::time::Instant::now();
+    while b.get("/me", &token).status != 200 {
+        assert!(
+            issued.elapsed() < std::time::Duration::from_secs(2),
+            "still refused after 2 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(b.get("/me", &token).json()["username"], "ann");
+}

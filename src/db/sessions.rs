@@ -156,6 +156,15 @@ impl Db {
         .await
     }
 
+    /// The live sessions created at or after `since` on any node of a
+    /// cluster. A single SQLite node opened each in its registry itself:
+    /// none.
+    #[cfg(feature = "postgres")]
+    pub async fn opened_since(&self, since: Timestamp) -> Result<Vec<StoredSession>, DbError> {
+        super::on_postgres!(self, opened_since(since));
+        Ok(Vec::new())
+    }
+
     /// The ids of the sessions revoked at or after `since` on any node of
     /// a cluster. A single SQLite node has only its own revocations, which
     /// its registry already holds: none.

@@ -57,7 +57,8 @@ CREATE TABLE IF NOT EXISTS sessions (
     user_agent       TEXT   NOT NULL
 );
 CREATE INDEX IF NOT EXISTS sessions_user ON sessions (user_id, created_at);
--- What every node polls for the revocations made on the others.
+-- What every node polls for the logins and revocations made on the others.
+CREATE INDEX IF NOT EXISTS sessions_created ON sessions (created_at);
 CREATE INDEX IF NOT EXISTS sessions_revoked ON sessions (revoked_at) WHERE revoked_at IS NOT NULL;
 
 CREATE TABLE IF NOT EXISTS share_links (

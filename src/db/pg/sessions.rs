@@ -62,17 +62,7 @@ impl PgDb {
                 &[&now],
             )
             .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(StoredSession {
-                    id: row.try_get(0)?,
-                    user_id: row.try_get(1)?,
-                    expires_at: Timestamp(row.try_get(2)?),
-                    token_expires_at: Timestamp(row.try_get(3)?),
-                    last_used_at: Timestamp(row.try_get(4)?),
-                })
-            })
-            .collect()
+        rows.iter().map(stored).collect()
     }
 
     /// The live sessions of a user, newest first.
@@ -160,6 +150,24 @@ impl PgDb {
         Ok(())
     }
 
+    /// The live sessions created at or after `since` (Unix milliseconds of
+    /// the creating node's clock), on any node: what each node polls to
+    /// accept the tokens of logins made on the others.
+    pub(crate) async fn opened_since(&self, since: Timestamp) -> Result<Vec<StoredSession>, DbError> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                &format!(
+                    "SELECT id, user_id, expires_at, token_expires_at, last_used_at FROM sessions
+                     WHERE created_at >= $2 AND {LIVE}"
+                ),
+                &[&Timestamp::now().0, &since.0],
+            )
+            .await?;
+        rows.iter().map(stored).collect()
+    }
+
     /// The ids of the sessions revoked at or after `since` (Unix
     /// milliseconds of the revoking node's clock), on any node: what each
     /// node polls to drop them from its own registry. The poll should
@@ -177,6 +185,18 @@ impl PgDb {
 /// The first column of each row: the ids a statement returned.
 fn ids(rows: &[Row]) -> Result<Vec<String>, DbError> {
     rows.iter().map(|row| Ok(row.try_get(0)?)).collect()
+}
+
+/// A session from the columns `id, user_id, expires_at, token_expires_at,
+/// last_used_at`.
+fn stored(row: &Row) -> Result<StoredSession, DbError> {
+    Ok(StoredSession {
+        id: row.try_get(0)?,
+        user_id: row.try_get(1)?,
+        expires_at: Timestamp(row.try_get(2)?),
+        token_expires_at: Timestamp(row.try_get(3)?),
+        last_used_at: Timestamp(row.try_get(4)?),
+    })
 }
 
 fn info(row: &Row) -> Result<SessionInfo, DbError> {

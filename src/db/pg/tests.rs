@@ -194,6 +194,15 @@ async fn accounts_and_sessions_made_on_one_node_hold_on_the_other() {
     ] {
         a.create_session(session(id, user, life)).await.unwrap();
     }
+    let mut opened: Vec<_> = b
+        .opened_since(started)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    opened.sort();
+    assert_eq!(opened, ["a1", "a2", "b1"], "the live ones, seen by the other node");
     let ids = |list: Vec<SessionInfo>| list.into_iter().map(|s| s.id).collect::<Vec<_>>();
     let mut listed = ids(b.sessions_of(ann.id).await.unwrap());
     listed.sort();
