@@ -38,6 +38,10 @@ pub struct Config {
     pub login_throttle: u32,
     /// Where the Prometheus metrics listener binds; `None`: no listener.
     pub metrics_addr: Option<SocketAddr>,
+    /// Cluster mode: the PostgreSQL database `--db postgres://...` names,
+    /// used instead of the SQLite file `db`.
+    #[cfg(feature = "postgres")]
+    pub postgres: Option<String>,
 }
 
 impl Default for Config {
@@ -60,6 +64,8 @@ impl Default for Config {
             session_max_age: 30 * 24 * 3600,
             login_throttle: 5,
             metrics_addr: None,
+            #[cfg(feature = "postgres")]
+            postgres: None,
         }
     }
 }
@@ -279,7 +285,9 @@ fn apply_env<E: Fn(&str) -> Option<String>>(config: &mut Config, env: &E) -> Res
 fn set(config: &mut Config, source: &str, flag: &str, value: &str) -> Result<(), ConfigError> {
     match flag {
         "--addr" => config.addr = parse_value(source, value, "an address like 127.0.0.1:8001")?,
-        "--db" => config.db = non_empty_path(source, value)?,
+        #[cfg(feature = "postgres")]
+        "--db" if is_postgres(value) => config.postgres = Some(value.to_string()),
+        "--db" => config.db = database(source, value)?,
         "--uploads-dir" => config.uploads_dir = non_empty_path(source, value)?,
         "--jwt-secret" if value.len() < 16 => {
             return Err(ConfigError(format!("{source}: must be at least 16 bytes long")));
@@ -367,6 +375,22 @@ fn non_empty_path(flag: &str, value: &str) -> Result<PathBuf, ConfigError> {
         return Err(ConfigError(format!("{flag}: must not be empty")));
     }
     Ok(PathBuf::from(value))
+}
+
+/// Whether `--db` names a PostgreSQL database (cluster mode).
+fn is_postgres(value: &str) -> bool {
+    value.starts_with("postgres://") || value.starts_with("postgresql://")
+}
+
+/// The SQLite file of `--db`. A build without the feature `postgres` has
+/// no PostgreSQL code at all, and refuses a `postgres://` URL in one line.
+fn database(flag: &str, value: &str) -> Result<PathBuf, ConfigError> {
+    if is_postgres(value) {
+        return Err(ConfigError(format!(
+            "{flag}: this build has no PostgreSQL support (build with `--features postgres`)"
+        )));
+    }
+    non_empty_path(flag, value)
 }
 
 /// The entries of a comma list from the variable `var`, each parsed by
@@ -517,6 +541,25 @@ mod tests {
             &[],
         );
         assert_eq!(c.allowed_origins.len(), 2);
+    }
+
+    #[cfg(not(feature = "postgres"))]
+    #[test]
+    fn a_postgres_database_is_refused_by_a_build_without_the_feature() {
+        for url in ["postgres://chat@db:5432/chat", "postgresql://db/chat"] {
+            let err = parse_args(&["--db", url], &[]).unwrap_err();
+            assert!(err.0.contains("no PostgreSQL support"), "{}", err.0);
+            let err = parse_args(&[], &[("CHAT_DB", url)]).unwrap_err();
+            assert!(err.0.starts_with("CHAT_DB: "), "{}", err.0);
+        }
+    }
+
+    #[cfg(feature = "postgres")]
+    #[test]
+    fn a_postgres_database_selects_cluster_mode() {
+        let c = config(&["--db", "postgres://chat@db:5432/chat"], &[]);
+        assert_eq!(c.postgres.as_deref(), Some("postgres://chat@db:5432/chat"));
+        assert_eq!(c.db, PathBuf::from("chat_app.db"));
     }
 
     #[test]

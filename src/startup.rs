@@ -116,10 +116,7 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
 /// service of its own.
 pub async fn build(config: &Config, shutdown: Shutdown) -> Result<Routes, StartError> {
     let storage = |e: &dyn std::fmt::Display| StartError::Storage(e.to_string());
-    let (db_path, synchronous) = (config.db.clone(), config.synchronous);
-    let db = blocking(move || Db::open(&db_path, synchronous).map_err(io::Error::other))
-        .await
-        .map_err(|e| storage(&e))?;
+    let db = open(config).await.map_err(|e| storage(&e))?;
     let secret = match &config.jwt_secret {
         Some(secret) => secret.as_bytes().to_vec(),
         None => {
@@ -136,7 +133,17 @@ pub async fn build(config: &Config, shutdown: Shutdown) -> Result<Routes, StartE
     let passwords = Passwords::start(config.bcrypt_cost).map_err(StartError::Threads)?;
     let live_sessions = sessions::load(&db).await.map_err(|e| storage(&e))?;
     tokio::spawn(sessions::keep_up(db.clone(), live_sessions.clone(), shutdown.clone()));
+    #[cfg(feature = "postgres")]
+    if db.is_cluster() {
+        tokio::spawn(sessions::follow_cluster(
+            db.clone(),
+            live_sessions.clone(),
+            shutdown.clone(),
+        ));
+    }
     let room = Arc::new(Room::new(db.clone()));
+    #[cfg(feature = "postgres")]
+    room.follow_cluster(shutdown.clone()).await.map_err(|e| storage(&e))?;
     let app = App {
         accounts: Accounts {
             db: db.clone(),
@@ -166,6 +173,17 @@ pub async fn build(config: &Config, shutdown: Shutdown) -> Result<Routes, StartE
         },
     };
     Ok(Routes::new(app))
+}
+
+/// The storage `--db` names: the SQLite file, or in cluster mode the
+/// PostgreSQL database.
+async fn open(config: &Config) -> io::Result<Db> {
+    #[cfg(feature = "postgres")]
+    if let Some(url) = &config.postgres {
+        return Db::connect_postgres(url).await.map_err(io::Error::other);
+    }
+    let (db_path, synchronous) = (config.db.clone(), config.synchronous);
+    blocking(move || Db::open(&db_path, synchronous).map_err(io::Error::other)).await
 }
 
 /// Raises the open-file limit and sets the descriptor budget, and says (in

@@ -13,7 +13,7 @@ use crate::api::{ApiError, Ctx};
 use crate::auth::sessions::{Opened, Sessions};
 use crate::auth::tokens::{TokenError, LEEWAY_SECS};
 use crate::clock::{self, Timestamp};
-use crate::db::sessions::SessionInfo;
+use crate::db::sessions::{SessionInfo, StoredSession};
 use crate::db::{Db, DbError};
 use crate::http::response::Response;
 use crate::log::Level;
@@ -120,15 +120,20 @@ pub(crate) async fn change_password(ctx: &mut Ctx<'_, '_>, accounts: &Accounts) 
 pub(crate) async fn load(db: &Db) -> Result<Arc<Sessions>, DbError> {
     let sessions = Arc::new(Sessions::default());
     for stored in db.live_sessions().await? {
-        sessions.open(Opened {
-            id: stored.id,
-            uid: stored.user_id,
-            expires_at: stored.expires_at.0,
-            token_exp: u64::try_from(stored.token_expires_at.0 / 1000).unwrap_or(0),
-            last_used: stored.last_used_at.0,
-        });
+        sessions.open(opened(stored));
     }
     Ok(sessions)
+}
+
+/// A stored session as the registry holds it.
+fn opened(stored: StoredSession) -> Opened {
+    Opened {
+        id: stored.id,
+        uid: stored.user_id,
+        expires_at: stored.expires_at.0,
+        token_exp: u64::try_from(stored.token_expires_at.0 / 1000).unwrap_or(0),
+        last_used: stored.last_used_at.0,
+    }
 }
 
 /// Runs until shutdown: every [`FLUSH_EVERY`], writes the sessions' times
@@ -153,6 +158,62 @@ pub(crate) async fn keep_up(db: Db, sessions: Arc<Sessions>, mut shutdown: Shutd
             return;
         }
     }
+}
+
+/// Cluster mode: how often a node asks which sessions the others opened
+/// and revoked, well within the contract's 2 s.
+#[cfg(feature = "postgres")]
+const CLUSTER_POLL: Duration = Duration::from_millis(200);
+/// How far each poll reaches back beyond the previous one: `created_at`
+/// and `revoked_at` are the clock of the node that wrote them, which may
+/// run behind this one's.
+#[cfg(feature = "postgres")]
+const CLOCK_SKEW_MS: i64 = 10_000;
+
+/// Cluster mode: runs until shutdown, keeping this node's registry in step
+/// with the others': sessions opened on any node are accepted here (a
+/// token works on every node), sessions revoked on any node end here (and
+/// so do their sockets). Both are idempotent, so the polls overlap by
+/// [`CLOCK_SKEW_MS`]; a failed poll is retried from the same point.
+///
+/// The opened sessions are read and opened before the revocations are
+/// read: a session revoked on this node while the poll runs, after the
+/// first read saw it live, is therefore seen revoked by the second read
+/// (its revocation was committed before the registry forgot it) and ended
+/// again, instead of living on until the next poll.
+#[cfg(feature = "postgres")]
+pub(crate) async fn follow_cluster(db: Db, sessions: Arc<Sessions>, mut shutdown: Shutdown) {
+    let mut tick = tokio::time::interval(CLUSTER_POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut since = clock::now_millis() - CLOCK_SKEW_MS;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.triggered() => return,
+        }
+        let next = clock::now_millis() - CLOCK_SKEW_MS;
+        match poll(&db, &sessions, Timestamp(since)).await {
+            Ok(()) => since = next,
+            Err(e) => crate::log!(
+                Level::Warn,
+                "sessions: logins and revocations of other nodes not read: {e}"
+            ),
+        }
+    }
+}
+
+/// One poll of [`follow_cluster`].
+#[cfg(feature = "postgres")]
+async fn poll(db: &Db, sessions: &Sessions, since: Timestamp) -> Result<(), DbError> {
+    for stored in db.opened_since(since).await? {
+        if sessions.get(&stored.id).is_none() {
+            sessions.open(opened(stored));
+        }
+    }
+    for id in db.revoked_since(since).await? {
+        sessions.revoke(&id);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -108,12 +108,26 @@ impl Room {
 
     /// The one way a message is posted: see the module's note.
     fn append(&self, message: NewMessage) -> impl Future<Output = Result<Message, DbError>> + Send + 'static {
+        self.db.append_message(message, self.deliver())
+    }
+
+    /// What happens to each committed message, in id order: the commit
+    /// hook on SQLite; in cluster mode, what `Room::follow_cluster` runs.
+    fn deliver(&self) -> impl FnMut(&Message) + Send + 'static {
         let (hub, newest) = (self.hub.clone(), self.newest.clone());
-        self.db.append_message(message, move |stored| {
+        move |stored| {
             METRICS.messages_committed.inc();
             newest.invalidate();
             hub.broadcast_message(stored.id, events::message(stored));
-        })
+        }
+    }
+
+    /// In cluster mode, delivers every node's messages to this node's
+    /// subscribers in the cluster's id order, from now until `shutdown`
+    /// (storage then runs no commit hook of its own; see `db::pg::follow`).
+    #[cfg(feature = "postgres")]
+    pub async fn follow_cluster(&self, shutdown: crate::shutdown::Shutdown) -> Result<(), DbError> {
+        self.db.follow(shutdown, self.deliver()).await
     }
 
     /// Forgets every cached page that may show the file `file_id`, once its

@@ -80,21 +80,25 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<FileRow> {
 impl Db {
     /// Records a file whose bytes are durably in place.
     pub async fn insert_file(&self, file: FileRow) -> Result<(), DbError> {
+        super::on_postgres!(self, insert_file(file));
         self.write(move |conn| insert(conn, &file)).await
     }
 
     pub async fn file(&self, id: String) -> Result<Option<FileRow>, DbError> {
+        super::on_postgres!(self, file(id));
         self.read(move |conn| by_id(conn, &id)).await
     }
 
     /// A page of the files `listing` selects, newest first.
     pub async fn files_page(&self, listing: Listing, offset: i64, limit: u32) -> Result<Vec<FileRow>, DbError> {
+        super::on_postgres!(self, files_page(listing, offset, limit));
         self.read(move |conn| page(conn, listing, offset, limit)).await
     }
 
     /// Deletes the row of `id` (with its links, and its mention in the
     /// messages that carried it) if `user_id` uploaded it.
     pub async fn delete_owned_file(&self, id: String, user_id: i64) -> Result<Deletion, DbError> {
+        super::on_postgres!(self, delete_owned_file(id, user_id));
         self.write(move |conn| delete_owned(conn, &id, user_id)).await
     }
 
@@ -102,6 +106,7 @@ impl Db {
     /// directory: a set of 32-byte names, a few tens of megabytes for a
     /// million files, held only while the sweep runs.
     pub async fn file_ids(&self) -> Result<HashSet<String>, DbError> {
+        super::on_postgres!(self, file_ids());
         self.read(|conn| {
             let mut statement = conn.prepare_cached("SELECT id FROM files")?;
             let ids = statement.query_map([], |row| row.get(0))?;

@@ -17,10 +17,23 @@ use crate::pool::{self, Pool};
 
 const READ_QUEUE: usize = 4096;
 
+/// The storage every part of the server holds. Which backend runs behind
+/// it is known only inside this folder: each typed method of the tables'
+/// files goes to PostgreSQL first when that is the backend (see
+/// [`on_postgres!`](super::on_postgres)), and otherwise runs its SQLite
+/// queries through [`Db::read`] and [`Db::write`].
 #[derive(Clone)]
-pub struct Db {
-    writer: Writer,
-    readers: Arc<Pool<Connection>>,
+pub struct Db(Backend);
+
+#[derive(Clone)]
+enum Backend {
+    Sqlite {
+        writer: Writer,
+        readers: Arc<Pool<Connection>>,
+    },
+    /// Cluster mode (cargo feature `postgres`).
+    #[cfg(feature = "postgres")]
+    Postgres(super::pg::PgDb),
 }
 
 impl Db {
@@ -44,10 +57,59 @@ impl Db {
             conn.pragma_update(None, "query_only", true)?;
             Ok::<_, DbError>(conn)
         })?;
-        Ok(Db {
+        Ok(Db(Backend::Sqlite {
             writer,
             readers: Arc::new(readers),
-        })
+        }))
+    }
+
+    /// Connects to the cluster's PostgreSQL database at `url`, creating its
+    /// schema if needed.
+    #[cfg(feature = "postgres")]
+    pub async fn connect_postgres(url: &str) -> Result<Db, DbError> {
+        Ok(Db(Backend::Postgres(super::pg::PgDb::connect(url).await?)))
+    }
+
+    /// On PostgreSQL, starts the loop that hands `deliver` every message
+    /// committed in the cluster from now on (this node's included), in id
+    /// order, exactly once, until `shutdown` (see `db::pg::follow`). On
+    /// SQLite it does nothing: the commit hook delivers there.
+    #[cfg(feature = "postgres")]
+    pub async fn follow(
+        &self,
+        shutdown: crate::shutdown::Shutdown,
+        deliver: impl FnMut(&super::messages::Message) + Send + 'static,
+    ) -> Result<(), DbError> {
+        if let Some(pg) = self.postgres() {
+            let last = pg.last_id().await?;
+            tokio::spawn(super::pg::follow::follow(pg.clone(), last, shutdown, deliver));
+        }
+        Ok(())
+    }
+
+    /// Whether this node is one of a cluster, on PostgreSQL.
+    #[cfg(feature = "postgres")]
+    pub fn is_cluster(&self) -> bool {
+        self.postgres().is_some()
+    }
+
+    /// The PostgreSQL backend, when that is the one that runs.
+    #[cfg(feature = "postgres")]
+    pub(super) fn postgres(&self) -> Option<&super::pg::PgDb> {
+        match &self.0 {
+            Backend::Postgres(pg) => Some(pg),
+            Backend::Sqlite { .. } => None,
+        }
+    }
+
+    /// The SQLite backend's threads; a method that reaches here on
+    /// PostgreSQL has no query for it.
+    fn sqlite(&self) -> Result<(&Writer, &Pool<Connection>), DbError> {
+        match &self.0 {
+            Backend::Sqlite { writer, readers } => Ok((writer, readers)),
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(_) => Err(DbError::Other("an SQLite query on PostgreSQL storage".into())),
+        }
     }
 
     /// Runs a read-only query on a reader thread.
@@ -55,7 +117,7 @@ impl Db {
         &self,
         f: impl FnOnce(&Connection) -> Result<T, DbError> + Send + 'static,
     ) -> Result<T, DbError> {
-        self.readers.run(move |conn| f(conn)).await?
+        self.sqlite()?.1.run(move |conn| f(conn)).await?
     }
 
     /// Runs `f` in the next group-commit transaction; resolves once it is
@@ -64,7 +126,7 @@ impl Db {
         &self,
         f: impl FnOnce(&Connection) -> Result<T, DbError> + Send + 'static,
     ) -> Result<T, DbError> {
-        self.writer.queue(f, |_| {}).await
+        self.write_and_then(f, |_| {}).await
     }
 
     /// Like [`Db::write`], and runs `on_commit` on the writer thread right
@@ -76,6 +138,7 @@ impl Db {
         f: impl FnOnce(&Connection) -> Result<T, DbError> + Send + 'static,
         on_commit: impl FnOnce(&T) + Send + 'static,
     ) -> impl Future<Output = Result<T, DbError>> + Send + 'static {
-        self.writer.queue(f, on_commit)
+        let queued = self.sqlite().map(|(writer, _)| writer.queue(f, on_commit));
+        async move { queued?.await }
     }
 }

@@ -46,21 +46,25 @@ impl Db {
     /// Stores a link of `link.file_id`; [`DbError::NotFound`] (and nothing
     /// stored) if that file has gone since the caller looked.
     pub async fn insert_link(&self, link: NewLink) -> Result<(), DbError> {
+        super::on_postgres!(self, insert_link(link));
         self.write(move |conn| insert(conn, &link)).await
     }
 
     /// The links of `file_id` still live at `now`, newest first.
     pub async fn live_links(&self, file_id: String, now: Timestamp) -> Result<Vec<LinkRow>, DbError> {
+        super::on_postgres!(self, live_links(file_id, now));
         self.read(move |conn| live(conn, &file_id, now)).await
     }
 
     /// Revokes the live link `link_id` of `file_id`; false if there is none.
     pub async fn revoke_link(&self, file_id: String, link_id: String, now: Timestamp) -> Result<bool, DbError> {
+        super::on_postgres!(self, revoke_link(file_id, link_id, now));
         self.write(move |conn| revoke(conn, &file_id, &link_id, now)).await
     }
 
     /// What the token whose hash is `token_hash` leads to at `now`.
     pub async fn link_target(&self, token_hash: [u8; 32], now: Timestamp) -> Result<LinkTarget, DbError> {
+        super::on_postgres!(self, link_target(token_hash, now));
         self.read(move |conn| target(conn, &token_hash, now)).await
     }
 }

@@ -113,28 +113,41 @@ pub struct NewMessage {
 impl Db {
     /// Stores `message` in the next group commit; `on_commit` runs on the
     /// writer thread right after the commit, in commit order (so in id
-    /// order). Queued at the call, resolved once durable.
+    /// order). Queued at the call, resolved once durable. On PostgreSQL
+    /// `on_commit` is not run: the cluster's messages are delivered by
+    /// `Db::follow`, in the cluster's id order.
+    #[cfg_attr(not(feature = "postgres"), allow(clippy::let_and_return))]
     pub fn append_message(
         &self,
         message: NewMessage,
         on_commit: impl FnOnce(&Message) + Send + 'static,
     ) -> impl Future<Output = Result<Message, DbError>> + Send + 'static {
-        self.write_and_then(move |conn| insert(conn, message, Timestamp::now()), on_commit)
+        #[cfg(feature = "postgres")]
+        if let Some(pg) = self.postgres() {
+            return futures_util::future::Either::Left(pg.append_message(message));
+        }
+        let sqlite = self.write_and_then(move |conn| insert(conn, message, Timestamp::now()), on_commit);
+        #[cfg(feature = "postgres")]
+        let sqlite = futures_util::future::Either::Right(sqlite);
+        sqlite
     }
 
     /// Up to `limit` messages with an id below `id`, newest first.
     /// `i64::MAX` as `id` gives the newest messages.
     pub async fn messages_before(&self, id: i64, limit: u32) -> Result<Vec<Message>, DbError> {
+        super::on_postgres!(self, messages_before(id, limit));
         self.read(move |conn| before_id(conn, id, limit)).await
     }
 
     /// Up to `limit` messages with an id above `id`, oldest first.
     pub async fn messages_after(&self, id: i64, limit: u32) -> Result<Vec<Message>, DbError> {
+        super::on_postgres!(self, messages_after(id, limit));
         self.read(move |conn| after_id(conn, id, limit)).await
     }
 
     /// Up to `limit` messages after skipping the `offset` newest, newest first.
     pub async fn messages_at_offset(&self, offset: i64, limit: u32) -> Result<Vec<Message>, DbError> {
+        super::on_postgres!(self, messages_at_offset(offset, limit));
         self.read(move |conn| at_offset(conn, offset, limit)).await
     }
 }

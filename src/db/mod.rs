@@ -9,7 +9,8 @@
 //! - [`users`], [`messages`], [`files`], [`links`], [`sessions`],
 //!   [`settings`]: each table's queries and the async methods built on them;
 //! - [`backup`]: a copy of one instant of the file, and what a copy holds;
-//! - [`lock`]: the lock file that tells a running server from a restore.
+//! - [`lock`]: the lock file that tells a running server from a restore;
+//! - `pg` (cargo feature `postgres`): the cluster's PostgreSQL storage.
 
 pub(crate) mod backup;
 mod error;
@@ -18,6 +19,11 @@ mod handle;
 pub(crate) mod links;
 pub(crate) mod lock;
 pub(crate) mod messages;
+#[cfg(feature = "postgres")]
+// Not yet reached from the server: `--db postgres://` is refused until
+// the seam chooses between the backends.
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) mod pg;
 mod schema;
 pub(crate) mod sessions;
 pub(crate) mod settings;
@@ -25,4 +31,17 @@ pub(crate) mod users;
 mod writer;
 
 pub(crate) use error::DbError;
+
+/// Sends a typed method of [`Db`] to the PostgreSQL backend when that is
+/// the one that runs (and returns its answer); in a build without the
+/// feature `postgres` it is nothing at all.
+macro_rules! on_postgres {
+    ($db:expr, $method:ident ( $($arg:expr),* )) => {
+        #[cfg(feature = "postgres")]
+        if let Some(pg) = $db.postgres() {
+            return pg.$method($($arg),*).await;
+        }
+    };
+}
 pub(crate) use handle::Db;
+pub(crate) use on_postgres;

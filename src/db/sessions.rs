@@ -52,6 +52,7 @@ pub struct StoredSession {
 
 impl Db {
     pub async fn create_session(&self, session: NewSession) -> Result<(), DbError> {
+        super::on_postgres!(self, create_session(session));
         self.write(move |conn| {
             conn.prepare_cached(
                 "INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, token_expires_at, ip, user_agent)
@@ -74,6 +75,7 @@ impl Db {
     /// Every live session, for the registry at start-up; first deletes the
     /// sessions dead and unused for a month.
     pub async fn live_sessions(&self) -> Result<Vec<StoredSession>, DbError> {
+        super::on_postgres!(self, live_sessions());
         let now = Timestamp::now().0;
         self.write(move |conn| {
             conn.prepare_cached(&format!(
@@ -99,6 +101,7 @@ impl Db {
 
     /// The live sessions of a user, newest first.
     pub async fn sessions_of(&self, user_id: i64) -> Result<Vec<SessionInfo>, DbError> {
+        super::on_postgres!(self, sessions_of(user_id));
         let now = Timestamp::now().0;
         self.read(move |conn| {
             let mut statement = conn.prepare_cached(&format!(
@@ -114,6 +117,7 @@ impl Db {
     /// A newer token of a live session expires at `token_expires_at`;
     /// `false` if the session is not live any more.
     pub async fn refresh_session(&self, id: String, token_expires_at: Timestamp) -> Result<bool, DbError> {
+        super::on_postgres!(self, refresh_session(id, token_expires_at));
         let now = Timestamp::now().0;
         self.write(move |conn| {
             let changed = conn
@@ -135,6 +139,7 @@ impl Db {
         only: Option<String>,
         except: Option<String>,
     ) -> Result<Vec<String>, DbError> {
+        super::on_postgres!(self, revoke_sessions(user_id, only, except));
         self.write(move |conn| revoke(conn, user_id, only.as_deref(), except.as_deref()))
             .await
     }
@@ -142,6 +147,7 @@ impl Db {
     /// Changes a user's password and revokes every live session of theirs
     /// but `keep`, in one transaction. Returns the ids revoked.
     pub async fn change_password(&self, user_id: i64, hash: String, keep: String) -> Result<Vec<String>, DbError> {
+        super::on_postgres!(self, change_password(user_id, hash, keep));
         self.write(move |conn| {
             conn.prepare_cached("UPDATE users SET password_hash = ?1 WHERE id = ?2")?
                 .execute((&hash, user_id))?;
@@ -150,9 +156,28 @@ impl Db {
         .await
     }
 
+    /// The live sessions created at or after `since` on any node of a
+    /// cluster. A single SQLite node opened each in its registry itself:
+    /// none.
+    #[cfg(feature = "postgres")]
+    pub async fn opened_since(&self, since: Timestamp) -> Result<Vec<StoredSession>, DbError> {
+        super::on_postgres!(self, opened_since(since));
+        Ok(Vec::new())
+    }
+
+    /// The ids of the sessions revoked at or after `since` on any node of
+    /// a cluster. A single SQLite node has only its own revocations, which
+    /// its registry already holds: none.
+    #[cfg(feature = "postgres")]
+    pub async fn revoked_since(&self, since: Timestamp) -> Result<Vec<String>, DbError> {
+        super::on_postgres!(self, revoked_since(since));
+        Ok(Vec::new())
+    }
+
     /// Records when sessions were last used: `(id, Unix milliseconds)`, all
     /// in one write.
     pub async fn touch_sessions(&self, used: Vec<(String, i64)>) -> Result<(), DbError> {
+        super::on_postgres!(self, touch_sessions(used));
         self.write(move |conn| {
             let mut statement =
                 conn.prepare_cached("UPDATE sessions SET last_used_at = max(last_used_at, ?2) WHERE id = ?1")?;
@@ -194,11 +219,13 @@ fn info(row: &Row<'_>) -> rusqlite::Result<SessionInfo> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::config::Synchronous;
 
-    fn session(id: &str, user_id: i64, token_life_ms: i64) -> NewSession {
+    /// A session of `user_id` whose token lives `token_life_ms` from now
+    /// (shared with the PostgreSQL tests).
+    pub(in crate::db) fn session(id: &str, user_id: i64, token_life_ms: i64) -> NewSession {
         let now = Timestamp::now().0;
         NewSession {
             id: id.into(),

@@ -22,12 +22,14 @@ impl Db {
     /// The token-signing secret: the stored one, or `fresh` stored now if
     /// there is none yet.
     pub async fn jwt_secret(&self, fresh: [u8; 32]) -> Result<Vec<u8>, DbError> {
+        super::on_postgres!(self, jwt_secret(fresh));
         self.write(move |conn| jwt_secret(conn, &fresh)).await
     }
 
     /// The database's epoch: the stored one, or a new random one stored now
     /// if there is none yet (a new database, or one written by v1).
     pub async fn epoch(&self) -> Result<String, DbError> {
+        super::on_postgres!(self, epoch());
         let fresh = fresh_epoch()?;
         self.write(move |conn| {
             conn.prepare_cached("INSERT OR IGNORE INTO settings (key, value) VALUES (?1, ?2)")?
@@ -43,6 +45,7 @@ impl Db {
     /// real write (a page changes) of when the check ran, through the group
     /// commit like any other write, so it fails where any other write would.
     pub async fn check_health(&self) -> Result<(), DbError> {
+        super::on_postgres!(self, check_health());
         self.read(|conn| Ok(conn.query_row("SELECT 1", [], |row| row.get::<_, i64>(0))?))
             .await?;
         let now = clock::now_millis();

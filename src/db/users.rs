@@ -23,6 +23,7 @@ pub struct Credentials {
 impl Db {
     /// Registers a user. `Ok(None)` means the name is taken (in any case).
     pub async fn create_user(&self, username: String, password_hash: String) -> Result<Option<User>, DbError> {
+        super::on_postgres!(self, create_user(username, password_hash));
         let now = Timestamp::now();
         self.write(move |conn| insert(conn, username, &password_hash, now))
             .await
@@ -30,10 +31,12 @@ impl Db {
 
     /// Finds a user by name, ignoring case, with the hash to check a login.
     pub async fn credentials(&self, username: String) -> Result<Option<Credentials>, DbError> {
+        super::on_postgres!(self, credentials(username));
         self.read(move |conn| credentials(conn, &username)).await
     }
 
     pub async fn user(&self, id: i64) -> Result<Option<User>, DbError> {
+        super::on_postgres!(self, user(id));
         self.read(move |conn| by_id(conn, id)).await
     }
 }

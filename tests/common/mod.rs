@@ -4,6 +4,8 @@
 #![allow(dead_code)] // each test file uses its own subset of these helpers
 
 pub(crate) mod nginx;
+#[cfg(feature = "postgres")]
+pub(crate) mod postgres;
 pub(crate) mod webdriver;
 
 use std::io::{BufRead, BufReader, Read, Write};

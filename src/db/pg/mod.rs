@@ -1,0 +1,174 @@
+//! PostgreSQL storage for cluster mode (cargo feature `postgres`): several
+//! nodes share one database, whose commits are the one order of the room.
+//!
+//! What is here so far: the schema ([`SCHEMA`], created at every start,
+//! idempotent), the message writer with its group commit and its counter
+//! row ([`messages`]), the history reads, the settings every node must
+//! share (the JWT secret and the epoch), [`users`] and [`sessions`] (with
+//! the revocations every node polls), and the [`follow`] loop that delivers
+//! committed messages to a node in id order. Files and share links are not
+//! served yet (see [`files`]).
+//!
+//! Each node holds two connections: one for reads and small writes, and
+//! one for the message writer, so a batch in flight never queues reads
+//! behind it. [`follow`] opens a third, for `LISTEN`.
+
+mod files;
+pub(crate) mod follow;
+pub(crate) mod messages;
+pub(crate) mod sessions;
+#[cfg(test)]
+mod tests;
+pub(crate) mod users;
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, watch, Mutex};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, NoTls};
+
+use super::DbError;
+use crate::log::Level;
+
+/// The schema of cluster mode, run by every node at start.
+pub(crate) const SCHEMA: &str = include_str!("schema.sql");
+
+/// Serializes the schema's creation across nodes that start together: the
+/// `IF NOT EXISTS` of two concurrent `CREATE`s can still collide.
+const SCHEMA_LOCK: i64 = 0x6368_6174_0001;
+
+/// The channel whose notifications ring the doorbell of every node after a
+/// batch of messages commits; the payload is the newest id.
+pub(crate) const CHANNEL: &str = "chat_messages";
+
+/// One node's handle on the cluster's database.
+#[derive(Clone)]
+pub(crate) struct PgDb {
+    url: Arc<str>,
+    /// The connection for reads and small writes, opened again when lost.
+    reads: Arc<Mutex<Option<Arc<Client>>>>,
+    writer: mpsc::Sender<messages::Append>,
+    /// The newest id this node's [`follow`] loop has delivered, once one
+    /// runs: a post is answered only once it has been delivered here, as
+    /// on SQLite, where the commit hook broadcasts before the answer.
+    delivered: Arc<watch::Sender<Option<i64>>>,
+}
+
+impl PgDb {
+    /// Connects, creates the schema if it is missing and starts the message
+    /// writer.
+    pub(crate) async fn connect(url: &str) -> Result<PgDb, DbError> {
+        let mut reads = connect(url).await?;
+        let schema = reads.transaction().await?;
+        schema
+            .execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
+            .await?;
+        schema.batch_execute(SCHEMA).await?;
+        schema.commit().await?;
+        let url: Arc<str> = url.into();
+        let writer = messages::start_writer(url.clone(), connect(&url).await?);
+        Ok(PgDb {
+            url,
+            reads: Arc::new(Mutex::new(Some(Arc::new(reads)))),
+            writer,
+            delivered: Arc::new(watch::Sender::new(None)),
+        })
+    }
+
+    /// The token-signing secret: the stored one, or `fresh` stored now if
+    /// there is none yet. The first node to store one wins; every node
+    /// signs with it, so a token from one node is good on all of them.
+    pub(crate) async fn jwt_secret(&self, fresh: [u8; 32]) -> Result<Vec<u8>, DbError> {
+        self.setting("jwt_secret", fresh.to_vec()).await
+    }
+
+    /// The epoch of the cluster's history (see `db::settings`): one for
+    /// every node, so a client resumes on any of them.
+    pub(crate) async fn epoch(&self) -> Result<String, DbError> {
+        let mut fresh = [0u8; 16];
+        getrandom::fill(&mut fresh).map_err(|e| DbError::Other(format!("no randomness for the epoch: {e}")))?;
+        let fresh: String = fresh.iter().map(|b| format!("{b:02x}")).collect();
+        let stored = self.setting("epoch", fresh.into_bytes()).await?;
+        String::from_utf8(stored).map_err(|e| DbError::Other(format!("epoch is not text: {e}")))
+    }
+
+    /// Whether the database can be both read and written: a real write of
+    /// when the check ran, as on SQLite.
+    pub(crate) async fn check_health(&self) -> Result<(), DbError> {
+        let now = crate::clock::now_millis().to_string().into_bytes();
+        self.client()
+            .await?
+            .execute(
+                "INSERT INTO settings (key, value) VALUES ('last_health_check', $1) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                &[&now],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The connection for reads and small writes. One lost (PostgreSQL
+    /// restarted, a failover) is opened again by the next call, so the node
+    /// recovers by itself; until it can be, calls are unavailable (503).
+    async fn client(&self) -> Result<Arc<Client>, DbError> {
+        let mut current = self.reads.lock().await;
+        if let Some(client) = current.as_ref().filter(|client| !client.is_closed()) {
+            return Ok(client.clone());
+        }
+        *current = None;
+        let client = Arc::new(connect(&self.url).await?);
+        *current = Some(client.clone());
+        Ok(client)
+    }
+
+    /// The value of `key`, storing `fresh` first if there is none.
+    async fn setting(&self, key: &str, fresh: Vec<u8>) -> Result<Vec<u8>, DbError> {
+        self.client()
+            .await?
+            .execute(
+                "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+                &[&key, &fresh],
+            )
+            .await?;
+        let row = self
+            .client()
+            .await?
+            .query_one("SELECT value FROM settings WHERE key = $1", &[&key])
+            .await?;
+        Ok(row.get(0))
+    }
+}
+
+/// Opens a connection and drives it on its own task; the client reports
+/// the connection's end as errors of its calls.
+async fn connect(url: &str) -> Result<Client, DbError> {
+    let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            crate::log!(Level::Warn, "PostgreSQL connection ended: {e}");
+        }
+    });
+    Ok(client)
+}
+
+/// A lost or refused connection, a server shutting down or out of
+/// resources, a serialization failure: conditions that pass, answered 503.
+/// Anything else is a bug, answered 500.
+impl From<tokio_postgres::Error> for DbError {
+    fn from(err: tokio_postgres::Error) -> DbError {
+        let passing = match err.code() {
+            None => true,
+            Some(code) => {
+                let class = &code.code()[..2];
+                matches!(class, "08" | "53" | "57")
+                    || *code == SqlState::T_R_SERIALIZATION_FAILURE
+                    || *code == SqlState::T_R_DEADLOCK_DETECTED
+            }
+        };
+        if passing {
+            DbError::Unavailable(err.to_string())
+        } else {
+            DbError::Other(err.to_string())
+        }
+    }
+}

@@ -1,0 +1,276 @@
+//! Against a real PostgreSQL 15, started for each test from the machine's
+//! packages (`bash .ci/run` runs these): two handles on one database are
+//! two nodes of a cluster.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+// The harness the protocol's cluster tests use too.
+#[path = "../../../tests/common/postgres.rs"]
+mod postgres;
+
+use postgres::Postgres;
+
+use super::follow::follow;
+use super::PgDb;
+use crate::clock::Timestamp;
+use crate::db::messages::NewMessage;
+use crate::db::sessions::tests::session;
+use crate::db::sessions::SessionInfo;
+use crate::shutdown::ShutdownTrigger;
+
+async fn user(db: &PgDb) -> i64 {
+    db.client()
+        .await
+        .unwrap()
+        .query_one(
+            "INSERT INTO users (username, password_hash, created_at) VALUES ('ann', 'x', 0) RETURNING id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+fn message(user_id: i64, content: String) -> NewMessage {
+    NewMessage {
+        user_id,
+        username: "ann".into(),
+        content,
+        file_id: None,
+    }
+}
+
+/// Collects what `follow` delivers on a node, until the returned trigger.
+fn follower(db: &PgDb, after: i64) -> (Arc<Mutex<Vec<i64>>>, ShutdownTrigger) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (trigger, shutdown) = ShutdownTrigger::new();
+    let sink = seen.clone();
+    tokio::spawn(follow(db.clone(), after, shutdown, move |m| {
+        sink.lock().unwrap().push(m.id)
+    }));
+    (seen, trigger)
+}
+
+async fn wait_for(seen: &Mutex<Vec<i64>>, count: usize) -> Vec<i64> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while seen.lock().unwrap().len() < count && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    seen.lock().unwrap().clone()
+}
+
+/// A fresh PostgreSQL and two nodes on it, started together (so their
+/// schema creation races).
+async fn two_nodes() -> (Postgres, PgDb, PgDb) {
+    let postgres = Postgres::start();
+    let (a, b) = tokio::join!(PgDb::connect(&postgres.url), PgDb::connect(&postgres.url));
+    (postgres, a.unwrap(), b.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL 15 (bash .ci/run runs it)"]
+async fn concurrent_senders_on_two_nodes_get_gapless_ids_that_both_nodes_deliver_in_order() {
+    let (_postgres, a, b) = two_nodes().await;
+    let user_id = user(&a).await;
+    let (seen_a, _stop_a) = follower(&a, 0);
+    let (seen_b, _stop_b) = follower(&b, 0);
+    const SENDERS: usize = 4;
+    const EACH: usize = 50;
+    let mut senders = Vec::new();
+    for sender in 0..SENDERS {
+        for node in [a.clone(), b.clone()] {
+            senders.push(tokio::spawn(async move {
+                let mut ids = Vec::new();
+                for i in 0..EACH {
+                    let sent = node.append_message(message(user_id, format!("{sender}/{i}"))).await;
+                    ids.push(sent.unwrap().id);
+                }
+                ids
+            }));
+        }
+    }
+    let mut acknowledged = Vec::new();
+    for sender in senders {
+        let ids = sender.await.unwrap();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "one sender's ids ascend: {ids:?}");
+        acknowledged.extend(ids);
+    }
+    let total = SENDERS * EACH * 2;
+    acknowledged.sort_unstable();
+    let expected: Vec<i64> = (1..=total as i64).collect();
+    assert_eq!(acknowledged, expected, "no gap, no duplicate");
+    assert_eq!(
+        wait_for(&seen_a, total).await,
+        expected,
+        "node A delivers every id once, in order"
+    );
+    assert_eq!(
+        wait_for(&seen_b, total).await,
+        expected,
+        "node B delivers every id once, in order"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL 15 (bash .ci/run runs it)"]
+async fn a_reader_resuming_on_the_other_node_misses_nothing() {
+    let postgres = Postgres::start();
+    let a = PgDb::connect(&postgres.url).await.unwrap();
+    let user_id = user(&a).await;
+    for i in 0..10 {
+        a.append_message(message(user_id, format!("m{i}"))).await.unwrap();
+    }
+    let b = PgDb::connect(&postgres.url).await.unwrap();
+    let after: Vec<_> = b.messages_after(4, 100).await.unwrap();
+    assert_eq!(
+        after.iter().map(|m| m.id).collect::<Vec<_>>(),
+        (5..=10).collect::<Vec<_>>()
+    );
+    assert_eq!(after[0].content, "m4");
+    let before = b.messages_before(i64::MAX, 3).await.unwrap();
+    assert_eq!(before.iter().map(|m| m.id).collect::<Vec<_>>(), [10, 9, 8]);
+    // A node following from an id delivers the rest, then what comes next.
+    let (seen, _stop) = follower(&b, 7);
+    assert_eq!(wait_for(&seen, 3).await, [8, 9, 10]);
+    a.append_message(message(user_id, "late".into())).await.unwrap();
+    assert_eq!(wait_for(&seen, 4).await, [8, 9, 10, 11]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL 15 (bash .ci/run runs it)"]
+async fn a_file_message_takes_no_id_when_its_file_is_not_the_senders() {
+    let postgres = Postgres::start();
+    let a = PgDb::connect(&postgres.url).await.unwrap();
+    let user_id = user(&a).await;
+    let mut share = message(user_id, "a.txt".into());
+    share.file_id = Some("missing".into());
+    let refused = a.append_message(share).await;
+    assert!(matches!(refused, Err(crate::db::DbError::NotFound(_))));
+    let next = a.append_message(message(user_id, "plain".into())).await.unwrap();
+    assert_eq!(next.id, 1, "the refused message left no gap");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL 15 (bash .ci/run runs it)"]
+async fn every_node_shares_the_first_stored_secret_and_epoch() {
+    let (postgres, a, b) = two_nodes().await;
+    let secret = a.jwt_secret([1; 32]).await.unwrap();
+    assert_eq!(secret, [1; 32]);
+    assert_eq!(b.jwt_secret([2; 32]).await.unwrap(), secret);
+    let epoch = a.epoch().await.unwrap();
+    assert_eq!(epoch.len(), 32);
+    assert_eq!(b.epoch().await.unwrap(), epoch);
+    drop(b);
+    let again = PgDb::connect(&postgres.url).await.unwrap();
+    assert_eq!(
+        again.epoch().await.unwrap(),
+        epoch,
+        "the schema is created once, idempotently"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL 15 (bash .ci/run runs it)"]
+async fn accounts_and_sessions_made_on_one_node_hold_on_the_other() {
+    let (_postgres, a, b) = two_nodes().await;
+    let ann = a.create_user("Ann".into(), "h1".into()).await.unwrap().unwrap();
+    assert!(
+        b.create_user("ANN".into(), "h2".into()).await.unwrap().is_none(),
+        "taken in any case"
+    );
+    let bob = b.create_user("bob".into(), "h".into()).await.unwrap().unwrap().id;
+    let found = b.credentials("ann".into()).await.unwrap().unwrap();
+    assert_eq!((found.user, found.password_hash.as_str()), (ann.clone(), "h1"));
+    assert_eq!(a.user(bob).await.unwrap().unwrap().username, "bob");
+    assert!(a.user(999).await.unwrap().is_none());
+
+    let started = Timestamp::now();
+    for (id, user, life) in [
+        ("a1", ann.id, 60_000),
+        ("a2", ann.id, 60_000),
+        ("old", ann.id, -1),
+        ("b1", bob, 60_000),
+    ] {
+        a.create_session(session(id, user, life)).await.unwrap();
+    }
+    let mut opened: Vec<_> = b
+        .opened_since(started)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    opened.sort();
+    assert_eq!(opened, ["a1", "a2", "b1"], "the live ones, seen by the other node");
+    let ids = |list: Vec<SessionInfo>| list.into_iter().map(|s| s.id).collect::<Vec<_>>();
+    let mut listed = ids(b.sessions_of(ann.id).await.unwrap());
+    listed.sort();
+    assert_eq!(listed, ["a1", "a2"]);
+    assert!(b
+        .revoke_sessions(ann.id, Some("b1".into()), None)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        b.revoke_sessions(ann.id, Some("a1".into()), None).await.unwrap(),
+        ["a1"]
+    );
+    assert!(
+        b.revoke_sessions(ann.id, Some("a1".into()), None)
+            .await
+            .unwrap()
+            .is_empty(),
+        "once only"
+    );
+    assert_eq!(
+        a.revoked_since(started).await.unwrap(),
+        ["a1"],
+        "seen by the other node"
+    );
+    assert!(!a.refresh_session("a1".into(), Timestamp(i64::MAX)).await.unwrap());
+    assert!(a.refresh_session("a2".into(), Timestamp::now()).await.unwrap());
+    a.touch_sessions(vec![("b1".into(), i64::MAX - 1)]).await.unwrap();
+    let touched = b.sessions_of(bob).await.unwrap();
+    assert_eq!(touched[0].last_used_at, Timestamp(i64::MAX - 1));
+    assert!(a
+        .change_password(bob, "new".into(), "b1".into())
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(b.credentials("bob".into()).await.unwrap().unwrap().password_hash, "new");
+    let mut live: Vec<_> = b.live_sessions().await.unwrap().into_iter().map(|s| s.id).collect();
+    live.sort();
+    assert_eq!(live, ["a2", "b1"]);
+    let mut revoked = a.change_password(ann.id, "x".into(), "b1".into()).await.unwrap();
+    revoked.sort();
+    assert_eq!(
+        revoked,
+        ["a2", "old"],
+        "every session not revoked yet, the expired one too"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL 15 (bash .ci/run runs it)"]
+async fn after_postgresql_restarts_a_node_reconnects_and_its_follower_catches_up() {
+    let (postgres, a, b) = two_nodes().await;
+    let user_id = user(&a).await;
+    let (seen, _stop) = follower(&b, 0);
+    a.append_message(message(user_id, "before".into())).await.unwrap();
+    postgres.restart();
+    // A call that finds its connection cut is answered unavailable; the
+    // next one connects again.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let after = loop {
+        match a.append_message(message(user_id, "after".into())).await {
+            Ok(stored) => break stored,
+            Err(crate::db::DbError::Unavailable(_)) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("not recovered: {e}"),
+        }
+    };
+    assert_eq!(after.id, 2);
+    assert_eq!(wait_for(&seen, 2).await, [1, 2]);
+}
