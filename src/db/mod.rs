@@ -20,9 +20,6 @@ pub(crate) mod links;
 pub(crate) mod lock;
 pub(crate) mod messages;
 #[cfg(feature = "postgres")]
-// Not yet reached from the server: `--db postgres://` is refused until
-// the seam chooses between the backends.
-#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) mod pg;
 mod schema;
 pub(crate) mod sessions;
