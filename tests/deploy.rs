@@ -94,10 +94,10 @@ fn a_user_registers_logs_in_and_sees_their_address_through_nginx_over_tls() {
         .arg(format!("{}/sessions", nginx.origin())));
     let sessions: Value = serde_json::from_slice(&sessions.stdout).unwrap();
     assert_eq!(sessions[0]["ip"], CLIENT_IP, "{sessions}");
+    let logs = server.wait_for_log(CLIENT_IP);
     assert!(
-        server.logs().contains(CLIENT_IP),
-        "the access log shows the client's address: {}",
-        server.logs()
+        logs.contains(CLIENT_IP),
+        "the access log shows the client's address: {logs}"
     );
 }
 

@@ -62,7 +62,9 @@ fn a_database_and_uploads_directory_open_to_others_are_narrowed_at_start() {
     let server = server.kill_and_restart();
     assert_eq!(mode(&db), 0o600);
     assert_eq!(mode(&server.uploads_dir()), 0o700);
-    assert!(server.logs().contains("narrowed to 0600"), "{}", server.logs());
+    // Start-up's lines follow `listening on`; the reader may not have them yet.
+    let logs = server.wait_for_log("narrowed to 0600");
+    assert!(logs.contains("narrowed to 0600"), "{logs}");
     // The data is still there.
     assert_eq!(server.login("before", common::PASSWORD).status, 200);
 }
@@ -244,7 +246,8 @@ fn under_a_low_open_file_limit_the_server_answers_503_and_never_runs_out() {
     );
     // It said at start-up that the limit, not --max-connections (10 000),
     // bounds the connections.
-    assert!(server.logs().contains("open-file limit (256)"), "{}", server.logs());
+    let logs = server.wait_for_log("open-file limit (256)");
+    assert!(logs.contains("open-file limit (256)"), "{logs}");
 }
 
 /// A login's answer as a client saw it: its status, `Retry-After`, and
