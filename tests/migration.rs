@@ -40,7 +40,7 @@ const FILES: [(&str, &str, &str, u64, &str); 2] = [
 /// The fixture copied into `dir`: `chat.db` and `uploads/`.
 fn copy_fixture(dir: &Path) {
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v1");
-    std::fs::copy(fixture.join("chat_app.db"), dir.join("chat.db")).unwrap();
+    std::fs::copy(fixture.join("v1.db"), dir.join("chat.db")).unwrap();
     std::fs::create_dir(dir.join("uploads")).unwrap();
     for entry in std::fs::read_dir(fixture.join("uploads")).unwrap() {
         let entry = entry.unwrap();

@@ -354,7 +354,7 @@ fn now() -> u64 {
 fn v1_server() -> (tempfile::TempDir, Server) {
     let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v1");
     let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(fixture.join("chat_app.db"), dir.path().join("chat.db")).unwrap();
+    std::fs::copy(fixture.join("v1.db"), dir.path().join("chat.db")).unwrap();
     std::fs::create_dir(dir.path().join("uploads")).unwrap();
     for entry in std::fs::read_dir(fixture.join("uploads")).unwrap() {
         let entry = entry.unwrap();

@@ -504,7 +504,7 @@ fn files_of_a_v1_database_are_private_to_their_uploaders_after_the_upgrade() {
     let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v1");
     let dir = tempfile::tempdir().unwrap();
     let (db, uploads) = (dir.path().join("chat.db"), dir.path().join("uploads"));
-    std::fs::copy(fixture.join("chat_app.db"), &db).unwrap();
+    std::fs::copy(fixture.join("v1.db"), &db).unwrap();
     std::fs::create_dir(&uploads).unwrap();
     for entry in std::fs::read_dir(fixture.join("uploads")).unwrap() {
         let entry = entry.unwrap();

@@ -179,7 +179,7 @@ mod tests {
     /// fixtures, copied to `dir`.
     fn v1_database(dir: &Path) -> std::path::PathBuf {
         let path = dir.join("chat.db");
-        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v1/chat_app.db");
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v1/v1.db");
         std::fs::copy(fixture, &path).unwrap();
         path
     }
