@@ -8,7 +8,9 @@
 //! through the writer's group commit like any other write, so it costs at
 //! most one commit (shared with whatever else is being written then), and
 //! when the database is locked it waits out the busy timeout (5 s) before
-//! answering 503, as every write does.
+//! answering 503, as every write does. In cluster mode it also answers 503
+//! while the node's delivery loop cannot read PostgreSQL (see
+//! `docs/cluster.md`), when the node refuses chat sockets too.
 
 use crate::api::ApiError;
 use crate::db::Db;

@@ -130,6 +130,18 @@ impl Room {
         self.db.follow(shutdown, self.deliver()).await
     }
 
+    /// Resolves when the node loses its database (cluster mode; never on
+    /// SQLite): its chat sockets then close, as nothing can be posted or
+    /// delivered until it returns (see [`Db::lost`]).
+    pub fn storage_lost(&self) -> impl Future<Output = ()> + Send + 'static {
+        self.db.lost()
+    }
+
+    /// Whether the node reaches its database now (see [`Db::is_reachable`]).
+    pub fn storage_reachable(&self) -> bool {
+        self.db.is_reachable()
+    }
+
     /// Forgets every cached page that may show the file `file_id`, once its
     /// deletion is committed: pages read from then on show its messages
     /// without their `file` (see [`SealedPages`]).

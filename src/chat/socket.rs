@@ -6,8 +6,8 @@
 //! over; it spawns nothing, so nothing outlives it. Within it, a reader and
 //! a writer run side by side on the two halves of the socket, raced against
 //! the reasons the server may end the session (eviction by the hub,
-//! shutdown, the end of the login session: revoked, or its newest token
-//! expired):
+//! shutdown, the loss of the database in cluster mode, the end of the login
+//! session: revoked, or its newest token expired):
 //!
 //! - the reader takes text frames, applies the rate and size rules and has
 //!   each message posted to the room, which broadcasts it after the commit,
@@ -156,12 +156,14 @@ impl Session {
         let held = self.resume != Resume::Live;
         let Membership { id, outbox } = self.room.join(self.claims.uid, &self.claims.sub, held);
         let login_ended = self.login.ended(self.claims.exp);
+        let storage_lost = self.room.storage_lost();
         let mut shutdown = self.shutdown.clone();
         let end = tokio::select! {
             end = self.read(&mut source, id) => end,
             end = self.send(&mut sink, &outbox, turn) => end,
             _ = outbox.evicted() => End::Close(Close::SLOW_CONSUMER),
             _ = shutdown.triggered() => End::Close(Close::SHUTDOWN),
+            () = storage_lost => End::Close(Close::STORAGE_LOST),
             ended = login_ended => End::Close(match ended {
                 Ended::Expired => Close::EXPIRED,
                 Ended::Revoked => Close::REVOKED,

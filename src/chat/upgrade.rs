@@ -8,13 +8,16 @@
 //! their name. A token passed in the query cannot have been attached by the
 //! browser on its own, so it is accepted from any origin. The resume
 //! parameters (`after_id`, `epoch`, `last`) are checked here too, so that a
-//! bad one is a 422 and not a socket that opens and closes. The socket then
+//! bad one is a 422 and not a socket that opens and closes. A node that has
+//! lost its database (cluster mode) answers 503: the socket could neither
+//! post nor deliver. The socket then
 //! follows the token's session: it ends when the session does.
 
 use super::resume;
 use super::socket::Session;
 use super::Chat;
 use crate::api::{ApiError, Ctx, TokenSource};
+use crate::db::DbError;
 use crate::http::response::Response;
 use crate::ws::handshake::{handshake_key, switching_protocols};
 
@@ -27,6 +30,9 @@ pub(crate) async fn chat(ctx: &mut Ctx<'_, '_>, chat: &Chat) -> Result<Response,
         ));
     }
     let resume = resume::parse(ctx.request.query())?;
+    if !chat.room.storage_reachable() {
+        return Err(DbError::Unavailable("the node has lost its database".into()).into());
+    }
     let session = Session::new(chat, caller.claims, caller.session, resume);
     Ok(switching_protocols(
         key,

@@ -87,6 +87,31 @@ impl Db {
         Ok(())
     }
 
+    /// Whether the node reaches its database now: always on SQLite, a file
+    /// that cannot go away under a running server; on PostgreSQL, as the
+    /// delivery loop last found it.
+    pub fn is_reachable(&self) -> bool {
+        #[cfg(feature = "postgres")]
+        if let Some(pg) = self.postgres() {
+            return pg.is_reachable();
+        }
+        true
+    }
+
+    /// Resolves when the node loses its database (at once if it is lost
+    /// now); never on SQLite.
+    pub fn lost(&self) -> impl Future<Output = ()> + Send + 'static {
+        #[cfg(feature = "postgres")]
+        let lost = self.postgres().map(|pg| pg.lost());
+        async move {
+            #[cfg(feature = "postgres")]
+            if let Some(lost) = lost {
+                return lost.await;
+            }
+            std::future::pending().await
+        }
+    }
+
     /// Whether this node is one of a cluster, on PostgreSQL.
     #[cfg(feature = "postgres")]
     pub fn is_cluster(&self) -> bool {

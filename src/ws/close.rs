@@ -21,6 +21,8 @@ impl Close {
     pub const RATE: Close = Close::new(1008, "rate_limited", "too many messages for too long");
     pub const TOO_LARGE: Close = Close::new(1009, "message_too_large", "frame or message over 64 KiB");
     pub const INTERNAL: Close = Close::new(1011, "internal_error", "the message could not be stored");
+    pub const STORAGE_LOST: Close =
+        Close::new(1011, "internal_error", "the database is unavailable; reconnect shortly");
     pub const EXPIRED: Close = Close::new(4001, "token_expired", "the token expired; reconnect with a new one");
     pub const SLOW_CONSUMER: Close = Close::new(4002, "slow_consumer", "too far behind; dropped");
     pub const REVOKED: Close = Close::new(4003, "session_revoked", "the session was revoked; log in again");

@@ -12,6 +12,8 @@ pub(crate) struct Postgres {
     dir: tempfile::TempDir,
     /// `postgres://postgres@127.0.0.1:PORT/postgres`.
     pub(crate) url: String,
+    /// The server's options (port, socket directory), to start it again.
+    options: String,
 }
 
 impl Postgres {
@@ -39,14 +41,28 @@ impl Postgres {
             "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
             dir.path().display()
         );
+        let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
+        let postgres = Postgres { dir, url, options };
+        postgres.start_again();
+        postgres
+    }
+
+    /// Starts the server after [`Postgres::stop`] (and the first time).
+    pub(crate) fn start_again(&self) {
         run(as_postgres(&format!("{BIN}/pg_ctl"))
             .args(["-w", "-s", "-l"])
-            .arg(dir.path().join("log"))
+            .arg(self.dir.path().join("log"))
             .arg("-D")
-            .arg(&data)
-            .args(["-o", &options, "start"]));
-        let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
-        Postgres { dir, url }
+            .arg(self.dir.path().join("data"))
+            .args(["-o", &self.options, "start"]));
+    }
+
+    /// Stops the server, ending every connection to it.
+    pub(crate) fn stop(&self) {
+        run(as_postgres(&format!("{BIN}/pg_ctl"))
+            .args(["-w", "-s", "-m", "fast", "-D"])
+            .arg(self.dir.path().join("data"))
+            .arg("stop"));
     }
 }
 

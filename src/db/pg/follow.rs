@@ -20,6 +20,7 @@ use tokio_postgres::{AsyncMessage, NoTls};
 
 use super::{PgDb, CHANNEL};
 use crate::db::messages::Message;
+use crate::db::DbError;
 use crate::log::Level;
 use crate::shutdown::Shutdown;
 
@@ -46,6 +47,8 @@ pub(crate) async fn follow(db: PgDb, mut last: i64, mut shutdown: Shutdown, mut 
             match db.messages_after(last, PAGE).await {
                 Ok(messages) => {
                     failing = false;
+                    db.reachable
+                        .send_if_modified(|reachable| !std::mem::replace(reachable, true));
                     for message in &messages {
                         deliver(message);
                         last = message.id;
@@ -61,6 +64,9 @@ pub(crate) async fn follow(db: PgDb, mut last: i64, mut shutdown: Shutdown, mut 
                         crate::log!(Level::Warn, "cannot read new messages (retrying): {e}");
                     }
                     failing = true;
+                    if matches!(e, DbError::Unavailable(_)) {
+                        db.reachable.send_replace(false);
+                    }
                     break;
                 }
             }
@@ -92,7 +98,11 @@ impl Drop for Following {
 /// notification, and connects again whenever it is lost.
 async fn listen(url: Arc<str>, doorbell: Arc<Notify>) {
     loop {
-        match tokio_postgres::connect(&url, NoTls).await {
+        let connected = match super::config(&url) {
+            Ok(config) => config.connect(NoTls).await.map_err(DbError::from),
+            Err(e) => Err(e),
+        };
+        match connected {
             Ok((client, mut connection)) => {
                 let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
                 let listen = format!("LISTEN {CHANNEL}");

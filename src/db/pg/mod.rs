@@ -37,6 +37,9 @@ pub(crate) const SCHEMA: &str = include_str!("schema.sql");
 /// `IF NOT EXISTS` of two concurrent `CREATE`s can still collide.
 const SCHEMA_LOCK: i64 = 0x6368_6174_0001;
 
+/// How long opening a connection may take, unless the URL says otherwise.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The channel whose notifications ring the doorbell of every node after a
 /// batch of messages commits; the payload is the newest id.
 pub(crate) const CHANNEL: &str = "chat_messages";
@@ -52,6 +55,9 @@ pub(crate) struct PgDb {
     /// runs: a post is answered only once it has been delivered here, as
     /// on SQLite, where the commit hook broadcasts before the answer.
     delivered: Arc<watch::Sender<Option<i64>>>,
+    /// Whether the node reaches the database, as the [`follow`] loop last
+    /// found it: false from its first failed read to its next good one.
+    reachable: Arc<watch::Sender<bool>>,
 }
 
 impl PgDb {
@@ -72,7 +78,25 @@ impl PgDb {
             reads: Arc::new(Mutex::new(Some(Arc::new(reads)))),
             writer,
             delivered: Arc::new(watch::Sender::new(None)),
+            reachable: Arc::new(watch::Sender::new(true)),
         })
+    }
+
+    /// Whether the node reaches the database now.
+    pub(crate) fn is_reachable(&self) -> bool {
+        *self.reachable.borrow()
+    }
+
+    /// Resolves when the node finds it has lost the database, at once if
+    /// it is lost now.
+    pub(crate) fn lost(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut reachable = self.reachable.subscribe();
+        async move {
+            if reachable.wait_for(|reachable| !reachable).await.is_err() {
+                // The handle is gone with the node: nothing will be lost.
+                std::future::pending::<()>().await;
+            }
+        }
     }
 
     /// The token-signing secret: the stored one, or `fresh` stored now if
@@ -93,8 +117,14 @@ impl PgDb {
     }
 
     /// Whether the database can be both read and written: a real write of
-    /// when the check ran, as on SQLite.
+    /// when the check ran, as on SQLite; and whether the delivery loop
+    /// reaches it, so that a node that answers 200 also takes chat sockets.
     pub(crate) async fn check_health(&self) -> Result<(), DbError> {
+        if !self.is_reachable() {
+            return Err(DbError::Unavailable(
+                "delivery has not caught up with the database yet".into(),
+            ));
+        }
         let now = crate::clock::now_millis().to_string().into_bytes();
         self.client()
             .await?
@@ -142,13 +172,27 @@ impl PgDb {
 /// Opens a connection and drives it on its own task; the client reports
 /// the connection's end as errors of its calls.
 async fn connect(url: &str) -> Result<Client, DbError> {
-    let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
+    let (client, connection) = config(url)?.connect(NoTls).await?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             crate::log!(Level::Warn, "PostgreSQL connection ended: {e}");
         }
     });
     Ok(client)
+}
+
+/// The connection settings of `url`, with a bound on connecting when the
+/// URL gives none (`connect_timeout`): a database host that has gone
+/// silent, rather than refusing, must not hold a request or the delivery
+/// loop for as long as the kernel keeps trying.
+pub(crate) fn config(url: &str) -> Result<tokio_postgres::Config, DbError> {
+    let mut config: tokio_postgres::Config = url
+        .parse()
+        .map_err(|e| DbError::Other(format!("not a PostgreSQL URL: {e}")))?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    Ok(config)
 }
 
 /// A lost or refused connection, a server shutting down or out of

@@ -274,3 +274,26 @@ async fn after_postgresql_restarts_a_node_reconnects_and_its_follower_catches_up
     assert_eq!(after.id, 2);
     assert_eq!(wait_for(&seen, 2).await, [1, 2]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL 15 (bash .ci/run runs it)"]
+async fn a_node_knows_when_it_has_lost_postgresql_and_when_it_has_it_back() {
+    let (postgres, a, _b) = two_nodes().await;
+    let (_seen, _stop) = follower(&a, 0);
+    assert!(a.is_reachable());
+    a.check_health().await.unwrap();
+    let lost = a.lost();
+    postgres.stop();
+    tokio::time::timeout(Duration::from_secs(2), lost)
+        .await
+        .expect("the loss is noticed within 2 s");
+    assert!(!a.is_reachable());
+    assert!(matches!(a.check_health().await, Err(crate::db::DbError::Unavailable(_))));
+    postgres.start_again();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !a.is_reachable() {
+        assert!(Instant::now() < deadline, "not reachable again after 10 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    a.check_health().await.unwrap();
+}
