@@ -5,7 +5,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use std::str::FromStr;
 
@@ -42,6 +42,18 @@ pub struct Config {
     /// used instead of the SQLite file `db`.
     #[cfg(feature = "postgres")]
     pub postgres: Option<String>,
+}
+
+impl Config {
+    /// The SQLite file the server runs on; none in cluster mode, where
+    /// `db` names nothing (no lock file is taken and no file size shown).
+    pub fn sqlite_file(&self) -> Option<&Path> {
+        #[cfg(feature = "postgres")]
+        if self.postgres.is_some() {
+            return None;
+        }
+        Some(&self.db)
+    }
 }
 
 impl Default for Config {

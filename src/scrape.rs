@@ -29,13 +29,14 @@ const MAX_CONNECTIONS: usize = 64;
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Serves `/metrics` on `listener` until `shutdown`.
-pub(crate) async fn serve(listener: TcpListener, db: PathBuf, shutdown: Shutdown) {
+pub(crate) async fn serve(listener: TcpListener, db: Option<PathBuf>, shutdown: Shutdown) {
     server::serve(listener, Arc::new(Scrape { db }), MAX_CONNECTIONS, shutdown).await;
 }
 
 struct Scrape {
-    /// The database file, whose size (with its write-ahead log) is shown.
-    db: PathBuf,
+    /// The database file, whose size (with its write-ahead log) is shown;
+    /// none in cluster mode, where PostgreSQL reports its own.
+    db: Option<PathBuf>,
 }
 
 impl Service for Scrape {
@@ -56,12 +57,12 @@ impl Scrape {
         if !matches!(request.method, Method::Get | Method::Head) {
             return Err(ApiError::method_not_allowed("GET, HEAD".into()));
         }
-        Ok(Response::bytes(200, CONTENT_TYPE, render(&self.db)).header("Cache-Control", "no-store"))
+        Ok(Response::bytes(200, CONTENT_TYPE, render(self.db.as_deref())).header("Cache-Control", "no-store"))
     }
 }
 
 /// Every metric, in the text format.
-fn render(db: &Path) -> String {
+fn render(db: Option<&Path>) -> String {
     let mut out = Exposition::default();
     let m = &METRICS;
     let gauge = |value: i64| value.to_string();
@@ -144,7 +145,7 @@ fn render(db: &Path) -> String {
             "chat_database_size_bytes",
             "gauge",
             "Size of the database file and its write-ahead log.",
-            Some(count(database_size(db))),
+            db.map(|db| count(database_size(db))),
         ),
         (
             "process_resident_memory_bytes",

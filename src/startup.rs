@@ -10,6 +10,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -76,7 +77,10 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     let mut signals = Signals::install();
     crate::log::hold();
     // Held until the server exits: `restore` refuses the database meanwhile.
-    let _lock = DatabaseLock::shared(&config.db).map_err(StartError::Locked)?;
+    let _lock = match config.sqlite_file() {
+        Some(db) => Some(DatabaseLock::shared(db).map_err(StartError::Locked)?),
+        None => None,
+    };
     let listener = bind(config.addr).await?;
     let addr = listener.local_addr().map_err(|e| StartError::Bind(config.addr, e))?;
     let metrics = match config.metrics_addr {
@@ -92,7 +96,8 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         if let Ok(metrics_addr) = listener.local_addr() {
             crate::log!(Level::Info, "metrics on http://{metrics_addr}/metrics");
         }
-        tokio::spawn(scrape::serve(listener, config.db.clone(), shutdown.clone()));
+        let db_file = config.sqlite_file().map(Path::to_path_buf);
+        tokio::spawn(scrape::serve(listener, db_file, shutdown.clone()));
     }
     tokio::spawn(async move {
         signals.next().await;

@@ -263,3 +263,37 @@ async fn a_node_killed_under_a_send_storm_loses_nothing_acknowledged_and_its_cli
         "no gap, no twin after the resume"
     );
 }
+
+#[test]
+#[ignore = "needs PostgreSQL 15 (bash .ci/run runs it)"]
+fn a_cluster_node_keeps_no_sqlite_file_and_leaves_the_database_size_to_postgresql() {
+    use std::io::{Read, Write};
+
+    let postgres = Postgres::start();
+    let node = Server::start_with(&["--db", &postgres.url, "--metrics-addr=127.0.0.1:0"]);
+    node.user("ann");
+    let logs = node.wait_for_log("/metrics\n");
+    let addr = logs
+        .lines()
+        .find_map(|line| line.split("metrics on http://").nth(1))
+        .and_then(|rest| rest.strip_suffix("/metrics"))
+        .unwrap_or_else(|| panic!("no metrics address in the logs:\n{logs}"));
+    let mut scrape = std::net::TcpStream::connect(addr).unwrap();
+    scrape
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: m\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    scrape.read_to_string(&mut text).unwrap();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("chat_messages_committed_total"), "{text}");
+    assert!(
+        !text.contains("chat_database_size_bytes"),
+        "no SQLite file to measure: {text}"
+    );
+    let left: Vec<_> = std::fs::read_dir(node.dir())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .filter(|name| name.starts_with("chat.db"))
+        .collect();
+    assert!(left.is_empty(), "SQLite files next to a cluster node: {left:?}");
+}

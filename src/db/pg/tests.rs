@@ -288,7 +288,10 @@ async fn a_node_knows_when_it_has_lost_postgresql_and_when_it_has_it_back() {
         .await
         .expect("the loss is noticed within 2 s");
     assert!(!a.is_reachable());
-    assert!(matches!(a.check_health().await, Err(crate::db::DbError::Unavailable(_))));
+    assert!(matches!(
+        a.check_health().await,
+        Err(crate::db::DbError::Unavailable(_))
+    ));
     postgres.start_again();
     let deadline = Instant::now() + Duration::from_secs(10);
     while !a.is_reachable() {
