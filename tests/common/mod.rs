@@ -42,6 +42,8 @@ pub(crate) struct Confine {
 pub(crate) struct Server {
     pub addr: SocketAddr,
     child: Child,
+    /// With `CHAT_TEST_POSTGRES`, the cluster's other node.
+    companion: Option<Child>,
     logs: Arc<Mutex<String>>,
     /// Copies stderr into `logs` until the process exits.
     log_reader: Option<std::thread::JoinHandle<()>>,
@@ -79,46 +81,25 @@ impl Server {
     }
 
     fn spawn(dir: Arc<tempfile::TempDir>, args: Vec<String>, env: Vec<(String, String)>, confine: Confine) -> Server {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_chat-server"));
-        // SAFETY: between fork and exec the hook makes only async-signal-safe
-        // system calls (umask, setrlimit) and allocates nothing.
-        unsafe {
-            use std::os::unix::process::CommandExt;
-            command.pre_exec(move || {
-                if let Some(mask) = confine.umask {
-                    libc::umask(mask);
-                }
-                if let Some(limit) = confine.open_files {
-                    let limit = libc::rlimit {
-                        rlim_cur: limit,
-                        rlim_max: limit,
-                    };
-                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                }
-                Ok(())
-            });
-        }
-        // Settings inherited from the shell running the tests must not leak in.
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("CHAT_") {
-                command.env_remove(key);
-            }
-        }
-        let mut child = command
-            .env("CHAT_ADDR", "127.0.0.1:0")
-            .env("CHAT_DB", dir.path().join("chat.db"))
-            .env("CHAT_UPLOADS_DIR", dir.path().join("uploads"))
-            .env("CHAT_BCRYPT_COST", "4")
-            .env("CHAT_LOG", "debug")
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+        let own_db = args.iter().any(|arg| arg.starts_with("--db")) || env.iter().any(|(key, _)| key == "CHAT_DB");
+        let cluster = if own_db { None } else { cluster_database(dir.path()) };
+        let mut child = command(dir.path(), &args, &env, confine, cluster.as_deref())
             .spawn()
             .expect("start chat-server");
+        // The second node of the cluster: it serves the same room from the
+        // same database and uploads, and must not disturb what the first
+        // one is tested for.
+        let companion = cluster.map(|url| {
+            let mut companion = command(dir.path(), &args, &env, confine, Some(&url))
+                .spawn()
+                .expect("start the second node");
+            let mut stderr = BufReader::new(companion.stderr.take().unwrap());
+            let mut first = String::new();
+            stderr.read_line(&mut first).expect("read the second node's first line");
+            assert!(first.starts_with("listening on"), "second node: {first}");
+            std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+            companion
+        });
         let mut stderr = BufReader::new(child.stderr.take().unwrap());
         let mut first = String::new();
         stderr.read_line(&mut first).expect("read first stderr line");
@@ -140,6 +121,7 @@ impl Server {
         let server = Server {
             addr,
             child,
+            companion,
             logs,
             log_reader: Some(log_reader),
             dir,
@@ -423,9 +405,91 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        for child in std::iter::once(&mut self.child).chain(self.companion.as_mut()) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
+}
+
+/// The server process on `dir`'s files with the test defaults, `args` and
+/// `env`, under `confine`; on the PostgreSQL database `cluster` if given.
+fn command(dir: &Path, args: &[String], env: &[(String, String)], confine: Confine, cluster: Option<&str>) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_chat-server"));
+    // SAFETY: between fork and exec the hook makes only async-signal-safe
+    // system calls (umask, setrlimit) and allocates nothing.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        command.pre_exec(move || {
+            if let Some(mask) = confine.umask {
+                libc::umask(mask);
+            }
+            if let Some(limit) = confine.open_files {
+                let limit = libc::rlimit {
+                    rlim_cur: limit,
+                    rlim_max: limit,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    // Settings inherited from the shell running the tests must not leak in.
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("CHAT_") {
+            command.env_remove(key);
+        }
+    }
+    let db = match cluster {
+        Some(url) => url.into(),
+        None => dir.join("chat.db").into_os_string(),
+    };
+    command
+        .env("CHAT_ADDR", "127.0.0.1:0")
+        .env("CHAT_DB", db)
+        .env("CHAT_UPLOADS_DIR", dir.join("uploads"))
+        .env("CHAT_BCRYPT_COST", "4")
+        .env("CHAT_LOG", "debug")
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    command
+}
+
+/// The acceptance suite in cluster mode (`.ci/run`): with
+/// `CHAT_TEST_POSTGRES` set to a PostgreSQL server's URL (without a
+/// database), every test server is one node of a two-node cluster, on a
+/// database of its own named after its temp dir (created at its first
+/// start, kept across its restarts).
+fn cluster_database(dir: &Path) -> Option<String> {
+    let server = std::env::var("CHAT_TEST_POSTGRES").ok()?;
+    let name: String = dir
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect::<String>()
+        .to_lowercase();
+    let name = format!("chat_{name}");
+    let exists = Command::new("psql")
+        .args(["-qtA", "-d", &format!("{server}/postgres"), "-c"])
+        .arg(format!("SELECT 1 FROM pg_database WHERE datname = '{name}'"))
+        .output()
+        .expect("psql");
+    if String::from_utf8_lossy(&exists.stdout).trim() != "1" {
+        let created = Command::new("psql")
+            .args(["-q", "-d", &format!("{server}/postgres"), "-c"])
+            .arg(format!("CREATE DATABASE {name}"))
+            .status()
+            .expect("psql");
+        assert!(created.success(), "cannot create the database {name}");
+    }
+    Some(format!("{server}/{name}"))
 }
 
 /// Lower-case hex SHA-256, as the server reports it.
