@@ -274,13 +274,13 @@ fn a_file_uploaded_on_one_node_downloads_on_the_other_and_is_listed_there_once_s
         disposition.contains("quarterly%20report.txt"),
         "the original name: {disposition}"
     );
-    assert_eq!(listed(&b, &ann_b, ""), [id.clone()], "the uploader's listing");
+    assert_eq!(listed(&b, &ann_b, ""), [id.as_str()], "the uploader's listing");
     assert_eq!(b.get(&format!("/files/{id}"), &bob_b).status, 404, "private");
     assert!(listed(&b, &bob_b, "?scope=room").is_empty());
 
     let shared = a.request("POST", &format!("/files/{id}/share"), Some(&ann_a), None);
     assert_eq!(shared.status, 201, "{}", shared.text());
-    assert_eq!(listed(&b, &bob_b, "?scope=room"), [id.clone()]);
+    assert_eq!(listed(&b, &bob_b, "?scope=room"), [id.as_str()]);
     assert_eq!(b.get("/files?scope=room", &bob_b).json()[0]["shared"], true);
     assert!(b.get(&format!("/files/{id}"), &bob_b).body == content, "shared");
 }
