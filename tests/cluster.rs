@@ -294,9 +294,18 @@ async fn a_file_deleted_on_one_node_leaves_the_other_nodes_cached_history_within
     let (ann_a, ann_b) = user_on_both(&a, &b, "ann");
     let id = file_id(&a.upload(&ann_a, "gone.txt", b"soon gone"));
     let mut poster = Client::join(&a, &ann_a, "ann").await;
+    let mut watcher = Client::connect(&b, &ann_b).await;
     let shared = a.request("POST", &format!("/files/{id}/share"), Some(&ann_a), None);
     assert_eq!(shared.status, 201, "{}", shared.text());
     let shared_id = shared.json()["id"].as_i64().unwrap();
+    let live = loop {
+        let event = watcher.event().await;
+        if is(&event, "message") {
+            break event;
+        }
+    };
+    assert_eq!(live["id"].as_i64(), Some(shared_id));
+    assert_eq!(live["file"]["id"], id, "delivered on B with its file");
     for i in 0..4 {
         poster.post("ann", &format!("after {i}")).await;
     }
@@ -357,4 +366,17 @@ fn a_share_link_made_on_one_node_works_on_the_other_until_revoked_on_the_first()
         b.request("GET", url, None, None).status == 410
     });
     assert_eq!(b.request("HEAD", url, None, None).status, 410);
+
+    let other = a
+        .request("POST", &format!("/files/{id}/links"), Some(&ann), None)
+        .json();
+    let other = other["url"].as_str().unwrap();
+    assert_eq!(b.request("GET", other, None, None).status, 200);
+    assert_eq!(
+        a.request("DELETE", &format!("/files/{id}"), Some(&ann), None).status,
+        204
+    );
+    within_two_seconds("the deletion on B", || {
+        b.request("GET", other, None, None).status == 404
+    });
 }
