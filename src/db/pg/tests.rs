@@ -431,3 +431,47 @@ async fn a_file_deleted_while_it_is_shared_on_the_other_node_is_left_in_no_messa
         assert_eq!(left, 0, "round {round}: a message still names the deleted file");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL 15 (bash .ci/run runs it)"]
+async fn deletions_are_recorded_after_a_restart_and_pruned_once_a_day_old() {
+    let (postgres, a, b) = two_nodes().await;
+    let ann = a.create_user("ann".into(), "h".into()).await.unwrap().unwrap().id;
+    let now = Timestamp::now().0;
+    a.client()
+        .await
+        .unwrap()
+        .execute(
+            "INSERT INTO file_deletions (file_id, deleted_at) VALUES ('old', $1), ('recent', $2)",
+            &[&(now - 25 * 3600 * 1000), &(now - 3600 * 1000)],
+        )
+        .await
+        .unwrap();
+    a.insert_file(file_row("f1", ann, "ann", 0)).await.unwrap();
+    a.insert_file(file_row("f2", ann, "ann", 1)).await.unwrap();
+    assert_eq!(
+        b.delete_owned_file("f1".into(), ann).await.unwrap(),
+        crate::db::files::Deletion::Deleted
+    );
+    postgres.restart();
+    // The transaction's own connection is opened again like the others.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match b.delete_owned_file("f2".into(), ann).await {
+            Ok(deletion) => break assert_eq!(deletion, crate::db::files::Deletion::Deleted),
+            Err(crate::db::DbError::Unavailable(_)) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("not recovered: {e}"),
+        }
+    }
+    let mut kept: Vec<String> = loop {
+        match a.files_deleted_since(Timestamp(0)).await {
+            Ok(rows) => break rows.into_iter().map(|(id, _)| id).collect(),
+            Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(100)).await,
+            Err(e) => panic!("not recovered: {e}"),
+        }
+    };
+    kept.sort();
+    assert_eq!(kept, ["f1", "f2", "recent"], "the day-old record is pruned");
+}
