@@ -2,10 +2,10 @@
 //! order of writes (a row after the bytes are durable, deleted before they
 //! are removed), plus the record of deletions every node polls.
 //!
-//! A deletion is also written to `file_deletions`, in its own transaction:
-//! each node keeps cached history pages that may carry the file, and polls
-//! that table to drop them ([`PgDb::files_deleted_since`]). The rows are
-//! pruned by later deletions once they are [`KEEP_DELETIONS_MS`] old.
+//! A deletion is also recorded in `file_deletions`, by the transaction that
+//! deletes the row: each node keeps cached history pages that may carry the
+//! file, and polls that table to drop them ([`PgDb::files_deleted_since`]).
+//! The records are pruned by later deletions once [`KEEP_DELETIONS_MS`] old.
 //!
 //! A deletion locks the file's row before it clears the messages that carry
 //! the file: a message sharing the file concurrently marks the same row
