@@ -149,6 +149,14 @@ pub async fn build(config: &Config, shutdown: Shutdown) -> Result<Routes, StartE
     let room = Arc::new(Room::new(db.clone()));
     #[cfg(feature = "postgres")]
     room.follow_cluster(shutdown.clone()).await.map_err(|e| storage(&e))?;
+    #[cfg(feature = "postgres")]
+    if db.is_cluster() {
+        tokio::spawn(files::cluster::follow_cluster(
+            db.clone(),
+            room.clone(),
+            shutdown.clone(),
+        ));
+    }
     let app = App {
         accounts: Accounts {
             db: db.clone(),

@@ -296,4 +296,168 @@ fn a_cluster_node_keeps_no_sqlite_file_and_leaves_the_database_size_to_postgresq
         .filter(|name| name.starts_with("chat.db"))
         .collect();
     assert!(left.is_empty(), "SQLite files next to a cluster node: {left:?}");
+
+// Files and share links across nodes.
+
+/// Two nodes on `postgres` sharing the uploads directory `uploads`, as a
+/// cluster's nodes share one volume.
+fn two_nodes_sharing_uploads(postgres: &Postgres, uploads: &std::path::Path) -> (Server, Server) {
+    let uploads = uploads.to_str().unwrap();
+    let node = || Server::start_with(&["--db", &postgres.url, "--uploads-dir", uploads, "--ws-rate-limit", "0"]);
+    (node(), node())
+}
+
+fn file_id(file: &serde_json::Value) -> String {
+    file["id"].as_str().unwrap().to_string()
+}
+
+/// The ids of the files `GET /files{query}` lists on `node`.
+fn listed(node: &Server, token: &str, query: &str) -> Vec<String> {
+    let response = node.get(&format!("/files{query}"), token);
+    assert_eq!(response.status, 200, "{}", response.text());
+    response.json().as_array().unwrap().iter().map(file_id).collect()
+}
+
+/// Polls `check` (true once the change is seen) until it holds, for at
+/// most the contract's 2 s.
+fn within_two_seconds(what: &str, mut check: impl FnMut() -> bool) {
+    let started = std::time::Instant::now();
+    while !check() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(2),
+            "{what}: not seen after 2 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+#[ignore = "needs PostgreSQL 15 (bash .ci/run runs it)"]
+fn a_file_uploaded_on_one_node_downloads_on_the_other_and_is_listed_there_once_shared() {
+    let postgres = Postgres::start();
+    let uploads = tempfile::tempdir().unwrap();
+    let (a, b) = two_nodes_sharing_uploads(&postgres, uploads.path());
+    let (ann_a, ann_b) = user_on_both(&a, &b, "ann");
+    let (_, bob_b) = user_on_both(&a, &b, "bob");
+    let content: Vec<u8> = (0..300_000u32).map(|n| (n * 7 % 251) as u8).collect();
+    let uploaded = a.upload(&ann_a, "quarterly report.txt", &content);
+    let id = file_id(&uploaded);
+    assert_eq!(uploaded["sha256"], common::sha256_hex(&content));
+
+    let downloaded = b.get(&format!("/files/{id}"), &ann_b);
+    assert_eq!(downloaded.status, 200, "{}", downloaded.text());
+    assert!(downloaded.body == content, "the same bytes on the other node");
+    assert_eq!(common::sha256_hex(&downloaded.body), uploaded["sha256"]);
+    let etag = format!("\"{}\"", uploaded["sha256"].as_str().unwrap());
+    assert_eq!(downloaded.header("etag"), Some(etag.as_str()));
+    let disposition = downloaded.header("content-disposition").unwrap();
+    assert!(
+        disposition.contains("quarterly%20report.txt"),
+        "the original name: {disposition}"
+    );
+    assert_eq!(listed(&b, &ann_b, ""), [id.as_str()], "the uploader's listing");
+    assert_eq!(b.get(&format!("/files/{id}"), &bob_b).status, 404, "private");
+    assert!(listed(&b, &bob_b, "?scope=room").is_empty());
+
+    let shared = a.request("POST", &format!("/files/{id}/share"), Some(&ann_a), None);
+    assert_eq!(shared.status, 201, "{}", shared.text());
+    assert_eq!(listed(&b, &bob_b, "?scope=room"), [id.as_str()]);
+    assert_eq!(b.get("/files?scope=room", &bob_b).json()[0]["shared"], true);
+    assert!(b.get(&format!("/files/{id}"), &bob_b).body == content, "shared");
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL 15 (bash .ci/run runs it)"]
+async fn a_file_deleted_on_one_node_leaves_the_other_nodes_cached_history_within_two_seconds() {
+    let postgres = Postgres::start();
+    let uploads = tempfile::tempdir().unwrap();
+    let (a, b) = two_nodes_sharing_uploads(&postgres, uploads.path());
+    let (ann_a, ann_b) = user_on_both(&a, &b, "ann");
+    let id = file_id(&a.upload(&ann_a, "gone.txt", b"soon gone"));
+    let mut poster = Client::join(&a, &ann_a, "ann").await;
+    let mut watcher = Client::connect(&b, &ann_b).await;
+    let shared = a.request("POST", &format!("/files/{id}/share"), Some(&ann_a), None);
+    assert_eq!(shared.status, 201, "{}", shared.text());
+    let shared_id = shared.json()["id"].as_i64().unwrap();
+    let live = loop {
+        let event = watcher.event().await;
+        if is(&event, "message") {
+            break event;
+        }
+    };
+    assert_eq!(live["id"].as_i64(), Some(shared_id));
+    assert_eq!(live["file"]["id"], id, "delivered on B with its file");
+    for i in 0..4 {
+        poster.post("ann", &format!("after {i}")).await;
+    }
+    // The sealed page below `before` holds the file message; both it and
+    // the newest page are read twice on B, so B serves them from its caches.
+    let before = shared_id + 2;
+    let sealed = format!("/history?before_id={before}&limit=2");
+    let file_of = |page: &serde_json::Value| {
+        page.as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["id"] == shared_id)
+            .expect("the file message")["file"]
+            .clone()
+    };
+    let sealed_file = || file_of(&b.get(&sealed, &ann_b).json()["messages"]);
+    let newest_file = || file_of(&b.get("/history/last20", &ann_b).json());
+    for _ in 0..2 {
+        assert_eq!(sealed_file()["id"], id);
+        assert_eq!(newest_file()["id"], id);
+    }
+    assert_eq!(b.get(&format!("/files/{id}"), &ann_b).status, 200);
+
+    let deleted = a.request("DELETE", &format!("/files/{id}"), Some(&ann_a), None);
+    assert_eq!(deleted.status, 204);
+    within_two_seconds("the sealed page on B", || sealed_file().is_null());
+    within_two_seconds("the newest page on B", || newest_file().is_null());
+    assert_eq!(b.get(&format!("/files/{id}"), &ann_b).status, 404);
+    assert!(listed(&b, &ann_b, "").is_empty());
+    assert!(listed(&b, &ann_b, "?scope=room").is_empty());
+    let message = b.get(&sealed, &ann_b).json()["messages"][0].clone();
+    assert_eq!(
+        (message["id"].as_i64(), message["content"].as_str()),
+        (Some(shared_id), Some("gone.txt")),
+        "the message stays, without its file"
+    );
+    assert!(message.get("file").is_none(), "{message}");
+}
+
+#[test]
+#[ignore = "needs PostgreSQL 15 (bash .ci/run runs it)"]
+fn a_share_link_made_on_one_node_works_on_the_other_until_revoked_on_the_first() {
+    let postgres = Postgres::start();
+    let uploads = tempfile::tempdir().unwrap();
+    let (a, b) = two_nodes_sharing_uploads(&postgres, uploads.path());
+    let ann = a.user("ann");
+    let id = file_id(&a.upload(&ann, "linked.txt", b"by link"));
+    let created = a.request("POST", &format!("/files/{id}/links"), Some(&ann), None);
+    assert_eq!(created.status, 201, "{}", created.text());
+    let created = created.json();
+    let url = created["url"].as_str().unwrap();
+    let by_link = b.request("GET", url, None, None);
+    assert_eq!((by_link.status, by_link.body.as_slice()), (200, &b"by link"[..]));
+
+    let revoke = format!("/files/{id}/links/{}", created["id"].as_str().unwrap());
+    assert_eq!(a.request("DELETE", &revoke, Some(&ann), None).status, 204);
+    within_two_seconds("the revocation on B", || {
+        b.request("GET", url, None, None).status == 410
+    });
+    assert_eq!(b.request("HEAD", url, None, None).status, 410);
+
+    let other = a
+        .request("POST", &format!("/files/{id}/links"), Some(&ann), None)
+        .json();
+    let other = other["url"].as_str().unwrap();
+    assert_eq!(b.request("GET", other, None, None).status, 200);
+    assert_eq!(
+        a.request("DELETE", &format!("/files/{id}"), Some(&ann), None).status,
+        204
+    );
+    within_two_seconds("the deletion on B", || {
+        b.request("GET", other, None, None).status == 404
+    });
 }

@@ -102,6 +102,15 @@ impl Db {
         self.write(move |conn| delete_owned(conn, &id, user_id)).await
     }
 
+    /// The files deleted at or after `since` on any node of a cluster, with
+    /// when (see `db::pg::files`). A single SQLite node has only its own
+    /// deletions, whose cached pages it forgot as it made them: none.
+    #[cfg(feature = "postgres")]
+    pub async fn files_deleted_since(&self, since: Timestamp) -> Result<Vec<(String, Timestamp)>, DbError> {
+        super::on_postgres!(self, files_deleted_since(since));
+        Ok(Vec::new())
+    }
+
     /// The id of every file, for the start-up sweep of the uploads
     /// directory: a set of 32-byte names, a few tens of megabytes for a
     /// million files, held only while the sweep runs.

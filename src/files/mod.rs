@@ -16,6 +16,8 @@
 //! leaves at worst bytes without a row, which [`recover`] removes at start-up.
 
 pub(crate) mod catalog;
+#[cfg(feature = "postgres")]
+pub(crate) mod cluster;
 pub(crate) mod download;
 pub(crate) mod sharing;
 pub(crate) mod store;

@@ -6,15 +6,18 @@
 //! row ([`messages`]), the history reads, the settings every node must
 //! share (the JWT secret and the epoch), [`users`] and [`sessions`] (with
 //! the revocations every node polls), and the [`follow`] loop that delivers
-//! committed messages to a node in id order. Files and share links are not
-//! served yet (see [`files`]).
+//! committed messages to a node in id order. [`files`] and [`links`] serve
+//! files and share links, and record deletions for the other nodes' caches.
 //!
 //! Each node holds two connections: one for reads and small writes, and
 //! one for the message writer, so a batch in flight never queues reads
-//! behind it. [`follow`] opens a third, for `LISTEN`.
+//! behind it. [`follow`] opens a third, for `LISTEN`, and the first
+//! deletion of a file a fourth, for the transactions of several statements
+//! outside the writer.
 
 mod files;
 pub(crate) mod follow;
+mod links;
 pub(crate) mod messages;
 pub(crate) mod sessions;
 #[cfg(test)]
@@ -23,7 +26,7 @@ pub(crate) mod users;
 
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, watch, Mutex};
+use tokio::sync::{mpsc, watch, MappedMutexGuard, Mutex, MutexGuard};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, NoTls};
 
@@ -50,6 +53,10 @@ pub(crate) struct PgDb {
     url: Arc<str>,
     /// The connection for reads and small writes, opened again when lost.
     reads: Arc<Mutex<Option<Arc<Client>>>>,
+    /// The connection for transactions of several statements outside the
+    /// message writer (a file's deletion): a transaction needs a connection
+    /// of its own, which the shared `reads` is not. Opened on first use.
+    exclusive: Arc<Mutex<Option<Client>>>,
     writer: mpsc::Sender<messages::Append>,
     /// The newest id this node's [`follow`] loop has delivered, once one
     /// runs: a post is answered only once it has been delivered here, as
@@ -76,6 +83,7 @@ impl PgDb {
         Ok(PgDb {
             url,
             reads: Arc::new(Mutex::new(Some(Arc::new(reads)))),
+            exclusive: Arc::new(Mutex::new(None)),
             writer,
             delivered: Arc::new(watch::Sender::new(None)),
             reachable: Arc::new(watch::Sender::new(true)),
@@ -149,6 +157,18 @@ impl PgDb {
         let client = Arc::new(connect(&self.url).await?);
         *current = Some(client.clone());
         Ok(client)
+    }
+
+    /// The connection for a transaction, held until the guard drops: one
+    /// transaction at a time per node. Opened (again) when there is none
+    /// or it was lost.
+    async fn exclusive(&self) -> Result<MappedMutexGuard<'_, Client>, DbError> {
+        let mut slot = self.exclusive.lock().await;
+        let open = match slot.take().filter(|client| !client.is_closed()) {
+            Some(client) => client,
+            None => connect(&self.url).await?,
+        };
+        Ok(MutexGuard::map(slot, |slot| slot.insert(open)))
     }
 
     /// The value of `key`, storing `fresh` first if there is none.

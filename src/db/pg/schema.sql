@@ -75,3 +75,13 @@ CREATE TABLE IF NOT EXISTS settings (
     key   TEXT  PRIMARY KEY,
     value BYTEA NOT NULL
 );
+
+-- Files deleted, with when (the deleting node's clock), written by the
+-- deleting transaction: every node polls it to drop the cached history
+-- pages that carry a file deleted on another node. Rows older than a day
+-- are pruned by later deletions.
+CREATE TABLE IF NOT EXISTS file_deletions (
+    file_id    TEXT   PRIMARY KEY,
+    deleted_at BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS file_deletions_at ON file_deletions (deleted_at);

@@ -299,4 +299,204 @@ async fn a_node_knows_when_it_has_lost_postgresql_and_when_it_has_it_back() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     a.check_health().await.unwrap();
+
+// Files and share links.
+
+/// A file row of `uploaded_by` (named `uploader`), created at `at`.
+fn file_row(id: &str, uploaded_by: i64, uploader: &str, at: i64) -> crate::db::files::FileRow {
+    crate::db::files::FileRow {
+        id: id.into(),
+        filename: format!("{id}.txt"),
+        size: 5_000_000_000,
+        content_type: "text/plain".into(),
+        sha256: "ab".repeat(32),
+        uploaded_by,
+        uploader: uploader.into(),
+        created_at: Timestamp(at),
+        shared: false,
+    }
+}
+
+fn new_link(id: &str, file_id: &str, token_hash: [u8; 32], expires_at: i64) -> crate::db::links::NewLink {
+    crate::db::links::NewLink {
+        id: id.into(),
+        file_id: file_id.into(),
+        token_hash,
+        created_at: Timestamp::now(),
+        expires_at: Timestamp(expires_at),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL 15 (bash .ci/run runs it)"]
+async fn files_and_links_made_on_one_node_hold_on_the_other_until_deleted() {
+    use crate::db::files::{Deletion, Listing};
+    use crate::db::links::LinkTarget;
+    use crate::db::DbError;
+
+    let (_postgres, a, b) = two_nodes().await;
+    let ann = a.create_user("ann".into(), "h".into()).await.unwrap().unwrap().id;
+    let bob = a.create_user("bob".into(), "h".into()).await.unwrap().unwrap().id;
+    for (i, id) in ["f1", "f2", "f3"].into_iter().enumerate() {
+        a.insert_file(file_row(id, ann, "ann", i as i64)).await.unwrap();
+    }
+    a.insert_file(file_row("g1", bob, "bob", 9)).await.unwrap();
+    assert_eq!(b.file("f1".into()).await.unwrap(), Some(file_row("f1", ann, "ann", 0)));
+    assert_eq!(b.file("nope".into()).await.unwrap(), None);
+    let ids = |rows: Vec<crate::db::files::FileRow>| rows.into_iter().map(|f| f.id).collect::<Vec<_>>();
+    let mine = b.files_page(Listing::UploadedBy(ann), 0, 10).await.unwrap();
+    assert_eq!(ids(mine), ["f3", "f2", "f1"], "newest first");
+    let page = b.files_page(Listing::UploadedBy(ann), 1, 1).await.unwrap();
+    assert_eq!(ids(page), ["f2"], "offset and limit");
+    assert!(b.files_page(Listing::Shared, 0, 10).await.unwrap().is_empty());
+    let mut share = message(ann, "f1.txt".into());
+    share.file_id = Some("f1".into());
+    let shared = a.append_message(share).await.unwrap();
+    assert_eq!(shared.file.as_ref().unwrap().id, "f1");
+    let room = b.files_page(Listing::Shared, 0, 10).await.unwrap();
+    assert_eq!(ids(room.clone()), ["f1"]);
+    assert!(room[0].shared);
+
+    let now = Timestamp::now();
+    a.insert_link(new_link("l1", "f1", [1; 32], now.0 + 60_000))
+        .await
+        .unwrap();
+    a.insert_link(new_link("l2", "f1", [2; 32], now.0 + 60_000))
+        .await
+        .unwrap();
+    a.insert_link(new_link("old", "f1", [3; 32], now.0 - 1)).await.unwrap();
+    let missing = a.insert_link(new_link("l3", "nope", [4; 32], now.0 + 60_000)).await;
+    assert!(matches!(missing, Err(DbError::NotFound(_))));
+    let mut live: Vec<_> = b
+        .live_links("f1".into(), now)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| l.id)
+        .collect();
+    live.sort();
+    assert_eq!(live, ["l1", "l2"], "the expired link is not live");
+    assert!(matches!(b.link_target([1; 32], now).await.unwrap(), LinkTarget::Live(f) if f.id == "f1"));
+    assert_eq!(b.link_target([3; 32], now).await.unwrap(), LinkTarget::Ended, "expired");
+    assert_eq!(b.link_target([9; 32], now).await.unwrap(), LinkTarget::Unknown);
+    assert!(
+        !a.revoke_link("f2".into(), "l1".into(), now).await.unwrap(),
+        "not f2's link"
+    );
+    assert!(a.revoke_link("f1".into(), "l1".into(), now).await.unwrap());
+    assert!(
+        !a.revoke_link("f1".into(), "l1".into(), now).await.unwrap(),
+        "once only"
+    );
+    assert_eq!(b.link_target([1; 32], now).await.unwrap(), LinkTarget::Ended, "revoked");
+
+    assert_eq!(b.delete_owned_file("f1".into(), bob).await.unwrap(), Deletion::NotOwner);
+    assert_eq!(b.delete_owned_file("f2".into(), bob).await.unwrap(), Deletion::NotFound);
+    assert_eq!(
+        b.delete_owned_file("nope".into(), bob).await.unwrap(),
+        Deletion::NotFound
+    );
+    assert!(b.files_deleted_since(now).await.unwrap().is_empty());
+    assert_eq!(b.delete_owned_file("f1".into(), ann).await.unwrap(), Deletion::Deleted);
+    assert_eq!(b.delete_owned_file("f1".into(), ann).await.unwrap(), Deletion::NotFound);
+    assert_eq!(a.file("f1".into()).await.unwrap(), None);
+    let history = a.messages_after(0, 10).await.unwrap();
+    assert_eq!(
+        (history[0].id, history[0].file.as_ref()),
+        (shared.id, None),
+        "no file key"
+    );
+    assert_eq!(
+        a.link_target([2; 32], now).await.unwrap(),
+        LinkTarget::Unknown,
+        "its links went with it"
+    );
+    let late = a.insert_link(new_link("l4", "f1", [5; 32], now.0 + 60_000)).await;
+    assert!(matches!(late, Err(DbError::NotFound(_))));
+    let deleted = a.files_deleted_since(now).await.unwrap();
+    assert_eq!(deleted.len(), 1);
+    assert_eq!(deleted[0].0, "f1", "the deletion is recorded for every node");
+    assert!(a
+        .files_deleted_since(Timestamp(now.0 + 3_600_000))
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(b.file_ids().await.unwrap().contains("g1"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL 15 (bash .ci/run runs it)"]
+async fn a_file_deleted_while_it_is_shared_on_the_other_node_is_left_in_no_message() {
+    let (_postgres, a, b) = two_nodes().await;
+    let ann = a.create_user("ann".into(), "h".into()).await.unwrap().unwrap().id;
+    for round in 0..20 {
+        let id = format!("race{round}");
+        a.insert_file(file_row(&id, ann, "ann", round)).await.unwrap();
+        let shares: Vec<_> = (0..5)
+            .map(|_| {
+                let mut share = message(ann, id.clone());
+                share.file_id = Some(id.clone());
+                tokio::spawn(a.append_message(share))
+            })
+            .collect();
+        let deleted = b.delete_owned_file(id.clone(), ann).await.unwrap();
+        assert_eq!(deleted, crate::db::files::Deletion::Deleted);
+        for share in shares {
+            // Either before the deletion (then cleared by it) or refused.
+            let _ = share.await.unwrap();
+        }
+        let left: i64 = a
+            .client()
+            .await
+            .unwrap()
+            .query_one("SELECT count(*) FROM messages WHERE file_id = $1", &[&id])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(left, 0, "round {round}: a message still names the deleted file");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL 15 (bash .ci/run runs it)"]
+async fn deletions_are_recorded_after_a_restart_and_pruned_once_a_day_old() {
+    let (postgres, a, b) = two_nodes().await;
+    let ann = a.create_user("ann".into(), "h".into()).await.unwrap().unwrap().id;
+    let now = Timestamp::now().0;
+    a.client()
+        .await
+        .unwrap()
+        .execute(
+            "INSERT INTO file_deletions (file_id, deleted_at) VALUES ('old', $1), ('recent', $2)",
+            &[&(now - 25 * 3600 * 1000), &(now - 3600 * 1000)],
+        )
+        .await
+        .unwrap();
+    a.insert_file(file_row("f1", ann, "ann", 0)).await.unwrap();
+    a.insert_file(file_row("f2", ann, "ann", 1)).await.unwrap();
+    assert_eq!(
+        b.delete_owned_file("f1".into(), ann).await.unwrap(),
+        crate::db::files::Deletion::Deleted
+    );
+    postgres.restart();
+    // The transaction's own connection is opened again like the others.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match b.delete_owned_file("f2".into(), ann).await {
+            Ok(deletion) => break assert_eq!(deletion, crate::db::files::Deletion::Deleted),
+            Err(crate::db::DbError::Unavailable(_)) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("not recovered: {e}"),
+        }
+    }
+    let mut kept: Vec<String> = loop {
+        match a.files_deleted_since(Timestamp(0)).await {
+            Ok(rows) => break rows.into_iter().map(|(id, _)| id).collect(),
+            Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(100)).await,
+            Err(e) => panic!("not recovered: {e}"),
+        }
+    };
+    kept.sort();
+    assert_eq!(kept, ["f1", "f2", "recent"], "the day-old record is pruned");
 }
