@@ -296,6 +296,7 @@ fn a_cluster_node_keeps_no_sqlite_file_and_leaves_the_database_size_to_postgresq
         .filter(|name| name.starts_with("chat.db"))
         .collect();
     assert!(left.is_empty(), "SQLite files next to a cluster node: {left:?}");
+}
 
 // Files and share links across nodes.
 

@@ -299,6 +299,7 @@ async fn a_node_knows_when_it_has_lost_postgresql_and_when_it_has_it_back() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     a.check_health().await.unwrap();
+}
 
 // Files and share links.
 
