@@ -13,6 +13,7 @@
 //! one for the message writer, so a batch in flight never queues reads
 //! behind it. [`follow`] opens a third, for `LISTEN`.
 
+pub(crate) mod cluster;
 mod files;
 pub(crate) mod follow;
 pub(crate) mod messages;
