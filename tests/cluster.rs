@@ -9,11 +9,13 @@ use common::postgres::Postgres;
 use common::ws::{is, Client};
 use common::{Server, PASSWORD};
 
-/// Two nodes on `postgres`, without the per-connection rate limit (the
-/// tests send bursts).
+/// Two nodes on `postgres` and one uploads directory (the first node's),
+/// without the per-connection rate limit (the tests send bursts).
 fn two_nodes(postgres: &Postgres) -> (Server, Server) {
-    let node = || Server::start_with(&["--db", &postgres.url, "--ws-rate-limit", "0"]);
-    (node(), node())
+    let node = |more: &[&str]| Server::start_with(&[&["--db", &postgres.url, "--ws-rate-limit", "0"], more].concat());
+    let first = node(&[]);
+    let second = node(&["--uploads-dir", first.uploads_dir().to_str().unwrap()]);
+    (first, second)
 }
 
 /// Registers `username` through `first` and logs in on each node.
