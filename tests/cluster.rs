@@ -412,3 +412,21 @@ fn a_node_starting_during_another_nodes_upload_leaves_it_to_complete() {
     assert_eq!(download.status, 200, "{}", download.text());
     assert!(download.body == content, "the bytes downloaded from the other node");
 }
+
+#[test]
+#[ignore = "needs PostgreSQL 15 (bash .ci/run runs it)"]
+fn two_first_nodes_starting_together_on_one_empty_directory_both_start() {
+    let postgres = Postgres::start();
+    let shared = tempfile::tempdir().unwrap();
+    let uploads = shared.path().join("uploads");
+    let start = || {
+        let (url, uploads) = (postgres.url.clone(), uploads.to_str().unwrap().to_string());
+        std::thread::spawn(move || Server::start_with(&["--db", &url, "--uploads-dir", &uploads]))
+    };
+    let (a, b) = (start(), start());
+    let (a, b) = (a.join().unwrap(), b.join().unwrap());
+    assert_eq!(a.get("/healthz", "").status, 200);
+    assert_eq!(b.get("/healthz", "").status, 200);
+    let marked = std::fs::read_to_string(uploads.join(MARKER)).unwrap();
+    assert_eq!(marked.trim().len(), 32, "{marked:?}");
+}

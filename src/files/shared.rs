@@ -23,13 +23,13 @@
 //!   sweep would delete them.
 //!
 //! A refusal stops the start with one line naming the directory. The
-//! decision is taken in one transaction holding an advisory lock, so nodes
-//! that start together on one empty directory agree: the first claims it,
-//! the others find its marker. The marker is first written under a
-//! temporary name and renamed once the id is committed; a crash between
-//! the two leaves that file, holding the committed id, and the next start
-//! finishes the rename (a directory that was never the cluster's cannot
-//! hold the cluster's random id).
+//! decision is taken under an advisory lock held until the marker is in
+//! place, so nodes that start together on one empty directory agree: the
+//! first claims it, the others find its marker. The marker is first written
+//! under a temporary name and renamed once the id is committed; a crash
+//! between the two leaves that file, holding the committed id, and the next
+//! start finishes the rename (a directory that was never the cluster's
+//! cannot hold the cluster's random id).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -92,6 +92,8 @@ pub(crate) async fn join(db: &Db, dir: &Path, port: u16) -> Result<Option<String
             claim.store(&id).await.map_err(|e| failed(&e))?;
             let owned = dir.to_path_buf();
             blocking(move || rename_durably(&owned)).await.map_err(|e| failed(&e))?;
+            // Only now may the next node look.
+            drop(claim);
         }
     }
     node_name(port).map(Some).map_err(|e| failed(&e))

@@ -1,10 +1,10 @@
 //! The cluster's identity: a random id stored once in `settings`, which the
 //! shared uploads directory's marker file repeats (see `files::shared`).
 //!
-//! Reading it and storing it happen in one transaction holding an advisory
-//! lock, on a connection of their own, so that nodes starting together
-//! decide one after the other: the second sees what the first stored, and
-//! the marker the first wrote before its commit.
+//! A claim holds an advisory lock, on a connection of its own, from before
+//! it reads the id until the node is done with the marker, so that nodes
+//! starting together decide one after the other: the second sees what the
+//! first stored, and the marker the first put in place.
 
 use tokio_postgres::Client;
 
@@ -15,9 +15,9 @@ use crate::db::DbError;
 const CLAIM_LOCK: i64 = 0x6368_6174_0002;
 const CLUSTER_ID: &str = "cluster_id";
 
-/// The cluster's id as stored when the claim began, and the open
-/// transaction that may store one. Dropped without [`Claim::store`], the
-/// connection closes, which rolls the transaction back and frees the lock.
+/// The cluster's id as stored when the claim began, and the connection
+/// that holds the lock. Dropping it closes the connection, which frees the
+/// lock.
 pub(crate) struct Claim {
     client: Client,
     /// `None` until a node has stored one.
@@ -29,10 +29,7 @@ impl PgDb {
     /// and reads the stored id.
     pub(crate) async fn claim_cluster(&self) -> Result<Claim, DbError> {
         let client = connect(&self.url).await?;
-        client.batch_execute("BEGIN").await?;
-        client
-            .execute("SELECT pg_advisory_xact_lock($1)", &[&CLAIM_LOCK])
-            .await?;
+        client.execute("SELECT pg_advisory_lock($1)", &[&CLAIM_LOCK]).await?;
         let stored = client
             .query_opt("SELECT value FROM settings WHERE key = $1", &[&CLUSTER_ID])
             .await?
@@ -44,15 +41,15 @@ impl PgDb {
 }
 
 impl Claim {
-    /// Stores `id` as the cluster's and commits, which ends the claim.
-    pub(crate) async fn store(self, id: &str) -> Result<(), DbError> {
+    /// Stores `id` as the cluster's (committed when this returns); the
+    /// lock is kept until the claim is dropped.
+    pub(crate) async fn store(&self, id: &str) -> Result<(), DbError> {
         self.client
             .execute(
                 "INSERT INTO settings (key, value) VALUES ($1, $2)",
                 &[&CLUSTER_ID, &id.as_bytes()],
             )
             .await?;
-        self.client.batch_execute("COMMIT").await?;
         Ok(())
     }
 }

@@ -292,6 +292,12 @@ async fn claims_of_the_cluster_id_are_taken_one_at_a_time_and_the_first_stored_w
         "a second claim went ahead while the first was open"
     );
     first.store("c1").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !waiting.is_finished(),
+        "the lock was let go before the claim ended (the marker is put in place meanwhile)"
+    );
+    drop(first);
     assert_eq!(waiting.await.unwrap().as_deref(), Some("c1"));
     // A claim dropped without storing leaves what was stored.
     let dropped = a.claim_cluster().await.unwrap();
