@@ -19,7 +19,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, Semaphore, SemaphorePermit};
@@ -34,14 +34,20 @@ use crate::sys;
 const ID_BYTES: usize = 16;
 const TEMP_PREFIX: &str = ".tmp-";
 /// How old (by its modification time) a file of another node's must be
-/// before a sweep removes it. A live upload writes to its temp file at least
-/// every [`BODY_READ_TIMEOUT`](crate::http::body::BODY_READ_TIMEOUT) (30 s:
-/// a body that sends nothing for longer is cut off), and a renamed file gets
-/// its row within moments; an hour is two orders of magnitude more, which
-/// also covers clocks of the nodes and the file server that disagree by
-/// minutes. The cost: a crashed node's leftovers stay until a node starts
-/// an hour or more later.
+/// before a sweep removes it. A live upload in cluster mode writes to its
+/// temp file at least every [`REFRESH`] plus
+/// [`BODY_READ_TIMEOUT`](crate::http::body::BODY_READ_TIMEOUT) (90 s: a
+/// body that sends nothing for 30 s is cut off), and a renamed file gets
+/// its row within moments; an hour is more than an order of magnitude more,
+/// which also covers clocks of the nodes and the file server that disagree
+/// by minutes. The cost: a crashed node's leftovers stay until a node
+/// starts an hour or more later.
 pub(crate) const GRACE: Duration = Duration::from_secs(60 * 60);
+/// In cluster mode, a partly filled buffer is written once this long has
+/// passed since the last write: a slow upload (a buffer fills only every
+/// [`WRITE_CHUNK`] bytes) would otherwise leave its temp file unwritten for
+/// as long as it likes, and look abandoned to another node's sweep.
+const REFRESH: Duration = Duration::from_secs(60);
 /// Received bytes are hashed and written in pieces of this size, each by one
 /// blocking task, while the next pieces are being received.
 const WRITE_CHUNK: usize = 1024 * 1024;
@@ -236,6 +242,10 @@ pub(crate) struct Incoming {
     /// `None` once awaited (after an error or at commit).
     writer: Option<JoinHandle<io::Result<Writer>>>,
     len: u64,
+    /// Whether a partly filled buffer is written after [`REFRESH`] (in
+    /// cluster mode), and when a buffer was last handed to the writer.
+    refresh: bool,
+    handed_over: Instant,
     /// The temp file's unit of the descriptor budget; it also covers the
     /// directory opened for its sync once the file is closed.
     _descriptor: Held,
@@ -282,6 +292,8 @@ impl Incoming {
             empty,
             writer: Some(tokio::spawn(write_in_order(writer, to_write, written))),
             len: 0,
+            refresh: node.is_some(),
+            handed_over: Instant::now(),
             _descriptor: descriptor,
         })
     }
@@ -302,6 +314,9 @@ impl Incoming {
                 self.hand_over().await?;
             }
         }
+        if self.refresh && !self.buffer.is_empty() && self.handed_over.elapsed() >= REFRESH {
+            self.hand_over().await?;
+        }
         Ok(())
     }
 
@@ -309,6 +324,7 @@ impl Incoming {
     /// while this upload may have more and [`SPARE_BUFFERS`] allows, else
     /// the next the writer gives back.
     async fn hand_over(&mut self) -> io::Result<()> {
+        self.handed_over = Instant::now();
         let full = std::mem::take(&mut self.buffer);
         self.queue(full).await?;
         self.buffer = if self.take_spare() {
@@ -701,6 +717,38 @@ mod tests {
         assert_eq!(left_in(dir.path()), std::slice::from_ref(&stored.id));
         assert_eq!(fs::read(path(dir.path(), &stored.id)).unwrap(), b"bytes");
         stored.discard.keep();
+    }
+
+    /// Waits (bounded) until the file at `path` holds `len` bytes.
+    async fn wait_for_len(path: &Path, len: u64) {
+        for _ in 0..500 {
+            if fs::metadata(path).unwrap().len() == len {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("{} never held {len} bytes", path.display());
+    }
+
+    #[tokio::test]
+    async fn a_slow_upload_in_a_cluster_writes_what_it_has_every_minute() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut shared = Incoming::create(dir.path(), Some("web-1_8001")).await.unwrap();
+        let mut alone = Incoming::create(dir.path(), None).await.unwrap();
+        for incoming in [&mut shared, &mut alone] {
+            incoming.write(b"first").await.unwrap();
+            incoming.handed_over = Instant::now().checked_sub(REFRESH).unwrap();
+            incoming.write(b" second").await.unwrap();
+        }
+        wait_for_len(&shared.temp, 12).await;
+        // A moment later, the next piece stays in the buffer again.
+        shared.write(b" third").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(fs::metadata(&shared.temp).unwrap().len(), 12);
+        // One process alone writes full buffers only, as it always did.
+        assert_eq!(fs::metadata(&alone.temp).unwrap().len(), 0);
+        let stored = shared.commit().await.unwrap();
+        assert_eq!(fs::read(path(dir.path(), &stored.id)).unwrap(), b"first second third");
     }
 
     #[test]
