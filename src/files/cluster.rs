@@ -80,15 +80,18 @@ pub(crate) async fn join(db: &Db, dir: &Path, port: u16) -> Result<Option<String
         Found::Foreign(why) => return Err(refused(&why)),
         Found::Unclaimed => {
             if !db.file_ids().await.map_err(|e| failed(&e))?.is_empty() {
-                return Err(refused(
-                    &"it has no marker, yet the database already records files; the cluster's directory is elsewhere",
-                ));
+                return Err(refused(&format!(
+                    "it has no {MARKER}, yet the database already records files; the cluster's directory is elsewhere"
+                )));
             }
-            let id = store::random_hex(16).map_err(|e| failed(&e))?;
+            let id = store::new_id().map_err(|e| failed(&e))?;
             let (owned, written) = (dir.to_path_buf(), id.clone());
-            blocking(move || write_durably(&owned.join(MARKER_TEMP), &written))
-                .await
-                .map_err(|e| failed(&e))?;
+            blocking(move || {
+                store::create_private_dir(&owned)?;
+                write_durably(&owned.join(MARKER_TEMP), &written)
+            })
+            .await
+            .map_err(|e| failed(&e))?;
             claim.store(&id).await.map_err(|e| failed(&e))?;
             let owned = dir.to_path_buf();
             blocking(move || rename_durably(&owned)).await.map_err(|e| failed(&e))?;
@@ -99,10 +102,11 @@ pub(crate) async fn join(db: &Db, dir: &Path, port: u16) -> Result<Option<String
     node_name(port).map(Some).map_err(|e| failed(&e))
 }
 
-/// Creates `dir` if needed and compares its marker with `stored`, the
-/// cluster's id (`None` while no node has stored one). Blocking.
+/// Compares the marker of `dir` with `stored`, the cluster's id (`None`
+/// while no node has stored one). A directory that does not exist yet is
+/// an empty one; it is created only once claimed, so a refused node leaves
+/// nothing behind. Blocking.
 fn inspect(dir: &Path, stored: Option<&str>) -> io::Result<Found> {
-    store::create_private_dir(dir)?;
     let found = match (read_id(&dir.join(MARKER))?, stored) {
         (Some(marked), Some(stored)) if marked == stored => Found::Ours,
         (Some(marked), stored) => Found::Foreign(format!(
@@ -191,6 +195,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let uploads = dir.path().join("uploads");
         assert!(matches!(inspect(&uploads, None).unwrap(), Found::Unclaimed));
+        assert!(!uploads.exists(), "only looked at");
+        fs::create_dir(&uploads).unwrap();
         fs::write(uploads.join(".gitkeep"), b"").unwrap();
         assert!(matches!(inspect(&uploads, None).unwrap(), Found::Unclaimed));
         assert!(matches!(inspect(&uploads, Some("c1")).unwrap(), Found::Foreign(why) if why.contains("elsewhere")));

@@ -450,11 +450,15 @@ pub(crate) fn create_private_dir(dir: &Path) -> io::Result<()> {
 }
 
 /// Whether `dir` holds anything an upload leaves: a temp file or a file
-/// named like an id: what a first node of a cluster refuses to adopt.
-/// Blocking.
+/// named like an id: what a first node of a cluster refuses to adopt. A
+/// directory that does not exist holds nothing. Blocking.
 #[cfg(feature = "postgres")]
 pub(crate) fn holds_uploads(dir: &Path) -> io::Result<bool> {
-    for entry in fs::read_dir(dir)? {
+    let entries = match fs::read_dir(dir) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        entries => entries?,
+    };
+    for entry in entries {
         let name = entry?.file_name();
         if name
             .to_str()
