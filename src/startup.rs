@@ -116,7 +116,7 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
 /// route table over the application [`run`] serves. Public so that a test
 /// build can serve the same routes from a listener of its own, behind a
 /// service of its own. In cluster mode the port of `config.addr` is part
-/// of the node's name (see `files::cluster::node_name`): pass the bound one.
+/// of the node's name (see `files::shared_dir::node_name`): pass the bound one.
 pub async fn build(config: &Config, shutdown: Shutdown) -> Result<Routes, StartError> {
     let storage = |e: &dyn std::fmt::Display| StartError::Storage(e.to_string());
     let db = open(config).await.map_err(|e| storage(&e))?;
@@ -131,7 +131,7 @@ pub async fn build(config: &Config, shutdown: Shutdown) -> Result<Routes, StartE
     let epoch = db.epoch().await.map_err(|e| storage(&e))?;
     // In cluster mode, refuses an uploads directory that is not the cluster's.
     #[cfg(feature = "postgres")]
-    let node = files::cluster::join(&db, &config.uploads_dir, config.addr.port())
+    let node = files::shared_dir::join(&db, &config.uploads_dir, config.addr.port())
         .await
         .map_err(StartError::Storage)?;
     #[cfg(not(feature = "postgres"))]

@@ -42,7 +42,7 @@ impl Db {
     }
 
     /// In cluster mode, begins the claim of the cluster's identity, which
-    /// the shared uploads directory's marker repeats (`files::cluster`); on
+    /// the shared uploads directory's marker repeats (`files::shared_dir`); on
     /// SQLite, where one process owns its uploads directory, there is none.
     #[cfg(feature = "postgres")]
     pub(crate) async fn claim_cluster(&self) -> Result<Option<super::pg::cluster::Claim>, DbError> {

@@ -1,7 +1,7 @@
 //! Files: uploads streamed to disk ([`upload`]), downloads with ranges and
 //! validators ([`download`]), the listing and deletion ([`catalog`]),
 //! sharing in the room and share links ([`sharing`]), over the bytes on disk
-//! ([`store`]), shared by a cluster's nodes (`cluster`, cargo feature
+//! ([`store`]), shared by a cluster's nodes (`shared_dir`, cargo feature
 //! `postgres`). The `multipart/form-data` parser is part of the transport
 //! (`http::multipart`).
 //!
@@ -17,9 +17,9 @@
 //! leaves at worst bytes without a row, which [`recover`] removes at start-up.
 
 pub(crate) mod catalog;
-#[cfg(feature = "postgres")]
-pub(crate) mod cluster;
 pub(crate) mod download;
+#[cfg(feature = "postgres")]
+pub(crate) mod shared_dir;
 pub(crate) mod sharing;
 pub(crate) mod store;
 pub(crate) mod upload;

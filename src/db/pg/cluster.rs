@@ -1,5 +1,5 @@
 //! The cluster's identity: a random id stored once in `settings`, which the
-//! shared uploads directory's marker file repeats (see `files::cluster`).
+//! shared uploads directory's marker file repeats (see `files::shared_dir`).
 //!
 //! A claim holds an advisory lock, on a connection of its own, from before
 //! it reads the id until the node is done with the marker, so that nodes
