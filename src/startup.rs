@@ -70,7 +70,7 @@ impl std::fmt::Display for StartError {
 /// Binds, opens storage and serves until SIGINT or SIGTERM, then shuts down
 /// gracefully. The first line on stderr is the bound address, printed once
 /// the server is ready.
-pub async fn run(config: Config) -> Result<(), StartError> {
+pub async fn run(mut config: Config) -> Result<(), StartError> {
     // The handlers are in place before the first connection is accepted: a
     // signal that arrives any time after that is a graceful shutdown, never
     // the default action of killing the process.
@@ -83,6 +83,8 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     };
     let listener = bind(config.addr).await?;
     let addr = listener.local_addr().map_err(|e| StartError::Bind(config.addr, e))?;
+    // The bound port, not a 0 asked for: it is part of a cluster node's name.
+    config.addr = addr;
     let metrics = match config.metrics_addr {
         Some(metrics_addr) => Some(bind(metrics_addr).await?),
         None => None,
@@ -118,7 +120,8 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
 /// Opens storage, recovers the uploads directory and sets up tokens: the
 /// route table over the application [`run`] serves. Public so that a test
 /// build can serve the same routes from a listener of its own, behind a
-/// service of its own.
+/// service of its own. In cluster mode the port of `config.addr` is part
+/// of the node's name (see `files::shared_dir::node_name`): pass the bound one.
 pub async fn build(config: &Config, shutdown: Shutdown) -> Result<Routes, StartError> {
     let storage = |e: &dyn std::fmt::Display| StartError::Storage(e.to_string());
     let db = open(config).await.map_err(|e| storage(&e))?;
@@ -131,8 +134,16 @@ pub async fn build(config: &Config, shutdown: Shutdown) -> Result<Routes, StartE
         }
     };
     let epoch = db.epoch().await.map_err(|e| storage(&e))?;
-    // Before the first request: no upload can be in flight while the sweep runs.
-    files::recover(&db, &config.uploads_dir)
+    // In cluster mode, refuses an uploads directory that is not the cluster's.
+    #[cfg(feature = "postgres")]
+    let node = files::shared_dir::join(&db, &config.uploads_dir, config.addr.port())
+        .await
+        .map_err(StartError::Storage)?;
+    #[cfg(not(feature = "postgres"))]
+    let node = None;
+    // Before the first request: no upload of this node's can be in flight
+    // while the sweep runs (another node's can: see `files::store::sweep`).
+    files::recover(&db, &config.uploads_dir, node.as_deref())
         .await
         .map_err(StartError::Storage)?;
     let passwords = Passwords::start(config.bcrypt_cost).map_err(StartError::Threads)?;
@@ -176,6 +187,7 @@ pub async fn build(config: &Config, shutdown: Shutdown) -> Result<Routes, StartE
             db: db.clone(),
             room,
             dir: config.uploads_dir.clone(),
+            node,
             max_upload_bytes: config.max_upload_bytes,
         },
         db,

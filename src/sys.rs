@@ -87,6 +87,22 @@ pub(crate) fn set_mode(path: &Path, mode: u32) -> io::Result<Option<u32>> {
     Ok(Some(had))
 }
 
+/// The machine's host name (`gethostname`), lossily decoded: part of a
+/// cluster node's name.
+#[cfg(feature = "postgres")]
+pub(crate) fn hostname() -> io::Result<String> {
+    // 255 is the longest host name POSIX allows; one more for the NUL.
+    let mut name = [0u8; 256];
+    // SAFETY: the buffer is writable for the length given; on success the
+    // name in it is NUL-terminated when it fits, and the last byte, never
+    // written past, stays 0 either way, so the search below ends inside it.
+    if unsafe { libc::gethostname(name.as_mut_ptr().cast(), name.len() - 1) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let len = name.iter().position(|&b| b == 0).unwrap_or(name.len());
+    Ok(String::from_utf8_lossy(&name[..len]).into_owned())
+}
+
 /// Raises the soft limit on open files to the hard limit (`setrlimit`), and
 /// returns the soft limit in force. A hard limit the kernel will not grant
 /// as a soft one leaves the soft limit as it was.

@@ -9,11 +9,13 @@ use common::postgres::Postgres;
 use common::ws::{is, Client};
 use common::{Server, PASSWORD};
 
-/// Two nodes on `postgres`, without the per-connection rate limit (the
-/// tests send bursts).
+/// Two nodes on `postgres` and one uploads directory (the first node's),
+/// without the per-connection rate limit (the tests send bursts).
 fn two_nodes(postgres: &Postgres) -> (Server, Server) {
-    let node = || Server::start_with(&["--db", &postgres.url, "--ws-rate-limit", "0"]);
-    (node(), node())
+    let node = |more: &[&str]| Server::start_with(&[&["--db", &postgres.url, "--ws-rate-limit", "0"], more].concat());
+    let first = node(&[]);
+    let second = node(&["--uploads-dir", first.uploads_dir().to_str().unwrap()]);
+    (first, second)
 }
 
 /// Registers `username` through `first` and logs in on each node.
@@ -300,14 +302,6 @@ fn a_cluster_node_keeps_no_sqlite_file_and_leaves_the_database_size_to_postgresq
 
 // Files and share links across nodes.
 
-/// Two nodes on `postgres` sharing the uploads directory `uploads`, as a
-/// cluster's nodes share one volume.
-fn two_nodes_sharing_uploads(postgres: &Postgres, uploads: &std::path::Path) -> (Server, Server) {
-    let uploads = uploads.to_str().unwrap();
-    let node = || Server::start_with(&["--db", &postgres.url, "--uploads-dir", uploads, "--ws-rate-limit", "0"]);
-    (node(), node())
-}
-
 fn file_id(file: &serde_json::Value) -> String {
     file["id"].as_str().unwrap().to_string()
 }
@@ -336,8 +330,7 @@ fn within_two_seconds(what: &str, mut check: impl FnMut() -> bool) {
 #[ignore = "needs PostgreSQL 15 (bash .ci/run runs it)"]
 fn a_file_uploaded_on_one_node_downloads_on_the_other_and_is_listed_there_once_shared() {
     let postgres = Postgres::start();
-    let uploads = tempfile::tempdir().unwrap();
-    let (a, b) = two_nodes_sharing_uploads(&postgres, uploads.path());
+    let (a, b) = two_nodes(&postgres);
     let (ann_a, ann_b) = user_on_both(&a, &b, "ann");
     let (_, bob_b) = user_on_both(&a, &b, "bob");
     let content: Vec<u8> = (0..300_000u32).map(|n| (n * 7 % 251) as u8).collect();
@@ -371,8 +364,7 @@ fn a_file_uploaded_on_one_node_downloads_on_the_other_and_is_listed_there_once_s
 #[ignore = "needs PostgreSQL 15 (bash .ci/run runs it)"]
 async fn a_file_deleted_on_one_node_leaves_the_other_nodes_cached_history_within_two_seconds() {
     let postgres = Postgres::start();
-    let uploads = tempfile::tempdir().unwrap();
-    let (a, b) = two_nodes_sharing_uploads(&postgres, uploads.path());
+    let (a, b) = two_nodes(&postgres);
     let (ann_a, ann_b) = user_on_both(&a, &b, "ann");
     let id = file_id(&a.upload(&ann_a, "gone.txt", b"soon gone"));
     let mut poster = Client::join(&a, &ann_a, "ann").await;
@@ -427,12 +419,206 @@ async fn a_file_deleted_on_one_node_leaves_the_other_nodes_cached_history_within
     assert!(message.get("file").is_none(), "{message}");
 }
 
+// The shared uploads directory: its marker, and start-up sweeps that spare
+// other nodes' uploads in flight.
+
+/// The marker file the first node writes into the cluster's uploads
+/// directory.
+const MARKER: &str = ".chat-cluster";
+
+/// A name shaped like an upload's id, distinct for each `seed`.
+fn id_like(seed: &str) -> String {
+    common::sha256_hex(seed.as_bytes())[..32].to_string()
+}
+
+/// Runs a node that must refuse to start; returns its exit code and what it
+/// wrote on stderr.
+fn refused_start(args: &[&str]) -> (Option<i32>, String) {
+    use std::process::{Command, Stdio};
+    let mut command = Command::new(env!("CARGO_BIN_EXE_chat-server"));
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("CHAT_") {
+            command.env_remove(key);
+        }
+    }
+    let mut child = command
+        .env("CHAT_ADDR", "127.0.0.1:0")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the node did not stop by itself");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let output = child.wait_with_output().unwrap();
+    (output.status.code(), String::from_utf8(output.stderr).unwrap())
+}
+
+#[test]
+#[ignore = "needs PostgreSQL 15 (bash .ci/run runs it)"]
+fn a_node_on_another_uploads_directory_refuses_to_start_in_one_line_naming_it() {
+    let postgres = Postgres::start();
+    let first = Server::start_with(&["--db", &postgres.url]);
+    let marked = std::fs::read_to_string(first.uploads_dir().join(MARKER)).unwrap();
+    assert_eq!(
+        marked.trim().len(),
+        32,
+        "the first node marked its directory: {marked:?}"
+    );
+    let elsewhere = tempfile::tempdir().unwrap();
+    // A new, empty directory: not the one the cluster already has.
+    let empty = elsewhere.path().join("empty");
+    // Another cluster's: its marker names another id.
+    let foreign = elsewhere.path().join("foreign");
+    std::fs::create_dir(&foreign).unwrap();
+    std::fs::write(foreign.join(MARKER), format!("{}\n", id_like("another cluster"))).unwrap();
+    for dir in [&empty, &foreign] {
+        let dir = dir.to_str().unwrap();
+        let (code, stderr) = refused_start(&["--db", &postgres.url, "--uploads-dir", dir]);
+        assert_eq!(code, Some(1), "{dir}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{dir}: {stderr}");
+        assert!(stderr.starts_with("chat-server: "), "{stderr}");
+        assert!(
+            stderr.contains(&format!("uploads directory {dir} is not this cluster's")),
+            "{stderr}"
+        );
+    }
+    assert!(!empty.exists(), "a refused node leaves nothing behind");
+    let second = Server::start_with(&[
+        "--db",
+        &postgres.url,
+        "--uploads-dir",
+        first.uploads_dir().to_str().unwrap(),
+    ]);
+    assert_eq!(
+        second.get("/healthz", "").status,
+        200,
+        "the cluster's own directory is accepted"
+    );
+}
+
+#[test]
+#[ignore = "needs PostgreSQL 15 (bash .ci/run runs it)"]
+fn a_starting_node_sweeps_its_own_and_stale_leftovers_and_spares_other_nodes_recent_ones() {
+    use std::time::{Duration, SystemTime};
+
+    let postgres = Postgres::start();
+    let first = Server::start_with(&["--db", &postgres.url]);
+    let uploads = first.uploads_dir();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let plant = |name: &str, age: Duration| {
+        let file = std::fs::File::create(uploads.join(name)).unwrap();
+        file.set_modified(SystemTime::now() - age).unwrap();
+    };
+    let (fresh, stale) = (Duration::from_secs(10), Duration::from_secs(2 * 60 * 60));
+    // Left by the node about to start, in an earlier life on the same port.
+    let own = format!(".tmp-{}_{port}-{}", host.trim(), id_like("own"));
+    plant(&own, fresh);
+    // Another node's upload in flight, and one it abandoned long ago.
+    let in_flight = format!(".tmp-elsewhere_8001-{}", id_like("in flight"));
+    let abandoned = format!(".tmp-elsewhere_8001-{}", id_like("abandoned"));
+    plant(&in_flight, fresh);
+    plant(&abandoned, stale);
+    // Files without a row: one maybe renamed a moment ago by another node
+    // that has not yet inserted its row, one a crash left long ago.
+    let (renamed, orphan) = (id_like("renamed"), id_like("orphan"));
+    plant(&renamed, fresh);
+    plant(&orphan, stale);
+    let second = Server::start_with(&[
+        "--db",
+        &postgres.url,
+        "--uploads-dir",
+        uploads.to_str().unwrap(),
+        "--addr",
+        &format!("127.0.0.1:{port}"),
+    ]);
+    let mut left: Vec<String> = std::fs::read_dir(&uploads)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .collect();
+    left.sort();
+    let mut expected = vec![MARKER.to_string(), in_flight, renamed];
+    expected.sort();
+    assert_eq!(left, expected);
+    second.wait_for_log("removed 2 unfinished upload(s) and 1 file(s) without a record");
+    second.wait_for_log("left 2 file(s) of other nodes' uploads");
+}
+
+/// An upload held open mid-body on one node while another node starts on
+/// the same directory: the starting node's sweep leaves its temp file
+/// alone, the upload completes, and the file downloads from the other node.
+#[test]
+#[ignore = "needs PostgreSQL 15 (bash .ci/run runs it)"]
+fn a_node_starting_during_another_nodes_upload_leaves_it_to_complete() {
+    use std::io::Write;
+
+    let postgres = Postgres::start();
+    let a = Server::start_with(&["--db", &postgres.url]);
+    let token = a.user("ann");
+    let content: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let boundary = "cluster-upload-boundary";
+    let opening = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"slow.bin\"\r\n\
+         Content-Type: application/octet-stream\r\n\r\n"
+    );
+    let closing = format!("\r\n--{boundary}--\r\n");
+    let mut stream = std::net::TcpStream::connect(a.addr).unwrap();
+    write!(
+        stream,
+        "POST /files/upload HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {}\r\n\r\n{opening}",
+        opening.len() + content.len() + closing.len()
+    )
+    .unwrap();
+    let (sent, rest) = content.split_at(content.len() / 2);
+    stream.write_all(sent).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let temp = loop {
+        let names = a.stored_files();
+        if let Some(temp) = names.into_iter().find(|name| name.starts_with(".tmp-")) {
+            break temp;
+        }
+        assert!(std::time::Instant::now() < deadline, "no temp file appeared");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    let b = Server::start_with(&[
+        "--db",
+        &postgres.url,
+        "--uploads-dir",
+        a.uploads_dir().to_str().unwrap(),
+    ]);
+    assert!(
+        a.uploads_dir().join(&temp).is_file(),
+        "the starting node removed an upload in flight"
+    );
+    stream.write_all(rest).unwrap();
+    stream.write_all(closing.as_bytes()).unwrap();
+    let response = common::read_response(&mut std::io::BufReader::new(stream), false).unwrap();
+    assert_eq!(response.status, 201, "the upload completes: {}", response.text());
+    let id = response.json()["id"].as_str().unwrap().to_string();
+    accepted(&b, &token);
+    let download = b.get(&format!("/files/{id}"), &token);
+    assert_eq!(download.status, 200, "{}", download.text());
+    assert!(download.body == content, "the bytes downloaded from the other node");
+}
+
 #[test]
 #[ignore = "needs PostgreSQL 15 (bash .ci/run runs it)"]
 fn a_share_link_made_on_one_node_works_on_the_other_until_revoked_on_the_first() {
     let postgres = Postgres::start();
-    let uploads = tempfile::tempdir().unwrap();
-    let (a, b) = two_nodes_sharing_uploads(&postgres, uploads.path());
+    let (a, b) = two_nodes(&postgres);
     let ann = a.user("ann");
     let id = file_id(&a.upload(&ann, "linked.txt", b"by link"));
     let created = a.request("POST", &format!("/files/{id}/links"), Some(&ann), None);
@@ -461,4 +647,22 @@ fn a_share_link_made_on_one_node_works_on_the_other_until_revoked_on_the_first()
     within_two_seconds("the deletion on B", || {
         b.request("GET", other, None, None).status == 404
     });
+}
+
+#[test]
+#[ignore = "needs PostgreSQL 15 (bash .ci/run runs it)"]
+fn two_first_nodes_starting_together_on_one_empty_directory_both_start() {
+    let postgres = Postgres::start();
+    let shared = tempfile::tempdir().unwrap();
+    let uploads = shared.path().join("uploads");
+    let start = || {
+        let (url, uploads) = (postgres.url.clone(), uploads.to_str().unwrap().to_string());
+        std::thread::spawn(move || Server::start_with(&["--db", &url, "--uploads-dir", &uploads]))
+    };
+    let (a, b) = (start(), start());
+    let (a, b) = (a.join().unwrap(), b.join().unwrap());
+    assert_eq!(a.get("/healthz", "").status, 200);
+    assert_eq!(b.get("/healthz", "").status, 200);
+    let marked = std::fs::read_to_string(uploads.join(MARKER)).unwrap();
+    assert_eq!(marked.trim().len(), 32, "{marked:?}");
 }

@@ -41,6 +41,17 @@ impl Db {
         .await
     }
 
+    /// In cluster mode, begins the claim of the cluster's identity, which
+    /// the shared uploads directory's marker repeats (`files::shared_dir`); on
+    /// SQLite, where one process owns its uploads directory, there is none.
+    #[cfg(feature = "postgres")]
+    pub(crate) async fn claim_cluster(&self) -> Result<Option<super::pg::cluster::Claim>, DbError> {
+        match self.postgres() {
+            Some(pg) => pg.claim_cluster().await.map(Some),
+            None => Ok(None),
+        }
+    }
+
     /// Whether the database can be both read and written: a query, then a
     /// real write (a page changes) of when the check ran, through the group
     /// commit like any other write, so it fails where any other write would.

@@ -1,7 +1,8 @@
 //! Files: uploads streamed to disk ([`upload`]), downloads with ranges and
 //! validators ([`download`]), the listing and deletion ([`catalog`]),
 //! sharing in the room and share links ([`sharing`]), over the bytes on disk
-//! ([`store`]). The `multipart/form-data` parser is part of the transport
+//! ([`store`]), shared by a cluster's nodes (`shared_dir`, cargo feature
+//! `postgres`). The `multipart/form-data` parser is part of the transport
 //! (`http::multipart`).
 //!
 //! Who may see a file: its uploader always, every member once it is shared
@@ -19,6 +20,8 @@ pub(crate) mod catalog;
 #[cfg(feature = "postgres")]
 pub(crate) mod cluster;
 pub(crate) mod download;
+#[cfg(feature = "postgres")]
+pub(crate) mod shared_dir;
 pub(crate) mod sharing;
 pub(crate) mod store;
 pub(crate) mod upload;
@@ -43,6 +46,9 @@ pub struct Files {
     pub room: Arc<Room>,
     /// Where the bytes live (`--uploads-dir`).
     pub dir: PathBuf,
+    /// In cluster mode, this node's name, which its temp files carry (see
+    /// [`store::Sharing`]); `None` on SQLite.
+    pub node: Option<String>,
     /// The largest file accepted (`--max-upload-bytes`).
     pub max_upload_bytes: u64,
 }
@@ -112,19 +118,25 @@ pub(crate) fn not_the_uploader() -> ApiError {
 
 /// Start-up recovery, before the server takes requests (so no upload is in
 /// flight): creates the uploads directory and removes temp files and files
-/// without a row (see [`store::sweep`]).
+/// without a row (see [`store::sweep`]; in cluster mode, where `node` is
+/// this node's name, another node's only past a grace period).
 ///
 /// Rows whose file is missing are kept and only counted in a warning: the
 /// likely cause is an uploads directory that is not the one the database
 /// belongs with (a volume not mounted yet, a wrong `--uploads-dir`), and
 /// deleting the rows would turn an operator's mistake into lost records.
 /// Downloading such a file answers 404; its uploader can still delete it.
-pub(crate) async fn recover(db: &Db, dir: &Path) -> Result<(), String> {
+pub(crate) async fn recover(db: &Db, dir: &Path, node: Option<&str>) -> Result<(), String> {
     let context = |e: &dyn std::fmt::Display| format!("uploads directory {}: {e}", dir.display());
     let ids = db.file_ids().await.map_err(|e| context(&e))?;
     let owned = dir.to_path_buf();
+    let node = node.map(str::to_string);
     let (swept, missing) = blocking(move || {
-        let swept = store::sweep(&owned, |id| Ok(ids.contains(id)))?;
+        let sharing = match &node {
+            Some(node) => store::Sharing::Cluster { node },
+            None => store::Sharing::Alone,
+        };
+        let swept = store::sweep(&owned, sharing, |id| Ok(ids.contains(id)))?;
         let missing = ids
             .iter()
             .filter(|id| !store::is_valid_id(id) || !store::path(&owned, id).is_file())
@@ -139,6 +151,15 @@ pub(crate) async fn recover(db: &Db, dir: &Path) -> Result<(), String> {
             "removed {} unfinished upload(s) and {} file(s) without a record from {}",
             swept.temp_files,
             swept.orphans,
+            dir.display()
+        );
+    }
+    if swept.spared > 0 {
+        crate::log!(
+            Level::Info,
+            "left {} file(s) of other nodes' uploads, written in the last {} min, in {}: they may be in flight",
+            swept.spared,
+            store::GRACE.as_secs() / 60,
             dir.display()
         );
     }

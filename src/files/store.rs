@@ -1,13 +1,15 @@
 //! The bytes of uploaded files on disk: ids, paths, writing a new file under a
 //! temporary name, making it durable, and the start-up sweep.
 //!
-//! A file is written as `<dir>/.tmp-<id>`, fsynced, renamed to `<dir>/<id>`
-//! and the directory fsynced; only then does the caller insert its row. Every
-//! file not yet committed is owned by a [`Discard`] guard that removes it if
-//! the upload fails or is abandoned, and whatever a crash leaves behind (a
-//! temp file, or a renamed file whose row was never inserted) is removed by
-//! [`sweep`] at the next start. The client's file name never takes part in
-//! any path: names on disk are ids the server drew itself.
+//! A file is written as `<dir>/.tmp-<id>` (in cluster mode
+//! `<dir>/.tmp-<node>-<id>`, see [`temp_name`]), fsynced, renamed to
+//! `<dir>/<id>` and the directory fsynced; only then does the caller insert
+//! its row. Every file not yet committed is owned by a [`Discard`] guard that
+//! removes it if the upload fails or is abandoned, and whatever a crash
+//! leaves behind (a temp file, or a renamed file whose row was never
+//! inserted) is removed by [`sweep`] at a later start. The client's file name
+//! never takes part in any path: names on disk are ids the server drew
+//! itself.
 //!
 //! All file-system calls here are blocking; they run on tokio's blocking
 //! threads (or, for the start-up sweep, on a storage thread), never on an
@@ -17,6 +19,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, Semaphore, SemaphorePermit};
@@ -30,6 +33,21 @@ use crate::sys;
 /// Random bytes in an id: 128 bits, written as 32 lowercase hex digits.
 const ID_BYTES: usize = 16;
 const TEMP_PREFIX: &str = ".tmp-";
+/// How old (by its modification time) a file of another node's must be
+/// before a sweep removes it. A live upload in cluster mode writes to its
+/// temp file at least every [`REFRESH`] plus
+/// [`BODY_READ_TIMEOUT`](crate::http::body::BODY_READ_TIMEOUT) (90 s: a
+/// body that sends nothing for 30 s is cut off), and a renamed file gets
+/// its row within moments; an hour is more than an order of magnitude more,
+/// which also covers clocks of the nodes and the file server that disagree
+/// by minutes. The cost: a crashed node's leftovers stay until a node
+/// starts an hour or more later.
+pub(crate) const GRACE: Duration = Duration::from_secs(60 * 60);
+/// In cluster mode, a partly filled buffer is written once this long has
+/// passed since the last write: a slow upload (a buffer fills only every
+/// [`WRITE_CHUNK`] bytes) would otherwise leave its temp file unwritten for
+/// as long as it likes, and look abandoned to another node's sweep.
+const REFRESH: Duration = Duration::from_secs(60);
 /// Received bytes are hashed and written in pieces of this size, each by one
 /// blocking task, while the next pieces are being received.
 const WRITE_CHUNK: usize = 1024 * 1024;
@@ -62,6 +80,25 @@ pub(crate) fn random_hex(bytes: usize) -> io::Result<String> {
 /// refused before it comes near the file system.
 pub(crate) fn is_valid_id(id: &str) -> bool {
     id.len() == 2 * ID_BYTES && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// The name of the temp file of upload `id`: `.tmp-<id>` when one process
+/// owns the directory, `.tmp-<node>-<id>` when the nodes of a cluster share
+/// it, so that a sweep can tell its own leftovers from another node's
+/// uploads in flight.
+fn temp_name(node: Option<&str>, id: &str) -> String {
+    match node {
+        Some(node) => format!("{TEMP_PREFIX}{node}-{id}"),
+        None => format!("{TEMP_PREFIX}{id}"),
+    }
+}
+
+/// Whether `name` is a temp file [`temp_name`] gave `node`. Node names may
+/// hold `-`; ids do not, so the id is what follows the last one.
+fn is_temp_of(name: &str, node: &str) -> bool {
+    name.strip_prefix(TEMP_PREFIX)
+        .and_then(|rest| rest.rsplit_once('-'))
+        .is_some_and(|(of, id)| of == node && is_valid_id(id))
 }
 
 /// Where the committed bytes of `id` live. `id` must be valid.
@@ -193,6 +230,7 @@ async fn write_in_order(
 pub(crate) struct Incoming {
     id: String,
     dir: PathBuf,
+    temp: PathBuf,
     /// Removes the temp file unless the upload is committed.
     discard: Discard,
     buffer: Vec<u8>,
@@ -204,6 +242,10 @@ pub(crate) struct Incoming {
     /// `None` once awaited (after an error or at commit).
     writer: Option<JoinHandle<io::Result<Writer>>>,
     len: u64,
+    /// Whether a partly filled buffer is written after [`REFRESH`] (in
+    /// cluster mode), and when a buffer was last handed to the writer.
+    refresh: bool,
+    handed_over: Instant,
     /// The temp file's unit of the descriptor budget; it also covers the
     /// directory opened for its sync once the file is closed.
     _descriptor: Held,
@@ -219,12 +261,13 @@ pub(crate) struct Stored {
 }
 
 impl Incoming {
-    /// Creates `<dir>/.tmp-<fresh id>`, readable by the server's user only,
-    /// counted against the descriptor budget (an error when it is spent).
-    pub(crate) async fn create(dir: &Path) -> io::Result<Incoming> {
+    /// Creates the temp file of a fresh id (named for `node` in cluster
+    /// mode, see [`temp_name`]), readable by the server's user only, counted
+    /// against the descriptor budget (an error when it is spent).
+    pub(crate) async fn create(dir: &Path, node: Option<&str>) -> io::Result<Incoming> {
         let descriptor = descriptors::take_for_files(1)?;
         let id = new_id()?;
-        let temp = dir.join(format!("{TEMP_PREFIX}{id}"));
+        let temp = dir.join(temp_name(node, &id));
         let opened = temp.clone();
         let file = blocking(move || {
             use std::os::unix::fs::OpenOptionsExt;
@@ -241,6 +284,7 @@ impl Incoming {
         Ok(Incoming {
             id,
             dir: dir.to_path_buf(),
+            temp: temp.clone(),
             discard: Discard::new(temp),
             buffer: Vec::with_capacity(WRITE_CHUNK),
             spares: Vec::new(),
@@ -248,6 +292,8 @@ impl Incoming {
             empty,
             writer: Some(tokio::spawn(write_in_order(writer, to_write, written))),
             len: 0,
+            refresh: node.is_some(),
+            handed_over: Instant::now(),
             _descriptor: descriptor,
         })
     }
@@ -268,6 +314,9 @@ impl Incoming {
                 self.hand_over().await?;
             }
         }
+        if self.refresh && !self.buffer.is_empty() && self.handed_over.elapsed() >= REFRESH {
+            self.hand_over().await?;
+        }
         Ok(())
     }
 
@@ -275,6 +324,7 @@ impl Incoming {
     /// while this upload may have more and [`SPARE_BUFFERS`] allows, else
     /// the next the writer gives back.
     async fn hand_over(&mut self) -> io::Result<()> {
+        self.handed_over = Instant::now();
         let full = std::mem::take(&mut self.buffer);
         self.queue(full).await?;
         self.buffer = if self.take_spare() {
@@ -341,7 +391,7 @@ impl Incoming {
             file: Disk { file, .. },
             hasher,
         } = self.finish_writing().await?;
-        let temp = self.dir.join(format!("{TEMP_PREFIX}{}", self.id));
+        let temp = self.temp.clone();
         let target = path(&self.dir, &self.id);
         let dir = self.dir.clone();
         let renamed = target.clone();
@@ -386,7 +436,7 @@ fn remove_file(path: &Path) -> io::Result<()> {
 /// whatever the umask, and narrows it if it exists with wider permissions:
 /// the names of the files in it are the ids their download links are made
 /// of.
-fn create_private_dir(dir: &Path) -> io::Result<()> {
+pub(crate) fn create_private_dir(dir: &Path) -> io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
     if let Some(had) = sys::set_mode(dir, 0o700)?.filter(|had| had & 0o077 != 0) {
@@ -399,20 +449,67 @@ fn create_private_dir(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// What the start-up sweep removed.
+/// Whether `dir` holds anything an upload leaves: a temp file or a file
+/// named like an id: what a first node of a cluster refuses to adopt. A
+/// directory that does not exist holds nothing. Blocking.
+#[cfg(feature = "postgres")]
+pub(crate) fn holds_uploads(dir: &Path) -> io::Result<bool> {
+    let entries = match fs::read_dir(dir) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        entries => entries?,
+    };
+    for entry in entries {
+        let name = entry?.file_name();
+        if name
+            .to_str()
+            .is_some_and(|name| name.starts_with(TEMP_PREFIX) || is_valid_id(name))
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Who may be writing in the uploads directory while a sweep runs, which
+/// decides what it may remove.
+#[derive(Clone, Copy)]
+pub(crate) enum Sharing<'a> {
+    /// This process alone (SQLite: its lock file keeps a second server out),
+    /// and it has no upload in flight yet.
+    Alone,
+    /// The nodes of a cluster; this one is `node` and has no upload in
+    /// flight yet, but the others may.
+    Cluster { node: &'a str },
+}
+
+/// What the start-up sweep removed, and what it left to other nodes.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct Swept {
     pub temp_files: usize,
     pub orphans: usize,
+    /// Another node's temp files and files without a row younger than
+    /// [`GRACE`]: possibly uploads in flight, left alone.
+    pub spared: usize,
 }
 
 /// Creates `dir` if needed and removes what a crash may have left in it:
 /// temp files of unfinished uploads, and files named like an id that
 /// `has_row` does not know. Anything else in the directory (a `.gitkeep`,
-/// an operator's notes) is not ours and is left alone. Blocking.
-pub(crate) fn sweep(dir: &Path, mut has_row: impl FnMut(&str) -> io::Result<bool>) -> io::Result<Swept> {
+/// an operator's notes, the cluster's marker) is not ours and is left
+/// alone.
+///
+/// Shared by a cluster, this node's own temp files go at once, but a temp
+/// file of another node's, or a file without a row (another node may have
+/// renamed it and not yet inserted the row), only once it has not been
+/// written for [`GRACE`]. Blocking.
+pub(crate) fn sweep(
+    dir: &Path,
+    sharing: Sharing<'_>,
+    mut has_row: impl FnMut(&str) -> io::Result<bool>,
+) -> io::Result<Swept> {
     create_private_dir(dir)?;
     let mut swept = Swept::default();
+    let now = SystemTime::now();
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
         if !entry.file_type()?.is_file() {
@@ -429,10 +526,26 @@ pub(crate) fn sweep(dir: &Path, mut has_row: impl FnMut(&str) -> io::Result<bool
         } else {
             continue;
         };
-        remove_file(&entry.path())?;
-        *counter += 1;
+        let removable = match sharing {
+            Sharing::Alone => true,
+            Sharing::Cluster { node } => is_temp_of(name, node) || is_stale(&entry.metadata()?, now),
+        };
+        if removable {
+            remove_file(&entry.path())?;
+            *counter += 1;
+        } else {
+            swept.spared += 1;
+        }
     }
     Ok(swept)
+}
+
+/// Whether a file was last written [`GRACE`] or more before `now`. A time
+/// ahead of `now` (another machine's clock) is not stale.
+fn is_stale(metadata: &fs::Metadata, now: SystemTime) -> bool {
+    metadata
+        .modified()
+        .is_ok_and(|written| now.duration_since(written).is_ok_and(|age| age >= GRACE))
 }
 
 #[cfg(test)]
@@ -473,12 +586,13 @@ mod tests {
             fs::write(uploads.join(name), b"x").unwrap();
         }
         fs::create_dir(uploads.join(new_id().unwrap())).unwrap();
-        let swept = sweep(&uploads, |id| Ok(id == kept)).unwrap();
+        let swept = sweep(&uploads, Sharing::Alone, |id| Ok(id == kept)).unwrap();
         assert_eq!(
             swept,
             Swept {
                 temp_files: 1,
-                orphans: 1
+                orphans: 1,
+                spared: 0
             }
         );
         let mut left: Vec<String> = fs::read_dir(&uploads)
@@ -492,18 +606,167 @@ mod tests {
         assert_eq!(left, expected);
     }
 
+    /// The names of the files left in `dir`, sorted.
+    fn left_in(dir: &Path) -> Vec<String> {
+        let mut left: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        left
+    }
+
+    /// Writes `name` in `dir`, last modified `age` ago.
+    fn plant(dir: &Path, name: &str, age: Duration) {
+        let file = File::create(dir.join(name)).unwrap();
+        file.set_modified(SystemTime::now() - age).unwrap();
+    }
+
+    #[test]
+    fn a_shared_sweep_removes_its_own_temp_files_at_once_and_others_only_past_the_grace_period() {
+        let dir = tempfile::tempdir().unwrap();
+        let uploads = dir.path();
+        let fresh = Duration::from_secs(5);
+        let stale = GRACE + Duration::from_secs(60);
+        let id = || new_id().unwrap();
+        // This node's, even fresh: nothing of its own is in flight at start.
+        let own = [
+            temp_name(Some("web-1_8001"), &id()),
+            temp_name(Some("web-1_8001"), &id()),
+        ];
+        plant(uploads, &own[0], fresh);
+        plant(uploads, &own[1], stale);
+        // Another node's (one whose name starts like this one's, too), a
+        // temp file of a single node's, and files without a row.
+        let spared = [
+            temp_name(Some("web-2_8001"), &id()),
+            temp_name(Some("web-1_80011"), &id()),
+            temp_name(None, &id()),
+            id(),
+        ];
+        let removed = [
+            temp_name(Some("web-2_8001"), &id()),
+            temp_name(Some("web-1_80011"), &id()),
+            temp_name(None, &id()),
+            id(),
+        ];
+        for name in &spared {
+            plant(uploads, name, fresh);
+        }
+        for name in &removed {
+            plant(uploads, name, stale);
+        }
+        // Not an upload's: left alone whatever its age.
+        let (kept, marker) = (id(), ".chat-cluster");
+        plant(uploads, &kept, stale);
+        plant(uploads, marker, stale);
+        // Written a moment from now by a clock ahead of ours.
+        let ahead = temp_name(Some("web-3_8001"), &id());
+        File::create(uploads.join(&ahead))
+            .unwrap()
+            .set_modified(SystemTime::now() + Duration::from_secs(120))
+            .unwrap();
+        let swept = sweep(
+            uploads,
+            Sharing::Cluster { node: "web-1_8001" },
+            |name| Ok(name == kept),
+        )
+        .unwrap();
+        assert_eq!(
+            swept,
+            Swept {
+                temp_files: 5,
+                orphans: 1,
+                spared: 5
+            }
+        );
+        let mut expected: Vec<String> = spared.to_vec();
+        expected.extend([kept, marker.to_string(), ahead]);
+        expected.sort();
+        assert_eq!(left_in(uploads), expected);
+    }
+
+    #[test]
+    fn only_a_temp_file_named_for_a_node_is_that_nodes() {
+        let id = new_id().unwrap();
+        assert!(is_temp_of(&temp_name(Some("a-b.c_1"), &id), "a-b.c_1"));
+        assert!(!is_temp_of(&temp_name(Some("a-b.c_1"), &id), "b.c_1"));
+        assert!(!is_temp_of(&temp_name(Some("a-b.c_1"), &id), "a-b.c_"));
+        assert!(!is_temp_of(&temp_name(None, &id), "a"));
+        assert!(!is_temp_of(&format!(".tmp-a-{id}x"), "a"));
+        assert!(!is_temp_of(&format!("a-{id}"), "a"));
+    }
+
+    #[test]
+    #[cfg(feature = "postgres")]
+    fn uploads_are_told_from_other_files() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(".chat-cluster"), b"x").unwrap();
+        fs::write(dir.path().join(".gitkeep"), b"").unwrap();
+        assert!(!holds_uploads(dir.path()).unwrap());
+        fs::write(dir.path().join(temp_name(None, &new_id().unwrap())), b"").unwrap();
+        assert!(holds_uploads(dir.path()).unwrap());
+        let other = tempfile::tempdir().unwrap();
+        fs::write(other.path().join(new_id().unwrap()), b"").unwrap();
+        assert!(holds_uploads(other.path()).unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_cluster_node_names_its_temp_file_and_commits_it_under_the_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut incoming = Incoming::create(dir.path(), Some("web-1_8001")).await.unwrap();
+        incoming.write(b"bytes").await.unwrap();
+        assert_eq!(left_in(dir.path()), [temp_name(Some("web-1_8001"), &incoming.id)]);
+        let stored = incoming.commit().await.unwrap();
+        assert_eq!(left_in(dir.path()), std::slice::from_ref(&stored.id));
+        assert_eq!(fs::read(path(dir.path(), &stored.id)).unwrap(), b"bytes");
+        stored.discard.keep();
+    }
+
+    /// Waits (bounded) until the file at `path` holds `len` bytes.
+    async fn wait_for_len(path: &Path, len: u64) {
+        for _ in 0..500 {
+            if fs::metadata(path).unwrap().len() == len {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("{} never held {len} bytes", path.display());
+    }
+
+    #[tokio::test]
+    async fn a_slow_upload_in_a_cluster_writes_what_it_has_every_minute() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut shared = Incoming::create(dir.path(), Some("web-1_8001")).await.unwrap();
+        let mut alone = Incoming::create(dir.path(), None).await.unwrap();
+        for incoming in [&mut shared, &mut alone] {
+            incoming.write(b"first").await.unwrap();
+            incoming.handed_over = Instant::now().checked_sub(REFRESH).unwrap();
+            incoming.write(b" second").await.unwrap();
+        }
+        wait_for_len(&shared.temp, 12).await;
+        // A moment later, the next piece stays in the buffer again.
+        shared.write(b" third").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(fs::metadata(&shared.temp).unwrap().len(), 12);
+        // One process alone writes full buffers only, as it always did.
+        assert_eq!(fs::metadata(&alone.temp).unwrap().len(), 0);
+        let stored = shared.commit().await.unwrap();
+        assert_eq!(fs::read(path(dir.path(), &stored.id)).unwrap(), b"first second third");
+    }
+
     #[test]
     fn sweep_creates_a_missing_directory() {
         let dir = tempfile::tempdir().unwrap();
         let uploads = dir.path().join("a/b");
-        assert_eq!(sweep(&uploads, |_| Ok(true)).unwrap(), Swept::default());
+        assert_eq!(sweep(&uploads, Sharing::Alone, |_| Ok(true)).unwrap(), Swept::default());
         assert!(uploads.is_dir());
     }
 
     #[tokio::test]
     async fn committed_file_has_its_bytes_and_digest() {
         let dir = tempfile::tempdir().unwrap();
-        let mut incoming = Incoming::create(dir.path()).await.unwrap();
+        let mut incoming = Incoming::create(dir.path(), None).await.unwrap();
         // Enough for every buffer to be written and reused more than once.
         let content: Vec<u8> = (0..WRITE_CHUNK * BUFFERS * 2 + 7).map(|i| (i % 253) as u8).collect();
         for piece in content.chunks(100_000) {
@@ -522,7 +785,7 @@ mod tests {
     async fn an_upload_with_no_buffer_to_spare_still_completes() {
         let dir = tempfile::tempdir().unwrap();
         let all = SPARE_BUFFERS.acquire_many(32).await.unwrap();
-        let mut incoming = Incoming::create(dir.path()).await.unwrap();
+        let mut incoming = Incoming::create(dir.path(), None).await.unwrap();
         let content: Vec<u8> = (0..WRITE_CHUNK * 3 + 5).map(|i| (i % 241) as u8).collect();
         for piece in content.chunks(300_000) {
             incoming.write(piece).await.unwrap();
@@ -537,10 +800,15 @@ mod tests {
     #[tokio::test]
     async fn abandoned_file_is_removed() {
         let dir = tempfile::tempdir().unwrap();
-        let mut incoming = Incoming::create(dir.path()).await.unwrap();
+        let mut incoming = Incoming::create(dir.path(), None).await.unwrap();
         incoming.write(&[1; WRITE_CHUNK + 1]).await.unwrap();
         drop(incoming);
-        let stored = Incoming::create(dir.path()).await.unwrap().commit().await.unwrap();
+        let stored = Incoming::create(dir.path(), None)
+            .await
+            .unwrap()
+            .commit()
+            .await
+            .unwrap();
         drop(stored);
         for _ in 0..500 {
             if fs::read_dir(dir.path()).unwrap().count() == 0 {

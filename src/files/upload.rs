@@ -47,6 +47,7 @@ pub(crate) async fn upload(ctx: &mut Ctx<'_, '_>, files: &Files) -> Result<Respo
     let mut form = Form {
         parser: Parser::new(&boundary, Limits::default()),
         dir: files.dir.clone(),
+        node: files.node.clone(),
         max_file,
         file: None,
         in_file: false,
@@ -107,6 +108,8 @@ pub(crate) async fn upload(ctx: &mut Ctx<'_, '_>, files: &Files) -> Result<Respo
 struct Form {
     parser: Parser,
     dir: PathBuf,
+    /// This node's name in cluster mode (see `Files::node`).
+    node: Option<String>,
     max_file: u64,
     /// The first `file` part, once it has begun; later ones are ignored.
     file: Option<FilePart>,
@@ -143,7 +146,9 @@ impl Form {
         if self.file.is_some() || headers.name.as_deref() != Some(FILE_FIELD) {
             return Ok(());
         }
-        let incoming = Incoming::create(&self.dir).await.map_err(ApiError::storage)?;
+        let incoming = Incoming::create(&self.dir, self.node.as_deref())
+            .await
+            .map_err(ApiError::storage)?;
         self.file = Some(FilePart {
             incoming,
             filename: sanitize_filename(headers.filename.as_deref().unwrap_or_default()),

@@ -15,6 +15,7 @@
 //! deletion of a file a fourth, for the transactions of several statements
 //! outside the writer.
 
+pub(crate) mod cluster;
 mod files;
 pub(crate) mod follow;
 mod links;

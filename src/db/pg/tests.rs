@@ -501,3 +501,34 @@ async fn deletions_are_recorded_after_a_restart_and_pruned_once_a_day_old() {
     kept.sort();
     assert_eq!(kept, ["f1", "f2", "recent"], "the day-old record is pruned");
 }
+
+// The cluster's identity, which the shared uploads directory's marker
+// repeats.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL 15 (bash .ci/run runs it)"]
+async fn claims_of_the_cluster_id_are_taken_one_at_a_time_and_the_first_stored_wins() {
+    let (_postgres, a, b) = two_nodes().await;
+    let first = a.claim_cluster().await.unwrap();
+    assert_eq!(first.stored, None);
+    // The other node's claim waits for the first to end.
+    let waiting = tokio::spawn(async move { b.claim_cluster().await.unwrap().stored });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !waiting.is_finished(),
+        "a second claim went ahead while the first was open"
+    );
+    first.store("c1").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !waiting.is_finished(),
+        "the lock was let go before the claim ended (the marker is put in place meanwhile)"
+    );
+    drop(first);
+    assert_eq!(waiting.await.unwrap().as_deref(), Some("c1"));
+    // A claim dropped without storing leaves what was stored.
+    let dropped = a.claim_cluster().await.unwrap();
+    assert_eq!(dropped.stored.as_deref(), Some("c1"));
+    drop(dropped);
+    assert_eq!(a.claim_cluster().await.unwrap().stored.as_deref(), Some("c1"));
+}
