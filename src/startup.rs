@@ -144,6 +144,10 @@ pub async fn build(config: &Config, shutdown: Shutdown) -> Result<Routes, StartE
     let room = Arc::new(Room::new(db.clone()));
     #[cfg(feature = "postgres")]
     room.follow_cluster(shutdown.clone()).await.map_err(|e| storage(&e))?;
+    #[cfg(feature = "postgres")]
+    if db.is_cluster() {
+        tokio::spawn(room.follow_presence(shutdown.clone()));
+    }
     let app = App {
         accounts: Accounts {
             db: db.clone(),

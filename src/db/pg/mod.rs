@@ -16,6 +16,7 @@
 mod files;
 pub(crate) mod follow;
 pub(crate) mod messages;
+mod presence;
 pub(crate) mod sessions;
 #[cfg(test)]
 mod tests;
@@ -52,6 +53,9 @@ pub(crate) struct PgDb {
     /// runs: a post is answered only once it has been delivered here, as
     /// on SQLite, where the commit hook broadcasts before the answer.
     delivered: Arc<watch::Sender<Option<i64>>>,
+    /// This process's name among the nodes (see [`presence`]): drawn at
+    /// each start, so a restarted node never finds rows of its former life.
+    node: Arc<str>,
 }
 
 impl PgDb {
@@ -72,6 +76,7 @@ impl PgDb {
             reads: Arc::new(Mutex::new(Some(Arc::new(reads)))),
             writer,
             delivered: Arc::new(watch::Sender::new(None)),
+            node: random_hex::<8>("the node id")?.into(),
         })
     }
 
@@ -85,9 +90,7 @@ impl PgDb {
     /// The epoch of the cluster's history (see `db::settings`): one for
     /// every node, so a client resumes on any of them.
     pub(crate) async fn epoch(&self) -> Result<String, DbError> {
-        let mut fresh = [0u8; 16];
-        getrandom::fill(&mut fresh).map_err(|e| DbError::Other(format!("no randomness for the epoch: {e}")))?;
-        let fresh: String = fresh.iter().map(|b| format!("{b:02x}")).collect();
+        let fresh = random_hex::<16>("the epoch")?;
         let stored = self.setting("epoch", fresh.into_bytes()).await?;
         String::from_utf8(stored).map_err(|e| DbError::Other(format!("epoch is not text: {e}")))
     }
@@ -137,6 +140,13 @@ impl PgDb {
             .await?;
         Ok(row.get(0))
     }
+}
+
+/// `N` random bytes in hexadecimal, for `what`.
+fn random_hex<const N: usize>(what: &str) -> Result<String, DbError> {
+    let mut bytes = [0u8; N];
+    getrandom::fill(&mut bytes).map_err(|e| DbError::Other(format!("no randomness for {what}: {e}")))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// Opens a connection and drives it on its own task; the client reports

@@ -75,3 +75,21 @@ CREATE TABLE IF NOT EXISTS settings (
     key   TEXT  PRIMARY KEY,
     value BYTEA NOT NULL
 );
+
+-- Presence across nodes. Every node has a row in `nodes` (a fresh id at
+-- each start) whose heartbeat it refreshes about twice a second, and one
+-- row in `presence` per user with a chat connection on it. A node whose
+-- heartbeat is older than a few seconds is dead: its users are ignored,
+-- and the first node to notice deletes it with them. The heartbeat is the
+-- database's clock, so the nodes' clocks do not matter here.
+CREATE TABLE IF NOT EXISTS nodes (
+    id           TEXT        PRIMARY KEY,
+    heartbeat_at TIMESTAMPTZ NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS presence (
+    node_id  TEXT   NOT NULL REFERENCES nodes (id) ON DELETE CASCADE,
+    user_id  BIGINT NOT NULL,
+    username TEXT   NOT NULL,
+    PRIMARY KEY (node_id, user_id)
+);

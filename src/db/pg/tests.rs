@@ -274,3 +274,86 @@ async fn after_postgresql_restarts_a_node_reconnects_and_its_follower_catches_up
     assert_eq!(after.id, 2);
     assert_eq!(wait_for(&seen, 2).await, [1, 2]);
 }
+
+// Presence across nodes.
+
+/// The users node `db` reads as online elsewhere, sorted.
+async fn elsewhere(db: &PgDb) -> Vec<(i64, String)> {
+    let mut users: Vec<_> = db.presence_elsewhere().await.unwrap().into_iter().collect();
+    users.sort();
+    users
+}
+
+fn users(list: &[(i64, &str)]) -> Vec<(i64, String)> {
+    list.iter().map(|(id, name)| (*id, name.to_string())).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL 15 (bash .ci/run runs it)"]
+async fn each_node_reads_the_users_the_other_live_nodes_published() {
+    let (_postgres, a, b) = two_nodes().await;
+    assert!(
+        !b.publish_presence(None).await.unwrap(),
+        "a heartbeat alone does not bring in a node that never published"
+    );
+    assert!(a
+        .publish_presence(Some(users(&[(1, "ann"), (2, "bob")])))
+        .await
+        .unwrap());
+    assert!(b.publish_presence(Some(users(&[(2, "bob")]))).await.unwrap());
+    assert_eq!(elsewhere(&b).await, users(&[(1, "ann"), (2, "bob")]));
+    assert_eq!(
+        elsewhere(&a).await,
+        users(&[(2, "bob")]),
+        "a node's own users are not elsewhere"
+    );
+    a.publish_presence(Some(users(&[(2, "bob"), (3, "cid")])))
+        .await
+        .unwrap();
+    assert_eq!(
+        elsewhere(&b).await,
+        users(&[(2, "bob"), (3, "cid")]),
+        "a publication replaces the node's whole set"
+    );
+    assert!(a.publish_presence(None).await.unwrap(), "a heartbeat of a live node");
+    b.withdraw_presence().await.unwrap();
+    assert!(elsewhere(&a).await.is_empty(), "a node withdrawn counts no more");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL 15 (bash .ci/run runs it)"]
+async fn a_node_whose_heartbeat_is_stale_is_dropped_and_must_publish_again() {
+    let (_postgres, a, b) = two_nodes().await;
+    a.publish_presence(Some(users(&[(1, "ann")]))).await.unwrap();
+    assert_eq!(elsewhere(&b).await, users(&[(1, "ann")]));
+    // Five seconds without a heartbeat, as if the node had been killed.
+    a.client()
+        .await
+        .unwrap()
+        .execute(
+            "UPDATE nodes SET heartbeat_at = heartbeat_at - interval '5 seconds' WHERE id = $1",
+            &[&&*a.node],
+        )
+        .await
+        .unwrap();
+    assert!(elsewhere(&b).await.is_empty(), "a stale node's users are ignored");
+    let rows: i64 = b
+        .client()
+        .await
+        .unwrap()
+        .query_one("SELECT count(*) FROM presence", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 0, "and deleted with their node by the node that read");
+    assert!(
+        !a.publish_presence(None).await.unwrap(),
+        "the dropped node learns of it at its next heartbeat"
+    );
+    a.publish_presence(Some(users(&[(1, "ann")]))).await.unwrap();
+    assert_eq!(
+        elsewhere(&b).await,
+        users(&[(1, "ann")]),
+        "and is back once it published"
+    );
+}
