@@ -229,6 +229,19 @@ async fn presence_event(client: &mut Client, within: std::time::Duration) -> ser
         .expect("no presence event in time")
 }
 
+/// Two nodes on `postgres`, bob connected to B, then ann to A, once B
+/// has announced her (within 2 s): the nodes, bob's client and ann's.
+async fn ann_on_a_seen_from_b(postgres: &Postgres) -> ((Server, Server), Client, Client) {
+    let (a, b) = two_nodes(postgres);
+    let (_, bob) = user_on_both(&a, &b, "bob");
+    let (ann, _) = user_on_both(&a, &b, "ann");
+    let mut on_b = Client::join(&b, &bob, "bob").await;
+    let on_a = Client::join(&a, &ann, "ann").await;
+    let event = presence_event(&mut on_b, PRESENCE).await;
+    assert!(presence(&event, "join", "ann", 2), "{event}");
+    ((a, b), on_b, on_a)
+}
+
 /// Whether `event` is `kind` of `username` with this `online` count.
 fn presence(event: &serde_json::Value, kind: &str, username: &str, online: u64) -> bool {
     is(event, kind) && event["username"] == username && event["online"] == online
@@ -238,13 +251,7 @@ fn presence(event: &serde_json::Value, kind: &str, username: &str, online: u64) 
 #[ignore = "needs PostgreSQL 15 (bash .ci/run runs it)"]
 async fn a_user_joining_on_one_node_is_announced_on_the_other_within_two_seconds() {
     let postgres = Postgres::start();
-    let (a, b) = two_nodes(&postgres);
-    let (_, bob) = user_on_both(&a, &b, "bob");
-    let (ann, _) = user_on_both(&a, &b, "ann");
-    let mut on_b = Client::join(&b, &bob, "bob").await;
-    let mut on_a = Client::join(&a, &ann, "ann").await;
-    let event = presence_event(&mut on_b, PRESENCE).await;
-    assert!(presence(&event, "join", "ann", 2), "{event}");
+    let (_nodes, mut on_b, mut on_a) = ann_on_a_seen_from_b(&postgres).await;
     on_a.ws.close(None).await.unwrap();
     let event = presence_event(&mut on_b, PRESENCE).await;
     assert!(presence(&event, "leave", "ann", 1), "{event}");
@@ -294,15 +301,26 @@ async fn a_user_on_both_nodes_counts_once_and_leaves_with_their_last_socket() {
 #[ignore = "needs PostgreSQL 15 (bash .ci/run runs it)"]
 async fn the_users_of_a_killed_node_leave_the_other_node_once_its_heartbeat_is_stale() {
     let postgres = Postgres::start();
-    let (a, b) = two_nodes(&postgres);
-    let (_, bob) = user_on_both(&a, &b, "bob");
-    let (ann, _) = user_on_both(&a, &b, "ann");
-    let mut on_b = Client::join(&b, &bob, "bob").await;
-    let _on_a = Client::join(&a, &ann, "ann").await;
-    let event = presence_event(&mut on_b, PRESENCE).await;
-    assert!(presence(&event, "join", "ann", 2), "{event}");
+    let ((a, _b), mut on_b, _on_a) = ann_on_a_seen_from_b(&postgres).await;
     a.signal(libc::SIGKILL);
     // A heartbeat is stale after 5 s; the next read, within 0.5 s, drops it.
     let event = presence_event(&mut on_b, std::time::Duration::from_secs(8)).await;
     assert!(presence(&event, "leave", "ann", 1), "{event}");
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL 15 (bash .ci/run runs it)"]
+async fn a_postgresql_restart_announces_no_leave_and_presence_goes_on_after_it() {
+    let postgres = Postgres::start();
+    let ((a, _b), mut on_b, _on_a) = ann_on_a_seen_from_b(&postgres).await;
+    let cid = a.user("cid");
+    postgres.restart();
+    // Connected as the nodes recover: announced once they trust what they
+    // read again, 2 s after their last failed poll.
+    let _cid = Client::join(&a, &cid, "cid").await;
+    let event = presence_event(&mut on_b, std::time::Duration::from_secs(10)).await;
+    assert!(
+        presence(&event, "join", "cid", 3),
+        "ann never left, and a newcomer is announced: {event}"
+    );
 }
