@@ -25,7 +25,7 @@
 //!
 //! In cluster mode the hub also holds the users online on the other nodes,
 //! as the presence loop (`chat::presence`) last read them
-//! ([`Hub::set_elsewhere`]), and counts the union: a user is one user
+//! (`Hub::set_elsewhere`), and counts the union: a user is one user
 //! however many nodes they are connected to. A user's first connection here
 //! is news only if they are not online elsewhere, and their last one
 //! leaving only if they are not online elsewhere either; a user appearing

@@ -5,8 +5,9 @@
 //! idempotent), the message writer with its group commit and its counter
 //! row ([`messages`]), the history reads, the settings every node must
 //! share (the JWT secret and the epoch), [`users`] and [`sessions`] (with
-//! the revocations every node polls), and the [`follow`] loop that delivers
-//! committed messages to a node in id order. Files and share links are not
+//! the revocations every node polls), the [`follow`] loop that delivers
+//! committed messages to a node in id order, and each node's online users
+//! with its heartbeat ([`presence`]). Files and share links are not
 //! served yet (see [`files`]).
 //!
 //! Each node holds two connections: one for reads and small writes, and
