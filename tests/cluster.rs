@@ -324,3 +324,16 @@ async fn a_postgresql_restart_announces_no_leave_and_presence_goes_on_after_it()
         "ann never left, and a newcomer is announced: {event}"
     );
 }
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL 15 (bash .ci/run runs it)"]
+async fn the_users_of_a_node_stopped_gracefully_leave_the_other_node_within_two_seconds() {
+    let postgres = Postgres::start();
+    let ((a, _b), mut on_b, mut on_a) = ann_on_a_seen_from_b(&postgres).await;
+    a.signal(libc::SIGTERM);
+    let (_, code) = on_a.closed().await;
+    assert_eq!(code, 1001);
+    // Well before a heartbeat goes stale (5 s): the node withdrew its users.
+    let event = presence_event(&mut on_b, PRESENCE).await;
+    assert!(presence(&event, "leave", "ann", 1), "{event}");
+}
