@@ -24,7 +24,7 @@ pub(crate) mod messages;
 #[cfg(feature = "postgres")]
 pub(crate) mod pg;
 #[cfg(feature = "postgres")]
-mod presence;
+pub(crate) mod presence;
 mod schema;
 pub(crate) mod sessions;
 pub(crate) mod settings;

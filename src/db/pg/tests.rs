@@ -15,6 +15,7 @@ use super::follow::follow;
 use super::PgDb;
 use crate::clock::Timestamp;
 use crate::db::messages::NewMessage;
+use crate::db::presence::PresenceStamp;
 use crate::db::sessions::tests::session;
 use crate::db::sessions::SessionInfo;
 use crate::shutdown::ShutdownTrigger;
@@ -279,7 +280,8 @@ async fn after_postgresql_restarts_a_node_reconnects_and_its_follower_catches_up
 
 /// The users node `db` reads as online elsewhere, sorted.
 async fn elsewhere(db: &PgDb) -> Vec<(i64, String)> {
-    let mut users: Vec<_> = db.presence_elsewhere().await.unwrap().into_iter().collect();
+    let read = db.presence_elsewhere(&PresenceStamp::default()).await.unwrap();
+    let mut users: Vec<_> = read.map(|(_, users)| users.into_iter().collect()).unwrap_or_default();
     users.sort();
     users
 }
@@ -293,29 +295,42 @@ fn users(list: &[(i64, &str)]) -> Vec<(i64, String)> {
 async fn each_node_reads_the_users_the_other_live_nodes_published() {
     let (_postgres, a, b) = two_nodes().await;
     assert!(
-        !b.publish_presence(None).await.unwrap(),
-        "a heartbeat alone does not bring in a node that never published"
+        !b.update_presence(users(&[(2, "bob")]), vec![]).await.unwrap(),
+        "changes do not bring in a node that never published its set"
     );
-    assert!(a
-        .publish_presence(Some(users(&[(1, "ann"), (2, "bob")])))
-        .await
-        .unwrap());
-    assert!(b.publish_presence(Some(users(&[(2, "bob")]))).await.unwrap());
+    assert!(elsewhere(&a).await.is_empty(), "and are not written");
+    a.publish_presence(users(&[(1, "ann"), (2, "bob")])).await.unwrap();
+    b.publish_presence(users(&[(2, "bob")])).await.unwrap();
     assert_eq!(elsewhere(&b).await, users(&[(1, "ann"), (2, "bob")]));
     assert_eq!(
         elsewhere(&a).await,
         users(&[(2, "bob")]),
         "a node's own users are not elsewhere"
     );
-    a.publish_presence(Some(users(&[(2, "bob"), (3, "cid")])))
-        .await
-        .unwrap();
+    a.publish_presence(users(&[(2, "bob"), (3, "cid")])).await.unwrap();
     assert_eq!(
         elsewhere(&b).await,
         users(&[(2, "bob"), (3, "cid")]),
         "a publication replaces the node's whole set"
     );
-    assert!(a.publish_presence(None).await.unwrap(), "a heartbeat of a live node");
+    assert!(a.update_presence(users(&[(4, "dan")]), vec![2]).await.unwrap());
+    assert_eq!(
+        elsewhere(&b).await,
+        users(&[(3, "cid"), (4, "dan")]),
+        "changes add and remove users"
+    );
+    let (stamp, _) = b.presence_elsewhere(&PresenceStamp::default()).await.unwrap().unwrap();
+    assert!(
+        a.update_presence(vec![], vec![]).await.unwrap(),
+        "a heartbeat of a live node"
+    );
+    assert!(
+        b.presence_elsewhere(&stamp).await.unwrap().is_none(),
+        "nothing to read while no set changed"
+    );
+    a.update_presence(vec![], vec![4]).await.unwrap();
+    let (_, changed) = b.presence_elsewhere(&stamp).await.unwrap().unwrap();
+    assert_eq!(changed.len(), 1, "a change changes the stamp");
     b.withdraw_presence().await.unwrap();
     assert!(elsewhere(&a).await.is_empty(), "a node withdrawn counts no more");
 }
@@ -324,7 +339,7 @@ async fn each_node_reads_the_users_the_other_live_nodes_published() {
 #[ignore = "needs PostgreSQL 15 (bash .ci/run runs it)"]
 async fn a_node_whose_heartbeat_is_stale_is_dropped_and_must_publish_again() {
     let (_postgres, a, b) = two_nodes().await;
-    a.publish_presence(Some(users(&[(1, "ann")]))).await.unwrap();
+    a.publish_presence(users(&[(1, "ann")])).await.unwrap();
     assert_eq!(elsewhere(&b).await, users(&[(1, "ann")]));
     // Five seconds without a heartbeat, as if the node had been killed.
     a.client()
@@ -347,10 +362,10 @@ async fn a_node_whose_heartbeat_is_stale_is_dropped_and_must_publish_again() {
         .get(0);
     assert_eq!(rows, 0, "and deleted with their node by the node that read");
     assert!(
-        !a.publish_presence(None).await.unwrap(),
+        !a.update_presence(vec![], vec![]).await.unwrap(),
         "the dropped node learns of it at its next heartbeat"
     );
-    a.publish_presence(Some(users(&[(1, "ann")]))).await.unwrap();
+    a.publish_presence(users(&[(1, "ann")])).await.unwrap();
     assert_eq!(
         elsewhere(&b).await,
         users(&[(1, "ann")]),
