@@ -377,12 +377,30 @@ impl Members {
     /// elsewhere already (then it is no news to the room).
     fn arrived(&mut self, user_id: i64) -> bool {
         self.generation += 1;
-        let elsewhere = !self.elsewhere.is_empty() && self.elsewhere.contains_key(&user_id);
+        let elsewhere = self.is_elsewhere(user_id);
         if elsewhere {
             self.only_elsewhere -= 1;
         }
         METRICS.online_users.set(self.count() as i64);
         elsewhere
+    }
+
+    /// Counts a user's last connection here going; whether they are still
+    /// online elsewhere (then it is no news to the room).
+    fn departed(&mut self, user_id: i64) -> bool {
+        self.generation += 1;
+        let elsewhere = self.is_elsewhere(user_id);
+        if elsewhere {
+            self.only_elsewhere += 1;
+        }
+        METRICS.online_users.set(self.count() as i64);
+        elsewhere
+    }
+
+    /// Whether the user is online on another node (never, on a single node:
+    /// the map is empty, and not even hashed into).
+    fn is_elsewhere(&self, user_id: i64) -> bool {
+        !self.elsewhere.is_empty() && self.elsewhere.contains_key(&user_id)
     }
 
     /// Queues `event` everywhere, then evicts the connections that could not
@@ -426,13 +444,7 @@ impl Members {
             return Some((client, None));
         }
         let presence = self.online.remove(&client.user_id)?;
-        self.generation += 1;
-        let elsewhere = !self.elsewhere.is_empty() && self.elsewhere.contains_key(&client.user_id);
-        if elsewhere {
-            self.only_elsewhere += 1;
-        }
-        METRICS.online_users.set(self.count() as i64);
-        if elsewhere {
+        if self.departed(client.user_id) {
             return Some((client, None));
         }
         let leave = Event::Leave {

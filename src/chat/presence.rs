@@ -7,10 +7,10 @@
 //! to its set of users since the last publication (the whole set at the
 //! start and after any failure), then reads the users of the other live
 //! nodes, if any of them changed its set, and hands them to the [`Hub`],
-//! which announces the differences. A user who connects on
-//! one node is therefore announced on every other node within two polls
-//! (one to publish, one to read) and the round trips, about 1 s; a node
-//! killed without a word drops out once its heartbeat is stale
+//! which announces the differences. A user who connects on one node is
+//! therefore announced on every other node within two polls (one to
+//! publish, one to read) and the round trips, about 1 s; a node killed
+//! without a word drops out once its heartbeat is stale
 //! (`db::pg::presence::STALE`, 5 s), at the next read after that.
 //!
 //! While the database is away nothing changes: the hub keeps the last set
@@ -58,7 +58,10 @@ pub(crate) async fn follow_cluster(db: Db, hub: Arc<Hub>, mut shutdown: Shutdown
         }
         if let Err(e) = poll.run(&db, &hub).await {
             if !poll.failing {
-                crate::log!(Level::Warn, "presence: other nodes' users not read (retrying): {e}");
+                crate::log!(
+                    Level::Warn,
+                    "presence: cannot publish or read who is online (retrying): {e}"
+                );
             }
             poll.failing = true;
             poll.published = None;
