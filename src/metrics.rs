@@ -179,7 +179,8 @@ pub(crate) struct Logins {
 pub(crate) struct Metrics {
     pub(crate) http_connections: Gauge,
     pub(crate) websocket_connections: Gauge,
-    /// Distinct users with a chat connection, as the hub last counted them.
+    /// Distinct users with a chat connection, as the hub last counted them
+    /// (in cluster mode, on any node).
     pub(crate) online_users: Gauge,
     pub(crate) messages_committed: Counter,
     /// Events handed to chat connections' writers (counted before the

@@ -108,7 +108,7 @@ fn render(db: Option<&Path>) -> String {
         (
             "chat_online_users",
             "gauge",
-            "Distinct users with a chat connection.",
+            "Distinct users with a chat connection (in cluster mode, on any node, as this node last counted them).",
             Some(gauge(m.online_users.get())),
         ),
         (

@@ -167,6 +167,7 @@ pub async fn build(config: &Config, shutdown: Shutdown) -> Result<Routes, StartE
             room.clone(),
             shutdown.clone(),
         ));
+        tokio::spawn(room.follow_presence(shutdown.clone()));
     }
     let app = App {
         accounts: Accounts {

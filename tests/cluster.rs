@@ -666,3 +666,128 @@ fn two_first_nodes_starting_together_on_one_empty_directory_both_start() {
     let marked = std::fs::read_to_string(uploads.join(MARKER)).unwrap();
     assert_eq!(marked.trim().len(), 32, "{marked:?}");
 }
+
+// Presence across nodes: `online`, `join` and `leave` count users of the
+// whole cluster, eventually consistent within 2 s.
+
+/// The contract's bound on presence across nodes.
+const PRESENCE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The next `join` or `leave` event on `client`, within `within`.
+async fn presence_event(client: &mut Client, within: std::time::Duration) -> serde_json::Value {
+    tokio::time::timeout(within, client.wait_for(|e| is(e, "join") || is(e, "leave")))
+        .await
+        .expect("no presence event in time")
+}
+
+/// Two nodes on `postgres`, bob connected to B, then ann to A, once B
+/// has announced her (within 2 s): the nodes, bob's client and ann's.
+async fn ann_on_a_seen_from_b(postgres: &Postgres) -> ((Server, Server), Client, Client) {
+    let (a, b) = two_nodes(postgres);
+    let (_, bob) = user_on_both(&a, &b, "bob");
+    let (ann, _) = user_on_both(&a, &b, "ann");
+    let mut on_b = Client::join(&b, &bob, "bob").await;
+    let on_a = Client::join(&a, &ann, "ann").await;
+    let event = presence_event(&mut on_b, PRESENCE).await;
+    assert!(presence(&event, "join", "ann", 2), "{event}");
+    ((a, b), on_b, on_a)
+}
+
+/// Whether `event` is `kind` of `username` with this `online` count.
+fn presence(event: &serde_json::Value, kind: &str, username: &str, online: u64) -> bool {
+    is(event, kind) && event["username"] == username && event["online"] == online
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL 15 (bash .ci/run runs it)"]
+async fn a_user_joining_on_one_node_is_announced_on_the_other_within_two_seconds() {
+    let postgres = Postgres::start();
+    let (_nodes, mut on_b, mut on_a) = ann_on_a_seen_from_b(&postgres).await;
+    on_a.ws.close(None).await.unwrap();
+    let event = presence_event(&mut on_b, PRESENCE).await;
+    assert!(presence(&event, "leave", "ann", 1), "{event}");
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL 15 (bash .ci/run runs it)"]
+async fn a_user_on_both_nodes_counts_once_and_leaves_with_their_last_socket() {
+    let postgres = Postgres::start();
+    let (a, b) = two_nodes(&postgres);
+    let (bob, _) = user_on_both(&a, &b, "bob");
+    let (_, cid) = user_on_both(&a, &b, "cid");
+    let (ann_a, ann_b) = user_on_both(&a, &b, "ann");
+    let mut bob = Client::join(&a, &bob, "bob").await;
+    let mut cid = Client::join(&b, &cid, "cid").await;
+    let event = presence_event(&mut bob, PRESENCE).await;
+    assert!(presence(&event, "join", "cid", 2), "{event}");
+    let mut ann_on_a = Client::join(&a, &ann_a, "ann").await;
+    for observer in [&mut bob, &mut cid] {
+        let event = observer.wait_for(|e| is(e, "join") && e["username"] == "ann").await;
+        assert_eq!(event["online"], 3, "{event}");
+    }
+    // B knows ann by now: her second socket is news to nobody but itself.
+    let mut ann_on_b = Client::connect(&b, &ann_b).await;
+    let event = ann_on_b.event().await;
+    assert!(presence(&event, "join", "ann", 3), "{event}");
+    // Time for A to learn that ann is on B too.
+    tokio::time::sleep(PRESENCE).await;
+    ann_on_a.ws.close(None).await.unwrap();
+    tokio::time::sleep(PRESENCE).await;
+    bob.say("still three of us").await;
+    for observer in [&mut bob, &mut cid] {
+        let event = observer.event().await;
+        assert!(
+            is(&event, "message") && event["content"] == "still three of us",
+            "closing one of two sockets announces nothing, got {event}"
+        );
+    }
+    ann_on_b.ws.close(None).await.unwrap();
+    for observer in [&mut cid, &mut bob] {
+        let event = presence_event(observer, PRESENCE).await;
+        assert!(presence(&event, "leave", "ann", 2), "{event}");
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL 15 (bash .ci/run runs it)"]
+async fn the_users_of_a_killed_node_leave_the_other_node_once_its_heartbeat_is_stale() {
+    let postgres = Postgres::start();
+    let ((a, _b), mut on_b, _on_a) = ann_on_a_seen_from_b(&postgres).await;
+    a.signal(libc::SIGKILL);
+    // A heartbeat is stale after 5 s; the next read, within 0.5 s, drops it.
+    let event = presence_event(&mut on_b, std::time::Duration::from_secs(8)).await;
+    assert!(presence(&event, "leave", "ann", 1), "{event}");
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL 15 (bash .ci/run runs it)"]
+async fn presence_counts_across_nodes_again_after_a_postgresql_restart() {
+    let postgres = Postgres::start();
+    let (a, b) = two_nodes(&postgres);
+    let (_, bob) = user_on_both(&a, &b, "bob");
+    let (ann, _) = user_on_both(&a, &b, "ann");
+    let cid = a.user("cid");
+    postgres.restart();
+    healthy_again(&[&a, &b]).await;
+    let mut on_b = Client::join(&b, &bob, "bob").await;
+    let _ann = Client::join(&a, &ann, "ann").await;
+    // The nodes trust what they read again 2 s after their last failed poll.
+    let event = presence_event(&mut on_b, std::time::Duration::from_secs(10)).await;
+    assert!(presence(&event, "join", "ann", 2), "{event}");
+    let _cid = Client::join(&a, &cid, "cid").await;
+    let event = presence_event(&mut on_b, PRESENCE).await;
+    assert!(presence(&event, "join", "cid", 3), "{event}");
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL 15 (bash .ci/run runs it)"]
+async fn the_users_of_a_node_stopped_gracefully_leave_the_other_node_within_two_seconds() {
+    let postgres = Postgres::start();
+    let ((a, _b), mut on_b, mut on_a) = ann_on_a_seen_from_b(&postgres).await;
+    a.signal(libc::SIGTERM);
+    let (_, code) = on_a.closed().await;
+    assert_eq!(code, 1001);
+    // Well before a heartbeat goes stale (5 s): the node withdrew its users.
+    let event = presence_event(&mut on_b, PRESENCE).await;
+    assert!(presence(&event, "leave", "ann", 1), "{event}");
+}

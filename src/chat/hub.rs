@@ -22,6 +22,16 @@
 //! Presence counts users, not connections: a user's first connection
 //! announces `join`, their last one leaving announces `leave`, and `online`
 //! is the number of distinct users connected.
+//!
+//! In cluster mode the hub also holds the users online on the other nodes,
+//! as the presence loop (`chat::presence`) last read them
+//! (`Hub::set_elsewhere`), and counts the union: a user is one user
+//! however many nodes they are connected to. A user's first connection here
+//! is news only if they are not online elsewhere, and their last one
+//! leaving only if they are not online elsewhere either; a user appearing
+//! or vanishing elsewhere who has no connection here is announced here. On
+//! a single node nobody is elsewhere, and all of this is a test of an empty
+//! map.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::poll_fn;
@@ -192,6 +202,15 @@ struct Members {
     clients: HashMap<ClientId, Client>,
     /// Connected users by user id.
     online: HashMap<i64, Presence>,
+    /// Cluster mode: the users online on other nodes, by user id, as last
+    /// read. Always empty on a single node.
+    elsewhere: HashMap<i64, String>,
+    /// How many users of `elsewhere` have no connection here: `online` plus
+    /// these is the count every event carries.
+    only_elsewhere: usize,
+    /// Moves whenever the set of users in `online` changes, so that the
+    /// presence loop publishes the set only when it changed.
+    generation: u64,
 }
 
 struct Client {
@@ -206,7 +225,8 @@ struct Presence {
 
 impl Hub {
     /// Adds a connection; announces `join` to everyone if it is the user's
-    /// first, and to the newcomer alone otherwise. A `held` connection's
+    /// first and they are not online elsewhere in the cluster, and to the
+    /// newcomer alone otherwise. A `held` connection's
     /// outbox keeps every event from this instant aside until it is
     /// released; since messages are broadcast right after their commit, in
     /// id order, every message committed from now on reaches it.
@@ -231,13 +251,13 @@ impl Hub {
         });
         presence.connections += 1;
         let first = presence.connections == 1;
-        METRICS.online_users.set(room.online.len() as i64);
+        let news = first && !room.arrived(user_id);
         let join = Event::Join {
             username,
-            online: room.online.len(),
+            online: room.count(),
         }
         .encode();
-        if first {
+        if news {
             room.broadcast(None, join);
         } else {
             // A second tab is no news to the others, but it must learn `online`
@@ -248,7 +268,8 @@ impl Hub {
     }
 
     /// Removes a connection (a no-op if it was evicted); announces `leave`
-    /// if it was the user's last and `announce` is true.
+    /// if it was the user's last, they are not online elsewhere in the
+    /// cluster, and `announce` is true.
     pub(crate) fn disconnect(&self, id: ClientId, announce: bool) {
         let mut room = self.lock();
         if let Some((_, Some(leave))) = room.remove(id) {
@@ -278,12 +299,110 @@ impl Hub {
         }
     }
 
+    /// The users connected here (`(user id, username)`), unless the set is
+    /// the same as at `generation` (what a previous call returned with it).
+    #[cfg(feature = "postgres")]
+    pub(crate) fn local_users_since(&self, generation: Option<u64>) -> Option<(u64, Vec<(i64, String)>)> {
+        let room = self.lock();
+        if generation == Some(room.generation) {
+            return None;
+        }
+        let users = room
+            .online
+            .iter()
+            .map(|(id, presence)| (*id, presence.username.clone()))
+            .collect();
+        Some((room.generation, users))
+    }
+
+    /// Replaces the users online on the other nodes with `elsewhere`, and
+    /// announces here those who came or went there without a connection
+    /// here: first who left, then who joined, each event with the count
+    /// after it.
+    #[cfg(feature = "postgres")]
+    pub(crate) fn set_elsewhere(&self, mut elsewhere: HashMap<i64, String>) {
+        let mut room = self.lock();
+        let gone: Vec<i64> = room
+            .elsewhere
+            .keys()
+            .filter(|id| !elsewhere.contains_key(id))
+            .copied()
+            .collect();
+        for user_id in gone {
+            let Some(username) = room.elsewhere.remove(&user_id) else {
+                continue;
+            };
+            if room.online.contains_key(&user_id) {
+                continue;
+            }
+            room.only_elsewhere -= 1;
+            METRICS.online_users.set(room.count() as i64);
+            let leave = Event::Leave {
+                username: &username,
+                online: room.count(),
+            }
+            .encode();
+            room.broadcast(None, leave);
+        }
+        elsewhere.retain(|id, _| !room.elsewhere.contains_key(id));
+        for (user_id, username) in elsewhere {
+            let join = (!room.online.contains_key(&user_id)).then(|| {
+                room.only_elsewhere += 1;
+                METRICS.online_users.set(room.count() as i64);
+                Event::Join {
+                    username: &username,
+                    online: room.count(),
+                }
+                .encode()
+            });
+            room.elsewhere.insert(user_id, username);
+            if let Some(join) = join {
+                room.broadcast(None, join);
+            }
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, Members> {
         lock(&self.inner)
     }
 }
 
 impl Members {
+    /// Distinct users online: here, or (in cluster mode) on another node.
+    fn count(&self) -> usize {
+        self.online.len() + self.only_elsewhere
+    }
+
+    /// Counts a user's first connection here; whether they were online
+    /// elsewhere already (then it is no news to the room).
+    fn arrived(&mut self, user_id: i64) -> bool {
+        self.generation += 1;
+        let elsewhere = self.is_elsewhere(user_id);
+        if elsewhere {
+            self.only_elsewhere -= 1;
+        }
+        METRICS.online_users.set(self.count() as i64);
+        elsewhere
+    }
+
+    /// Counts a user's last connection here going; whether they are still
+    /// online elsewhere (then it is no news to the room).
+    fn departed(&mut self, user_id: i64) -> bool {
+        self.generation += 1;
+        let elsewhere = self.is_elsewhere(user_id);
+        if elsewhere {
+            self.only_elsewhere += 1;
+        }
+        METRICS.online_users.set(self.count() as i64);
+        elsewhere
+    }
+
+    /// Whether the user is online on another node (never, on a single node:
+    /// the map is empty, and not even hashed into).
+    fn is_elsewhere(&self, user_id: i64) -> bool {
+        !self.elsewhere.is_empty() && self.elsewhere.contains_key(&user_id)
+    }
+
     /// Queues `event` everywhere, then evicts the connections that could not
     /// take it and broadcasts the `leave` events that causes, the same way.
     fn broadcast(&mut self, id: Option<i64>, event: Utf8Bytes) {
@@ -325,10 +444,12 @@ impl Members {
             return Some((client, None));
         }
         let presence = self.online.remove(&client.user_id)?;
-        METRICS.online_users.set(self.online.len() as i64);
+        if self.departed(client.user_id) {
+            return Some((client, None));
+        }
         let leave = Event::Leave {
             username: &presence.username,
-            online: self.online.len(),
+            online: self.count(),
         }
         .encode();
         Some((client, Some(leave)))
@@ -368,6 +489,68 @@ mod tests {
         assert_eq!(drain(&mut ann), [r#"{"type":"leave","username":"bob","online":1}"#]);
         hub.disconnect(bob.id, true);
         assert!(drain(&mut ann).is_empty(), "disconnecting twice announces once");
+    }
+
+    #[cfg(feature = "postgres")]
+    fn elsewhere(users: &[(i64, &str)]) -> HashMap<i64, String> {
+        users.iter().map(|(id, name)| (*id, name.to_string())).collect()
+    }
+
+    #[test]
+    #[cfg(feature = "postgres")]
+    fn users_of_other_nodes_are_announced_and_counted_once() {
+        let hub = Hub::default();
+        let mut ann = hub.connect(1, "ann", false);
+        drain(&mut ann);
+        hub.set_elsewhere(elsewhere(&[(2, "bob"), (1, "ann")]));
+        assert_eq!(
+            drain(&mut ann),
+            [r#"{"type":"join","username":"bob","online":2}"#],
+            "a user here and elsewhere is one user, and no news"
+        );
+        hub.set_elsewhere(elsewhere(&[(2, "bob"), (1, "ann")]));
+        assert!(drain(&mut ann).is_empty(), "the same set again says nothing");
+        let mut bob = hub.connect(2, "bob", false);
+        assert!(drain(&mut ann).is_empty(), "bob was online already");
+        assert_eq!(drain(&mut bob), [r#"{"type":"join","username":"bob","online":2}"#]);
+        hub.disconnect(ann.id, true);
+        assert!(drain(&mut bob).is_empty(), "ann is still online elsewhere");
+        hub.set_elsewhere(elsewhere(&[(3, "cid")]));
+        assert_eq!(
+            drain(&mut bob),
+            [
+                r#"{"type":"leave","username":"ann","online":1}"#,
+                r#"{"type":"join","username":"cid","online":2}"#
+            ],
+            "first who went, then who came; bob, connected here, stays"
+        );
+        hub.disconnect(bob.id, true);
+        let mut dan = hub.connect(4, "dan", false);
+        assert_eq!(drain(&mut dan), [r#"{"type":"join","username":"dan","online":2}"#]);
+        hub.set_elsewhere(HashMap::new());
+        assert_eq!(drain(&mut dan), [r#"{"type":"leave","username":"cid","online":1}"#]);
+    }
+
+    #[test]
+    #[cfg(feature = "postgres")]
+    fn the_local_set_is_handed_out_only_when_it_changed() {
+        let hub = Hub::default();
+        let (first, users) = hub.local_users_since(None).unwrap();
+        assert!(users.is_empty());
+        assert!(hub.local_users_since(Some(first)).is_none());
+        let ann = hub.connect(1, "ann", false);
+        let (second, users) = hub.local_users_since(Some(first)).unwrap();
+        assert_eq!(users, [(1, "ann".to_string())]);
+        let tab = hub.connect(1, "ann", false);
+        hub.set_elsewhere(elsewhere(&[(2, "bob")]));
+        assert!(
+            hub.local_users_since(Some(second)).is_none(),
+            "a second tab, or a user elsewhere, changes nothing here"
+        );
+        hub.disconnect(tab.id, true);
+        hub.disconnect(ann.id, true);
+        let (_, users) = hub.local_users_since(Some(second)).unwrap();
+        assert!(users.is_empty());
     }
 
     #[test]

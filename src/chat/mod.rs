@@ -8,13 +8,16 @@
 //! socket's writer drains its own queue to its socket.
 //!
 //! [`upgrade`] decides who may open a socket and how it [`resume`]s;
-//! [`history`] serves the pages.
+//! [`history`] serves the pages. In cluster mode, `presence` counts the
+//! users of every node.
 
 pub(crate) mod cache;
 pub(crate) mod events;
 pub(crate) mod history;
 pub(crate) mod hub;
 pub(crate) mod limit;
+#[cfg(feature = "postgres")]
+pub(crate) mod presence;
 pub(crate) mod resume;
 pub(crate) mod room;
 pub(crate) mod socket;

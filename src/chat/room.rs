@@ -142,6 +142,13 @@ impl Room {
         self.db.is_reachable()
     }
 
+    /// In cluster mode, counts and announces the users of every node, from
+    /// now until `shutdown` (see [`presence`](super::presence)).
+    #[cfg(feature = "postgres")]
+    pub fn follow_presence(&self, shutdown: crate::shutdown::Shutdown) -> impl Future<Output = ()> + Send + 'static {
+        super::presence::follow_cluster(self.db.clone(), self.hub.clone(), shutdown)
+    }
+
     /// Forgets every cached page that may show the file `file_id`, once its
     /// deletion is committed: pages read from then on show its messages
     /// without their `file` (see [`SealedPages`]).

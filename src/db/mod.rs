@@ -10,7 +10,9 @@
 //!   [`settings`]: each table's queries and the async methods built on them;
 //! - [`backup`]: a copy of one instant of the file, and what a copy holds;
 //! - [`lock`]: the lock file that tells a running server from a restore;
-//! - `pg` (cargo feature `postgres`): the cluster's PostgreSQL storage.
+//! - `pg` (cargo feature `postgres`): the cluster's PostgreSQL storage;
+//! - `presence` (cargo feature `postgres`): who is online on the other
+//!   nodes of a cluster.
 
 pub(crate) mod backup;
 mod error;
@@ -21,6 +23,8 @@ pub(crate) mod lock;
 pub(crate) mod messages;
 #[cfg(feature = "postgres")]
 pub(crate) mod pg;
+#[cfg(feature = "postgres")]
+pub(crate) mod presence;
 mod schema;
 pub(crate) mod sessions;
 pub(crate) mod settings;

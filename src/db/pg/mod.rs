@@ -5,9 +5,10 @@
 //! idempotent), the message writer with its group commit and its counter
 //! row ([`messages`]), the history reads, the settings every node must
 //! share (the JWT secret and the epoch), [`users`] and [`sessions`] (with
-//! the revocations every node polls), and the [`follow`] loop that delivers
-//! committed messages to a node in id order. [`files`] and [`links`] serve
-//! files and share links, and record deletions for the other nodes' caches.
+//! the revocations every node polls), the [`follow`] loop that delivers
+//! committed messages to a node in id order, and each node's online users
+//! with its heartbeat ([`presence`]). [`files`] and [`links`] serve files
+//! and share links, and record deletions for the other nodes' caches.
 //!
 //! Each node holds two connections: one for reads and small writes, and
 //! one for the message writer, so a batch in flight never queues reads
@@ -20,6 +21,7 @@ mod files;
 pub(crate) mod follow;
 mod links;
 pub(crate) mod messages;
+mod presence;
 pub(crate) mod sessions;
 #[cfg(test)]
 mod tests;
@@ -66,6 +68,9 @@ pub(crate) struct PgDb {
     /// Whether the node reaches the database, as the [`follow`] loop last
     /// found it: false from its first failed read to its next good one.
     reachable: Arc<watch::Sender<bool>>,
+    /// This process's name among the nodes (see [`presence`]): drawn at
+    /// each start, so a restarted node never finds rows of its former life.
+    node: Arc<str>,
 }
 
 impl PgDb {
@@ -88,6 +93,7 @@ impl PgDb {
             writer,
             delivered: Arc::new(watch::Sender::new(None)),
             reachable: Arc::new(watch::Sender::new(true)),
+            node: random_hex::<8>("the node id")?.into(),
         })
     }
 
@@ -118,9 +124,7 @@ impl PgDb {
     /// The epoch of the cluster's history (see `db::settings`): one for
     /// every node, so a client resumes on any of them.
     pub(crate) async fn epoch(&self) -> Result<String, DbError> {
-        let mut fresh = [0u8; 16];
-        getrandom::fill(&mut fresh).map_err(|e| DbError::Other(format!("no randomness for the epoch: {e}")))?;
-        let fresh: String = fresh.iter().map(|b| format!("{b:02x}")).collect();
+        let fresh = random_hex::<16>("the epoch")?;
         let stored = self.setting("epoch", fresh.into_bytes()).await?;
         String::from_utf8(stored).map_err(|e| DbError::Other(format!("epoch is not text: {e}")))
     }
@@ -188,6 +192,13 @@ impl PgDb {
             .await?;
         Ok(row.get(0))
     }
+}
+
+/// `N` random bytes in hexadecimal, for `what`.
+fn random_hex<const N: usize>(what: &str) -> Result<String, DbError> {
+    let mut bytes = [0u8; N];
+    getrandom::fill(&mut bytes).map_err(|e| DbError::Other(format!("no randomness for {what}: {e}")))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// Opens a connection and drives it on its own task; the client reports

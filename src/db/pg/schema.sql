@@ -85,3 +85,26 @@ CREATE TABLE IF NOT EXISTS file_deletions (
     deleted_at BIGINT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS file_deletions_at ON file_deletions (deleted_at);
+
+-- Presence across nodes. Every node has a row in `nodes` (a fresh id at
+-- each start) whose heartbeat it refreshes about twice a second, and one
+-- row in `presence` per user with a chat connection on it. A node whose
+-- heartbeat is older than a few seconds is dead: its users are ignored,
+-- and the first node to notice deletes it with them. The heartbeat is the
+-- database's clock, so the nodes' clocks do not matter here. `version`
+-- changes at each publication of the node's set, from one sequence for all
+-- nodes (so never twice the same, even for a node dropped and back): a
+-- node reads the others' rows only when a version it knows has changed.
+CREATE SEQUENCE IF NOT EXISTS presence_version;
+CREATE TABLE IF NOT EXISTS nodes (
+    id           TEXT        PRIMARY KEY,
+    heartbeat_at TIMESTAMPTZ NOT NULL,
+    version      BIGINT      NOT NULL DEFAULT nextval('presence_version')
+);
+
+CREATE TABLE IF NOT EXISTS presence (
+    node_id  TEXT   NOT NULL REFERENCES nodes (id) ON DELETE CASCADE,
+    user_id  BIGINT NOT NULL,
+    username TEXT   NOT NULL,
+    PRIMARY KEY (node_id, user_id)
+);

@@ -15,6 +15,7 @@ use super::follow::follow;
 use super::PgDb;
 use crate::clock::Timestamp;
 use crate::db::messages::NewMessage;
+use crate::db::presence::PresenceStamp;
 use crate::db::sessions::tests::session;
 use crate::db::sessions::SessionInfo;
 use crate::shutdown::ShutdownTrigger;
@@ -531,4 +532,101 @@ async fn claims_of_the_cluster_id_are_taken_one_at_a_time_and_the_first_stored_w
     assert_eq!(dropped.stored.as_deref(), Some("c1"));
     drop(dropped);
     assert_eq!(a.claim_cluster().await.unwrap().stored.as_deref(), Some("c1"));
+}
+
+// Presence across nodes.
+
+/// The users node `db` reads as online elsewhere, sorted.
+async fn elsewhere(db: &PgDb) -> Vec<(i64, String)> {
+    let read = db.presence_elsewhere(&PresenceStamp::default()).await.unwrap();
+    let mut users: Vec<_> = read.map(|(_, users)| users.into_iter().collect()).unwrap_or_default();
+    users.sort();
+    users
+}
+
+fn users(list: &[(i64, &str)]) -> Vec<(i64, String)> {
+    list.iter().map(|(id, name)| (*id, name.to_string())).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL 15 (bash .ci/run runs it)"]
+async fn each_node_reads_the_users_the_other_live_nodes_published() {
+    let (_postgres, a, b) = two_nodes().await;
+    assert!(
+        !b.update_presence(users(&[(2, "bob")]), vec![]).await.unwrap(),
+        "changes do not bring in a node that never published its set"
+    );
+    assert!(elsewhere(&a).await.is_empty(), "and are not written");
+    a.publish_presence(users(&[(1, "ann"), (2, "bob")])).await.unwrap();
+    b.publish_presence(users(&[(2, "bob")])).await.unwrap();
+    assert_eq!(elsewhere(&b).await, users(&[(1, "ann"), (2, "bob")]));
+    assert_eq!(
+        elsewhere(&a).await,
+        users(&[(2, "bob")]),
+        "a node's own users are not elsewhere"
+    );
+    a.publish_presence(users(&[(2, "bob"), (3, "cid")])).await.unwrap();
+    assert_eq!(
+        elsewhere(&b).await,
+        users(&[(2, "bob"), (3, "cid")]),
+        "a publication replaces the node's whole set"
+    );
+    assert!(a.update_presence(users(&[(4, "dan")]), vec![2]).await.unwrap());
+    assert_eq!(
+        elsewhere(&b).await,
+        users(&[(3, "cid"), (4, "dan")]),
+        "changes add and remove users"
+    );
+    let (stamp, _) = b.presence_elsewhere(&PresenceStamp::default()).await.unwrap().unwrap();
+    assert!(
+        a.update_presence(vec![], vec![]).await.unwrap(),
+        "a heartbeat of a live node"
+    );
+    assert!(
+        b.presence_elsewhere(&stamp).await.unwrap().is_none(),
+        "nothing to read while no set changed"
+    );
+    a.update_presence(vec![], vec![4]).await.unwrap();
+    let (_, changed) = b.presence_elsewhere(&stamp).await.unwrap().unwrap();
+    assert_eq!(changed.len(), 1, "a change changes the stamp");
+    b.withdraw_presence().await.unwrap();
+    assert!(elsewhere(&a).await.is_empty(), "a node withdrawn counts no more");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL 15 (bash .ci/run runs it)"]
+async fn a_node_whose_heartbeat_is_stale_is_dropped_and_must_publish_again() {
+    let (_postgres, a, b) = two_nodes().await;
+    a.publish_presence(users(&[(1, "ann")])).await.unwrap();
+    assert_eq!(elsewhere(&b).await, users(&[(1, "ann")]));
+    // Five seconds without a heartbeat, as if the node had been killed.
+    a.client()
+        .await
+        .unwrap()
+        .execute(
+            "UPDATE nodes SET heartbeat_at = heartbeat_at - interval '5 seconds' WHERE id = $1",
+            &[&&*a.node],
+        )
+        .await
+        .unwrap();
+    assert!(elsewhere(&b).await.is_empty(), "a stale node's users are ignored");
+    let rows: i64 = b
+        .client()
+        .await
+        .unwrap()
+        .query_one("SELECT count(*) FROM presence", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 0, "and deleted with their node by the node that read");
+    assert!(
+        !a.update_presence(vec![], vec![]).await.unwrap(),
+        "the dropped node learns of it at its next heartbeat"
+    );
+    a.publish_presence(users(&[(1, "ann")])).await.unwrap();
+    assert_eq!(
+        elsewhere(&b).await,
+        users(&[(1, "ann")]),
+        "and is back once it published"
+    );
 }
