@@ -13,6 +13,7 @@
 #   fanout    fan-out deliveries/s, clients split over the nodes
 #   latency   200 msg/s (20 senders x 10/s) to 1000 clients: latency across nodes
 #   acked     20 senders, each waiting for its own message back: acked msg/s
+#   pipelined the same with up to 16 messages in flight per sender
 #   failover  a fan-out at 200 msg/s to 1000 clients, node b SIGKILLed 3 s in;
 #             lost and duplicated deliveries (node b is started again after)
 #
@@ -22,7 +23,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 rounds=${1:-3}
 shift || true
-measurements=${*:-fanout latency acked failover}
+measurements=${*:-fanout latency acked pipelined failover}
 pgbin=/usr/lib/postgresql/15/bin
 server=${SERVER_BIN:-$root/target/release/chat-server}
 bench=${BENCH_BIN:-$root/target/release/chat-bench}
@@ -110,6 +111,10 @@ for round in $(seq "$rounds"); do
                 for t in cluster sqlite; do
                     measure acked $t fanout --clients 20 --senders 20 --messages 500 --window 1 --users 10
                 done ;;
+            pipelined)
+                for t in cluster sqlite; do
+                    measure pipelined $t fanout --clients 20 --senders 20 --messages 2000 --window 16 --users 10
+                done ;;
             failover)
                 # Node b is killed by chat-bench; only a's CPU and memory are read.
                 load=$(cut -d' ' -f1 /proc/loadavg)
@@ -135,7 +140,8 @@ keys = {
     "fanout": ["deliveries_per_s", "server_cpu_us_per_delivery", "client_cpu_pct", "lost", "reordered"],
     "latency": ["latency_ms.p50", "latency_ms.p99", "latency_ms.max", "cross_node_latency_ms.p50",
                 "cross_node_latency_ms.p99", "cross_node_latency_ms.max", "lost", "reordered"],
-    "acked": ["acked_per_s", "client_cpu_pct", "lost", "reordered"],
+    "acked": ["acked_per_s", "latency_ms.p50", "latency_ms.p99", "client_cpu_pct", "lost", "reordered"],
+    "pipelined": ["acked_per_s", "latency_ms.p50", "latency_ms.p99", "client_cpu_pct", "lost", "reordered"],
     "failover": ["lost", "duplicated", "out_of_order", "ids_unseen", "acked_missing", "reconnected_clients",
                  "last_resumed_after_kill_ms", "acked", "unconfirmed"],
 }
