@@ -24,9 +24,9 @@ use tokio::sync::watch;
 use tokio::task::spawn_local;
 use tokio::time::{sleep, Instant};
 
-use super::{join, post, Ctx, FromFlags};
+use super::{fanout, join, post, Ctx, FromFlags};
 use crate::args::{bad, ArgError, Flags};
-use crate::chat::{self, now_ns, End, Pace, Phase, Probe, SendPlan, CONTROL};
+use crate::chat::{self, now_ns, End, Phase, Probe, SendPlan, CONTROL};
 use crate::error::{Error, Result};
 use crate::http::Endpoint;
 use crate::report::Report;
@@ -43,13 +43,14 @@ Usage: chat-bench failover [--clients N] [--senders S] [--messages M]
                            [--kill-pid PID] [--kill-after SECS] [common flags]
 
   --clients N       receiving connections, round-robin over the nodes
-                    (default 200)
+                    (default 100)
   --senders S       sending connections, round-robin over the nodes, apart
-                    from the receivers (default 4)
-  --messages M      messages each sender sends (default 1000)
+                    from the receivers (default 10, at most N)
+  --messages M      messages each sender sends (default 100)
   --window W        most unacknowledged messages per sender (default 16)
   --rate R          pace each sender at R messages a second instead
-  --users U         accounts the connections are spread over (default 10)
+  --users U         accounts the connections are spread over (default 10, at
+                    most N)
   --kill-pid PID    the node process to SIGKILL during the fan-out; without
                     it nothing is killed and the run only checks delivery
   --kill-after SECS when, after the senders start (default 1)
@@ -64,14 +65,11 @@ every client (0); how many reconnected, and how soon after the kill. Keep
 what is posted during a reconnection under the server's replay bound (1000
 messages): beyond it the server answers resync, which shows here as losses.";
 
+/// The fan-out's options (their flags, defaults and checks are
+/// `chat-bench fanout`'s), and the kill.
 #[derive(Debug, PartialEq)]
 pub struct Options {
-    pub clients: usize,
-    pub senders: usize,
-    pub messages: u64,
-    pub window: u64,
-    pub rate: Option<f64>,
-    pub users: usize,
+    pub fan: fanout::Options,
     pub kill_pid: Option<u32>,
     pub kill_after: Duration,
 }
@@ -89,29 +87,15 @@ impl FromFlags for Options {
     ];
 
     fn from_flags(flags: &Flags) -> std::result::Result<Options, ArgError> {
-        let options = Options {
-            clients: flags.get("--clients", 200)?,
-            senders: flags.get("--senders", 4)?,
-            messages: flags.get("--messages", 1000)?,
-            window: flags.get("--window", 16)?,
-            rate: flags.opt("--rate")?,
-            users: flags.get("--users", 10)?,
-            kill_pid: flags.opt_with("--kill-pid", "a process id", |v| v.parse().ok())?,
-            kill_after: flags.secs("--kill-after", Duration::from_secs(1))?,
-        };
-        if options.clients == 0 || options.senders == 0 || options.users == 0 {
-            return Err(bad("--clients, --senders and --users must be at least 1"));
-        }
-        if options.messages == 0 || options.window == 0 {
-            return Err(bad("--messages and --window must be at least 1"));
-        }
-        if options.senders as u64 * options.messages > u32::MAX as u64 / 2 {
+        let fan = fanout::Options::from_flags(flags)?;
+        if fan.senders as u64 * fan.messages > u32::MAX as u64 / 2 {
             return Err(bad("--senders x --messages is too large"));
         }
-        if options.rate.is_some_and(|r| !(r > 0.0 && r <= 1e6)) {
-            return Err(bad("--rate must be above 0 and at most 1000000"));
-        }
-        Ok(options)
+        Ok(Options {
+            fan,
+            kill_pid: flags.opt_with("--kill-pid", "a process id", |v| v.parse().ok())?,
+            kill_after: flags.secs("--kill-after", Duration::from_secs(1))?,
+        })
     }
 }
 
@@ -176,10 +160,11 @@ struct Sent {
 
 pub async fn run(ctx: &Ctx, options: &Options) -> Result<Report> {
     let n = ctx.endpoints.len();
+    let o = &options.fan;
     if options.kill_pid.is_some() && n < 2 {
         return Err(Error::new("--kill-pid needs a second node to resume on (--url a,b)"));
     }
-    let users = ctx.create_users(options.users.min(options.clients)).await?;
+    let users = ctx.create_users(o.users).await?;
     let tokens: Vec<String> = users.into_iter().map(|u| u.token).collect();
     let (phase, watching) = watch::channel(Phase::Joining);
     let run = Rc::new(Run {
@@ -187,38 +172,22 @@ pub async fn run(ctx: &Ctx, options: &Options) -> Result<Report> {
         tag: ctx.tag.clone(),
         deadline: ctx.deadline,
         phase: watching,
-        senders: options.senders as u32,
+        senders: o.senders as u32,
     });
     let mark = run.post_anywhere(&tokens[0], format!("{} mark", ctx.tag)).await?;
 
-    let mut receivers = Vec::with_capacity(options.clients);
+    let mut receivers = Vec::with_capacity(o.clients);
     let query = format!("after_id={mark}");
-    ws::open_many_with(
-        &ctx.endpoints,
-        &tokens,
-        &query,
-        options.clients,
-        ctx.deadline,
-        |i, ws| {
-            let token = tokens[i % tokens.len()].clone();
-            receivers.push(spawn_local(receive(run.clone(), ws, i % n, token, mark)));
-        },
-    )
+    ws::open_many_with(&ctx.endpoints, &tokens, &query, o.clients, ctx.deadline, |i, ws| {
+        let token = tokens[i % tokens.len()].clone();
+        receivers.push(spawn_local(receive(run.clone(), ws, i % n, token, mark)));
+    })
     .await?;
-    let mut senders = Vec::with_capacity(options.senders);
-    for s in 0..options.senders {
+    let mut senders = Vec::with_capacity(o.senders);
+    for s in 0..o.senders {
         let token = tokens[s % tokens.len()].clone();
         let ws = ws::connect(ctx.node_of(s), &token).await?;
-        let plan = SendPlan {
-            sender: s as u32,
-            count: options.messages,
-            window: options.window,
-            pace: options.rate.map(|r| Pace {
-                period: Duration::from_secs_f64(1.0 / r),
-                offset: Duration::from_secs_f64(s as f64 / r / options.senders as f64),
-            }),
-        };
-        senders.push(spawn_local(send(run.clone(), ws, s % n, token, plan)));
+        senders.push(spawn_local(send(run.clone(), ws, s % n, token, o.send_plan(s))));
     }
 
     phase.send_replace(Phase::Sending);
@@ -231,7 +200,7 @@ pub async fn run(ctx: &Ctx, options: &Options) -> Result<Report> {
             sys::kill(pid).map(|()| at)
         })
     });
-    let mut sent = Vec::with_capacity(options.senders);
+    let mut sent = Vec::with_capacity(o.senders);
     for sender in senders {
         sent.push(join(sender).await?);
     }
@@ -249,7 +218,7 @@ pub async fn run(ctx: &Ctx, options: &Options) -> Result<Report> {
         sent_ns: now_ns(),
     };
     let end = run.post_anywhere(&tokens[0], end_probe.encode(&ctx.tag)).await?;
-    let mut seen = Vec::with_capacity(options.clients);
+    let mut seen = Vec::with_capacity(o.clients);
     for receiver in receivers {
         seen.push(join(receiver).await?);
     }
@@ -257,7 +226,6 @@ pub async fn run(ctx: &Ctx, options: &Options) -> Result<Report> {
     let mut report = Report::new("failover");
     let sending_end_ns = sent.iter().map(|s| s.done_ns).max().unwrap_or(start_ns);
     let tally = Tally::count(&seen, &sent, mark, end);
-    let o = options;
     let mode = match o.rate {
         Some(r) => format!("paced at {r} msg/s each"),
         None => format!("window {}", o.window),
@@ -282,7 +250,7 @@ pub async fn run(ctx: &Ctx, options: &Options) -> Result<Report> {
             let resumed = seen.iter().filter_map(|s| s.resumed_ns).max();
             report.line(format!(
                 "  node pid {} killed {} after the start; {} clients and {sender_reconnects} senders reconnected, the last {} after the kill",
-                o.kill_pid.unwrap_or_default(),
+                options.kill_pid.unwrap_or_default(),
                 ms(at - start_ns),
                 tally.reconnected,
                 resumed.map_or("-".to_string(), |r| ms(r.saturating_sub(at)))
@@ -360,18 +328,53 @@ pub async fn run(ctx: &Ctx, options: &Options) -> Result<Report> {
     Ok(report)
 }
 
-/// A receiving client: reads until the end mark, reconnecting with
-/// `after_id` whenever its connection is lost.
-async fn receive(run: Rc<Run>, mut ws: Ws, mut node: usize, token: String, mark: i64) -> Seen {
-    let mut seen = Seen {
-        ids: Vec::new(),
-        reconnects: 0,
-        resumed_ns: None,
-        failure: None,
-    };
+/// How one connection of a client ended.
+enum Turn {
+    Done,
+    /// Lost: go on on the next node, with these query parameters.
+    Lost(String),
+    Failed(String),
+}
+
+/// Runs a client over as many connections as it takes: `turn` runs one
+/// connection to its end; a lost one is replaced by one to the next live
+/// node. How many times it was replaced, or why the client gave up.
+async fn keep_connected(
+    run: &Run,
+    mut ws: Ws,
+    mut node: usize,
+    token: &str,
+    mut turn: impl AsyncFnMut(&mut Ws) -> Turn,
+) -> std::result::Result<u32, String> {
+    let mut reconnects = 0;
     loop {
-        let ids = &mut seen.ids;
-        let outcome = chat::run(&mut ws, &run.tag, None, run.phase.clone(), run.deadline, |d| {
+        match turn(&mut ws).await {
+            Turn::Done => {
+                ws::close(ws).await;
+                return Ok(reconnects);
+            }
+            Turn::Failed(why) => return Err(why),
+            Turn::Lost(query) => {
+                ws = run
+                    .reconnect(&mut node, token, &query)
+                    .await
+                    .map_err(|e| format!("reconnecting: {e}"))?;
+                reconnects += 1;
+            }
+        }
+    }
+}
+
+/// A receiving client: reads until the end mark, resuming with `after_id`
+/// on the next node whenever its connection is lost.
+async fn receive(run: Rc<Run>, ws: Ws, node: usize, token: String, mark: i64) -> Seen {
+    let (mut ids, mut resumed_ns) = (Vec::new(), None);
+    let mut first = true;
+    let kept = keep_connected(&run, ws, node, &token, async |ws: &mut Ws| {
+        if !std::mem::take(&mut first) {
+            resumed_ns = Some(now_ns());
+        }
+        let outcome = chat::run(ws, &run.tag, None, run.phase.clone(), run.deadline, |d| {
             ids.push(d.id);
             match d.probe.sender {
                 CONTROL => ControlFlow::Break(()),
@@ -380,40 +383,29 @@ async fn receive(run: Rc<Run>, mut ws: Ws, mut node: usize, token: String, mark:
         })
         .await;
         match outcome.end {
-            End::Done => break,
-            End::Closed(_) => {
-                let after = seen.ids.last().copied().unwrap_or(mark);
-                match run.reconnect(&mut node, &token, &format!("after_id={after}")).await {
-                    Ok(again) => {
-                        ws = again;
-                        seen.reconnects += 1;
-                        seen.resumed_ns = Some(now_ns());
-                    }
-                    Err(e) => {
-                        seen.failure = Some(format!("reconnecting: {e}"));
-                        return seen;
-                    }
-                }
-            }
-            other => {
-                seen.failure = Some(format!("receiver: {other}"));
-                return seen;
-            }
+            End::Done => Turn::Done,
+            End::Closed(_) => Turn::Lost(format!("after_id={}", ids.last().copied().unwrap_or(mark))),
+            other => Turn::Failed(format!("receiver: {other}")),
         }
+    })
+    .await;
+    Seen {
+        ids,
+        reconnects: *kept.as_ref().unwrap_or(&0),
+        resumed_ns,
+        failure: kept.err(),
     }
-    ws::close(ws).await;
-    seen
 }
 
 /// A sender: sends its messages, and on a lost connection sends what it has
-/// left on the next node.
-async fn send(run: Rc<Run>, mut ws: Ws, mut node: usize, token: String, first: SendPlan) -> Sent {
+/// left on the next node, under a new sender number.
+async fn send(run: Rc<Run>, ws: Ws, node: usize, token: String, first: SendPlan) -> Sent {
     let mut out = Sent::default();
-    let mut left = first.count;
     let mut plan = first;
-    loop {
-        let (acked_ids, mut acked) = (&mut out.acked_ids, 0);
-        let outcome = chat::run(&mut ws, &run.tag, Some(plan), run.phase.clone(), run.deadline, |d| {
+    let kept = keep_connected(&run, ws, node, &token, async |ws: &mut Ws| {
+        let mut acked = 0;
+        let acked_ids = &mut out.acked_ids;
+        let outcome = chat::run(ws, &run.tag, Some(plan), run.phase.clone(), run.deadline, |d| {
             if d.probe.sender == plan.sender {
                 acked_ids.push(d.id);
                 acked += 1;
@@ -425,35 +417,26 @@ async fn send(run: Rc<Run>, mut ws: Ws, mut node: usize, token: String, first: S
         })
         .await;
         out.sent += outcome.sent;
-        left -= outcome.sent;
+        out.done_ns = now_ns();
         match outcome.end {
-            End::Done => break,
+            End::Done => Turn::Done,
             End::Closed(_) => {
                 out.unconfirmed += outcome.sent.saturating_sub(outcome.acked);
-                if left == 0 {
-                    break;
-                }
-                match run.reconnect(&mut node, &token, "").await {
-                    Ok(again) => {
-                        ws = again;
-                        out.reconnects += 1;
-                        plan.sender += run.senders;
-                        plan.count = left;
-                    }
-                    Err(e) => {
-                        out.failure = Some(format!("reconnecting: {e}"));
-                        return out;
-                    }
+                plan.count -= outcome.sent;
+                plan.sender += run.senders;
+                match plan.count {
+                    0 => Turn::Done,
+                    _ => Turn::Lost(String::new()),
                 }
             }
-            other => {
-                out.failure = Some(format!("sender: {other}"));
-                return out;
-            }
+            other => Turn::Failed(format!("sender: {other}")),
         }
+    })
+    .await;
+    match kept {
+        Ok(reconnects) => out.reconnects = reconnects,
+        Err(why) => out.failure = Some(why),
     }
-    out.done_ns = now_ns();
-    ws::close(ws).await;
     out
 }
 
@@ -538,15 +521,16 @@ mod tests {
     #[test]
     fn defaults_and_bounds() {
         let o = Options::parse("").unwrap();
-        assert_eq!((o.clients, o.senders, o.kill_pid), (200, 4, None));
+        assert_eq!((o.fan.clients, o.fan.senders, o.kill_pid), (100, 10, None));
         assert_eq!(o.kill_after, Duration::from_secs(1));
         let o = Options::parse("--kill-pid 42 --kill-after 2.5 --rate 20").unwrap();
-        assert_eq!((o.kill_pid, o.rate), (Some(42), Some(20.0)));
+        assert_eq!((o.kill_pid, o.fan.rate), (Some(42), Some(20.0)));
         assert_eq!(o.kill_after, Duration::from_millis(2500));
         assert!(Options::parse("--senders 0").is_err());
         assert!(Options::parse("--kill-pid me").is_err());
         assert!(Options::parse("--kill-after 0").is_err());
         assert!(Options::parse("--rate 0").is_err());
+        assert!(Options::parse("--clients 100000 --senders 100000 --messages 100000").is_err());
     }
 
     #[test]

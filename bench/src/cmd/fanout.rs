@@ -96,6 +96,22 @@ impl FromFlags for Options {
     }
 }
 
+impl Options {
+    /// What sender `i` sends: paced senders are offset from each other so
+    /// that they do not all send in the same instant.
+    pub fn send_plan(&self, i: usize) -> SendPlan {
+        SendPlan {
+            sender: i as u32,
+            count: self.messages,
+            window: self.window,
+            pace: self.rate.map(|r| Pace {
+                period: Duration::from_secs_f64(1.0 / r),
+                offset: Duration::from_secs_f64(i as f64 / r / self.senders as f64),
+            }),
+        }
+    }
+}
+
 /// The order one client has seen: message ids must ascend, and so must each
 /// sender's sequence numbers. A late delivery counts once, not again for
 /// every delivery after it.
@@ -157,15 +173,7 @@ pub async fn run(ctx: &Ctx, options: &Options) -> Result<Report> {
     let connecting = Instant::now();
     let mut clients = Crowd::new(ctx, Phase::Joining);
     ws::open_many(&ctx.endpoints, &tokens, options.clients, ctx.deadline, |i, ws| {
-        let plan = (i < options.senders).then(|| SendPlan {
-            sender: i as u32,
-            count: options.messages,
-            window: options.window,
-            pace: options.rate.map(|r| Pace {
-                period: Duration::from_secs_f64(1.0 / r),
-                offset: Duration::from_secs_f64(i as f64 / r / options.senders as f64),
-            }),
-        });
+        let plan = (i < options.senders).then(|| options.send_plan(i));
         clients.spawn(ws, plan, client(shared.clone(), i % shared.nodes));
     })
     .await?;
