@@ -53,6 +53,8 @@ as_postgres "$pgbin/initdb" --locale=C --encoding=UTF8 --auth=trust --username=p
 as_postgres "$pgbin/pg_ctl" -w -s -l "$work/pg.log" -D "$work/pg" \
     -o "-p $pgport -k $work -c listen_addresses=127.0.0.1 -c fsync=on -c synchronous_commit=on" start
 db="postgres://postgres@127.0.0.1:$pgport/postgres"
+# WAL flushes to disk so far: how many commits the cluster's messages cost.
+wal_syncs() { "$pgbin/psql" -h 127.0.0.1 -p "$pgport" -U postgres -Atc 'SELECT wal_sync FROM pg_stat_wal' postgres; }
 
 # start_node NAME DB UPLOADS [PORT]: starts a node (port 0: the kernel picks
 # one), waits for its "listening on" line; sets NAME_url and NAME_pid.
@@ -77,54 +79,53 @@ start_node a "$db" "$work/uploads"
 start_node b "$db" "$work/uploads"
 start_node lite "$work/chat.db" "$work/sqlite-uploads"
 echo "PostgreSQL 15 on port $pgport (fsync on); nodes $a_url $b_url; SQLite node $lite_url"
+# What one WAL flush costs on this disk: the ceiling of commits a second.
+"$pgbin/pg_test_fsync" -s 1 -f "$work/fsync.test" | grep -m1 -E '^\s+fdatasync' | sed 's/^ */disk (pg_test_fsync, one 8 kB write): /'
 echo "machine: $(nproc) CPUs, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1), kernel $(uname -r); commit $(git -C "$root" rev-parse --short HEAD)"
 
 # measure NAME TARGET SUBCOMMAND FLAGS...: one run; its JSON line goes to
-# results/NAME-TARGET.jsonl with the load added.
+# results/NAME-TARGET.jsonl with the load added. TARGET cluster is both nodes;
+# cluster-a is both nodes with only a's CPU and memory read (b is killed).
 measure() {
     local name=$1 target=$2 urls pids_flag load out
     shift 2
     case $target in
         cluster) urls="$a_url,$b_url" pids_flag="$a_pid,$b_pid" ;;
+        cluster-a) urls="$a_url,$b_url" pids_flag=$a_pid ;;
         sqlite) urls=$lite_url pids_flag=$lite_pid ;;
     esac
     load=$(cut -d' ' -f1 /proc/loadavg)
     echo "=== $name on $target, round $round, load $load: chat-bench $* --url $urls"
+    local syncs_before syncs=null
+    syncs_before=$(wal_syncs)
     out=$("$bench" "$@" --url "$urls" --server-pid "$pids_flag" --timeout 300) || echo "(the run failed)"
     echo "$out"
-    tail -n 1 <<<"$out" | python3 -c "import json, sys; d = json.load(sys.stdin); d['load'] = $load; print(json.dumps(d))" \
+    if [[ $target != sqlite ]]; then
+        syncs=$(($(wal_syncs) - syncs_before))
+        echo "  PostgreSQL WAL flushes (pg_stat_wal.wal_sync) over the run: $syncs"
+    fi
+    tail -n 1 <<<"$out" | python3 -c "import json, sys; d = json.load(sys.stdin); d['load'] = $load; d['wal_syncs'] = $syncs; print(json.dumps(d))" \
         >>"$work/results/$name-$target.jsonl" || true
+}
+
+# both NAME SUBCOMMAND FLAGS...: the same run on the cluster, then on SQLite.
+both() {
+    local name=$1
+    shift
+    measure "$name" cluster "$@"
+    measure "$name" sqlite "$@"
 }
 
 for round in $(seq "$rounds"); do
     for m in $measurements; do
         case $m in
-            fanout)
-                for t in cluster sqlite; do
-                    measure fanout $t fanout --clients 1000 --senders 2 --messages 500 --window 64 --users 10
-                done ;;
-            latency)
-                for t in cluster sqlite; do
-                    measure latency $t fanout --clients 1000 --senders 20 --messages 100 --rate 10 --users 10
-                done ;;
-            acked)
-                for t in cluster sqlite; do
-                    measure acked $t fanout --clients 20 --senders 20 --messages 500 --window 1 --users 10
-                done ;;
-            pipelined)
-                for t in cluster sqlite; do
-                    measure pipelined $t fanout --clients 20 --senders 20 --messages 2000 --window 16 --users 10
-                done ;;
+            fanout) both fanout fanout --clients 1000 --senders 2 --messages 1000 --window 64 --users 10 ;;
+            latency) both latency fanout --clients 1000 --senders 20 --messages 100 --rate 10 --users 10 ;;
+            acked) both acked fanout --clients 20 --senders 20 --messages 500 --window 1 --users 10 ;;
+            pipelined) both pipelined fanout --clients 20 --senders 20 --messages 2000 --window 16 --users 10 ;;
             failover)
-                # Node b is killed by chat-bench; only a's CPU and memory are read.
-                load=$(cut -d' ' -f1 /proc/loadavg)
-                echo "=== failover on cluster, round $round, load $load: chat-bench failover ... --kill-pid $b_pid"
-                out=$("$bench" failover --clients 1000 --senders 10 --messages 200 --rate 20 --users 10 \
-                    --kill-pid "$b_pid" --kill-after 3 --url "$a_url,$b_url" --server-pid "$a_pid" --timeout 300) ||
-                    echo "(the run failed)"
-                echo "$out"
-                tail -n 1 <<<"$out" | python3 -c "import json, sys; d = json.load(sys.stdin); d['load'] = $load; print(json.dumps(d))" \
-                    >>"$work/results/failover-cluster.jsonl" || true
+                measure failover cluster-a failover --clients 1000 --senders 10 --messages 200 --rate 20 --users 10 \
+                    --kill-pid "$b_pid" --kill-after 3
                 wait "$b_pid" 2>/dev/null || true
                 start_node b "$db" "$work/uploads" "${b_url##*:}" ;;
             *) echo "unknown measurement $m" >&2; exit 2 ;;
@@ -137,11 +138,14 @@ echo "=== medians over $rounds rounds (load: the 1-minute load average before ea
 python3 - "$work/results" <<'EOF'
 import json, pathlib, statistics, sys
 keys = {
-    "fanout": ["deliveries_per_s", "server_cpu_us_per_delivery", "client_cpu_pct", "lost", "reordered"],
+    "fanout": ["deliveries_per_s", "acked_per_s", "server_cpu_us_per_delivery", "client_cpu_pct", "lost",
+               "reordered"],
     "latency": ["latency_ms.p50", "latency_ms.p99", "latency_ms.max", "cross_node_latency_ms.p50",
-                "cross_node_latency_ms.p99", "cross_node_latency_ms.max", "lost", "reordered"],
-    "acked": ["acked_per_s", "latency_ms.p50", "latency_ms.p99", "client_cpu_pct", "lost", "reordered"],
-    "pipelined": ["acked_per_s", "latency_ms.p50", "latency_ms.p99", "client_cpu_pct", "lost", "reordered"],
+                "cross_node_latency_ms.p99", "cross_node_latency_ms.max", "client_cpu_pct", "wal_syncs", "lost",
+                "reordered"],
+    "acked": ["acked_per_s", "latency_ms.p50", "latency_ms.p99", "client_cpu_pct", "wal_syncs", "lost", "reordered"],
+    "pipelined": ["acked_per_s", "latency_ms.p50", "latency_ms.p99", "client_cpu_pct", "wal_syncs", "lost",
+                  "reordered"],
     "failover": ["lost", "duplicated", "out_of_order", "ids_unseen", "acked_missing", "reconnected_clients",
                  "last_resumed_after_kill_ms", "acked", "unconfirmed"],
 }
