@@ -80,7 +80,8 @@ start_node b "$db" "$work/uploads"
 start_node lite "$work/chat.db" "$work/sqlite-uploads"
 echo "PostgreSQL 15 on port $pgport (fsync on); nodes $a_url $b_url; SQLite node $lite_url"
 # What one WAL flush costs on this disk: the ceiling of commits a second.
-"$pgbin/pg_test_fsync" -s 1 -f "$work/fsync.test" | grep -m1 -E '^\s+fdatasync' | sed 's/^ */disk (pg_test_fsync, one 8 kB write): /'
+fsync_test=$("$pgbin/pg_test_fsync" -s 1 -f "$work/fsync.test")
+echo "disk (pg_test_fsync, one 8 kB write):$(grep -m1 -E '^\s+fdatasync' <<<"$fsync_test" | tr -s ' ')"
 echo "machine: $(nproc) CPUs, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1), kernel $(uname -r); commit $(git -C "$root" rev-parse --short HEAD)"
 
 # measure NAME TARGET SUBCOMMAND FLAGS...: one run; its JSON line goes to
