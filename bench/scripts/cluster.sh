@@ -97,7 +97,7 @@ measure() {
     esac
     load=$(cut -d' ' -f1 /proc/loadavg)
     echo "=== $name on $target, round $round, load $load: chat-bench $* --url $urls"
-    local syncs_before syncs=null
+    local syncs_before syncs=None
     syncs_before=$(wal_syncs)
     out=$("$bench" "$@" --url "$urls" --server-pid "$pids_flag" --timeout 300) || echo "(the run failed)"
     echo "$out"
@@ -156,6 +156,8 @@ def get(d, key):
     return d
 for path in sorted(pathlib.Path(sys.argv[1]).glob("*.jsonl")):
     runs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    if not runs:
+        continue
     name = path.stem.split("-")[0]
     loads = [r["load"] for r in runs]
     print(f"{path.stem}: {len(runs)} runs, load {min(loads)}-{max(loads)}")
