@@ -16,6 +16,8 @@
 #   pipelined the same with up to 16 messages in flight per sender
 #   failover  a fan-out at 200 msg/s to 1000 clients, node b SIGKILLed 3 s in;
 #             lost and duplicated deliveries (node b is started again after)
+#   burst     the same kill during an unpaced fan-out (2 senders, window 64),
+#             1 s in (not in the default list)
 #
 # Usage: bench/scripts/cluster.sh [ROUNDS] [MEASUREMENT...]   (default 3, all)
 # BUILD=0 skips the release builds; SERVER_BIN and BENCH_BIN pick other binaries.
@@ -124,9 +126,14 @@ for round in $(seq "$rounds"); do
             latency) both latency fanout --clients 1000 --senders 20 --messages 100 --rate 10 --users 10 ;;
             acked) both acked fanout --clients 20 --senders 20 --messages 500 --window 1 --users 10 ;;
             pipelined) both pipelined fanout --clients 20 --senders 20 --messages 2000 --window 16 --users 10 ;;
-            failover)
-                measure failover cluster-a failover --clients 1000 --senders 10 --messages 200 --rate 20 --users 10 \
-                    --kill-pid "$b_pid" --kill-after 3
+            failover | burst)
+                if [[ $m == failover ]]; then
+                    measure failover cluster-a failover --clients 1000 --senders 10 --messages 200 --rate 20 \
+                        --users 10 --kill-pid "$b_pid" --kill-after 3
+                else
+                    measure burst cluster-a failover --clients 1000 --senders 2 --messages 1000 --window 64 \
+                        --users 10 --kill-pid "$b_pid" --kill-after 1
+                fi
                 wait "$b_pid" 2>/dev/null || true
                 start_node b "$db" "$work/uploads" "${b_url##*:}" ;;
             *) echo "unknown measurement $m" >&2; exit 2 ;;
@@ -147,6 +154,8 @@ keys = {
     "acked": ["acked_per_s", "latency_ms.p50", "latency_ms.p99", "client_cpu_pct", "wal_syncs", "lost", "reordered"],
     "pipelined": ["acked_per_s", "latency_ms.p50", "latency_ms.p99", "client_cpu_pct", "wal_syncs", "lost",
                   "reordered"],
+    "burst": ["lost", "duplicated", "out_of_order", "ids_unseen", "acked_missing", "reconnected_clients",
+              "last_resumed_after_kill_ms", "acked", "unconfirmed", "wal_syncs"],
     "failover": ["lost", "duplicated", "out_of_order", "ids_unseen", "acked_missing", "reconnected_clients",
                  "last_resumed_after_kill_ms", "acked", "unconfirmed"],
 }
