@@ -224,7 +224,7 @@ pub async fn run(ctx: &Ctx, options: &Options) -> Result<Report> {
     }
 
     let mut report = Report::new("failover");
-    let sending_end_ns = sent.iter().map(|s| s.done_ns).max().unwrap_or(start_ns);
+    let sending_end_ns = sent.iter().map(|s| s.done_ns).max().unwrap_or(start_ns).max(start_ns);
     let tally = Tally::count(&seen, &sent, mark, end);
     let mode = match o.rate {
         Some(r) => format!("paced at {r} msg/s each"),
