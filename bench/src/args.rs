@@ -29,8 +29,11 @@ const COMMON_FLAGS: &[&str] = &["--url", "--server-pid", "--password", "--timeou
 
 pub const COMMON_HELP: &str = "\
 Common flags:
-  --url URL          the server, http://host[:port] (default http://127.0.0.1:8001)
-  --server-pid PID   read the server's VmRSS/VmHWM from /proc/PID/status before and after
+  --url URL[,URL]    the server, http://host[:port] (default http://127.0.0.1:8001);
+                     several, comma-separated, are nodes of one cluster: users
+                     register on the first, connections go round-robin over all
+  --server-pid PID[,PID]  read the server's VmRSS/VmHWM from /proc/PID/status
+                     before and after, and its CPU time; several add up
   --password PASS    password of the users the run registers (default benchpass)
   --timeout SECS     the whole run, set-up included, ends by then (default 120)
   -h, --help         this help
@@ -139,8 +142,9 @@ pub fn parse_size(text: &str) -> Option<u64> {
 /// What every subcommand needs besides its own flags.
 #[derive(Debug, PartialEq)]
 pub struct Common {
-    pub target: Target,
-    pub server_pid: Option<u32>,
+    /// One, or the nodes of a cluster; never empty.
+    pub targets: Vec<Target>,
+    pub server_pids: Vec<u32>,
     pub password: String,
     pub timeout: Duration,
 }
@@ -150,14 +154,18 @@ impl Common {
         let url = flags
             .opt::<String>("--url")?
             .unwrap_or_else(|| "http://127.0.0.1:8001".to_string());
-        let target = Target::parse(&url).map_err(|e| bad(format!("--url: {e}")))?;
+        let targets = url
+            .split(',')
+            .map(|url| Target::parse(url).map_err(|e| bad(format!("--url: {e}"))))
+            .collect::<Result<Vec<_>, _>>()?;
         let password = flags.get("--password", "benchpass".to_string())?;
         if !(4..=72).contains(&password.len()) {
             return Err(bad("--password: the server wants 4 to 72 bytes"));
         }
+        let pids = |v: &str| v.split(',').map(|pid| pid.parse().ok()).collect();
         Ok(Common {
-            target,
-            server_pid: flags.opt_with("--server-pid", "a process id", |v| v.parse().ok())?,
+            targets,
+            server_pids: flags.opt_with("--server-pid", "process ids", pids)?.unwrap_or_default(),
             password,
             timeout: flags.secs("--timeout", Duration::from_secs(120))?,
         })
@@ -247,8 +255,8 @@ mod tests {
     #[test]
     fn common_flags_have_defaults() {
         let common = Common::from_flags(&Flags::parse(&[], &[]).unwrap()).unwrap();
-        assert_eq!(common.target, Target::parse("http://127.0.0.1:8001").unwrap());
-        assert_eq!(common.server_pid, None);
+        assert_eq!(common.targets, [Target::parse("http://127.0.0.1:8001").unwrap()]);
+        assert!(common.server_pids.is_empty());
         assert_eq!(common.password, "benchpass");
         assert_eq!(common.timeout, Duration::from_secs(120));
     }
@@ -258,16 +266,27 @@ mod tests {
         let parse = |line: &str| Common::from_flags(&Flags::parse(&argv(line), &[]).unwrap());
         let common = parse("--url http://localhost:9000/ --server-pid 42 --timeout 5").unwrap();
         assert_eq!(
-            common.target,
-            Target {
+            common.targets,
+            [Target {
                 host: "localhost".into(),
                 port: 9000
-            }
+            }]
         );
-        assert_eq!(common.server_pid, Some(42));
+        assert_eq!(common.server_pids, [42]);
         assert_eq!(common.timeout, Duration::from_secs(5));
         assert!(parse("--url https://x").is_err());
         assert!(parse("--password abc").is_err());
         assert!(parse("--server-pid me").is_err());
+        assert!(parse("--server-pid 1,").is_err());
+        assert!(parse("--url http://a:1,").is_err());
+    }
+
+    #[test]
+    fn a_cluster_is_several_urls_and_pids() {
+        let flags = Flags::parse(&argv("--url http://a:1,http://b:2 --server-pid 7,8"), &[]).unwrap();
+        let common = Common::from_flags(&flags).unwrap();
+        let ports: Vec<u16> = common.targets.iter().map(|t| t.port).collect();
+        assert_eq!(ports, [1, 2]);
+        assert_eq!(common.server_pids, [7, 8]);
     }
 }

@@ -118,12 +118,17 @@ fn main() -> ExitCode {
 async fn run(common: Common, command: Command) -> Result<Report> {
     chat::now_ns();
     let meter = Meter::start();
-    let endpoint = http::Endpoint::resolve(&common.target).await?;
-    api::check_health(&endpoint).await?;
+    let mut endpoints = Vec::with_capacity(common.targets.len());
+    for target in &common.targets {
+        let endpoint = http::Endpoint::resolve(target).await?;
+        api::check_health(&endpoint).await?;
+        endpoints.push(endpoint);
+    }
     let ctx = Ctx {
-        endpoint,
+        endpoint: endpoints[0].clone(),
+        endpoints,
         password: common.password,
-        server_pid: common.server_pid,
+        server_pids: common.server_pids,
         deadline: Instant::now() + common.timeout,
         tag: Rng::from_entropy().hex(8),
     };

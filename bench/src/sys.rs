@@ -1,6 +1,7 @@
 //! What the operating system tells about this process and the server's:
 //! CPU time used (its own, from [`crate::process`], and the server's), and
-//! memory from `/proc/PID/status`.
+//! memory from `/proc/PID/status`; and SIGKILL for a server node (the
+//! failover run).
 //!
 //! The generator runs on one thread; its CPU time next to the wall time shows
 //! whether the client itself was saturated (near 100 % of one core), in which
@@ -98,6 +99,16 @@ pub fn process_cpu(pid: u32) -> Result<Duration> {
 /// The time on CPU, the first of the three numbers in a `schedstat` file.
 fn parse_schedstat(text: &str) -> Option<Duration> {
     text.split_whitespace().next()?.parse().ok().map(Duration::from_nanos)
+}
+
+/// Sends SIGKILL to `pid`: how the failover run kills a node.
+pub fn kill(pid: u32) -> std::io::Result<()> {
+    let pid = libc::pid_t::try_from(pid).map_err(|_| std::io::Error::other(format!("no such process id {pid}")))?;
+    // SAFETY: kill takes no pointer; a wrong pid is an error return.
+    if unsafe { libc::kill(pid, libc::SIGKILL) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 #[cfg(test)]

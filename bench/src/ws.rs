@@ -59,11 +59,25 @@ pub async fn connect_with(endpoint: &Endpoint, token: &str, query: &str) -> Resu
     }
 }
 
-/// Opens `count` connections, spread round-robin over `tokens`, and hands
-/// each to `start` with its index as soon as it is open.
+/// Opens `count` connections, spread round-robin over `tokens` and over
+/// the nodes of `endpoints` (connection `i` to `endpoints[i % len]`), and
+/// hands each to `start` with its index as soon as it is open.
 pub async fn open_many(
-    endpoint: &Endpoint,
+    endpoints: &[Endpoint],
     tokens: &[String],
+    count: usize,
+    deadline: Instant,
+    start: impl FnMut(usize, Ws),
+) -> Result<()> {
+    open_many_with(endpoints, tokens, "", count, deadline, start).await
+}
+
+/// [`open_many`] with more query parameters on every connection, as in
+/// [`connect_with`].
+pub async fn open_many_with(
+    endpoints: &[Endpoint],
+    tokens: &[String],
+    query: &str,
     count: usize,
     deadline: Instant,
     mut start: impl FnMut(usize, Ws),
@@ -71,7 +85,8 @@ pub async fn open_many(
     let mut opening = futures_util::stream::iter(0..count)
         .map(|i| {
             let token = &tokens[i % tokens.len()];
-            async move { (i, connect(endpoint, token).await) }
+            let endpoint = &endpoints[i % endpoints.len()];
+            async move { (i, connect_with(endpoint, token, query).await) }
         })
         .buffer_unordered(OPEN_CONCURRENCY);
     let mut opened = 0;

@@ -2,6 +2,11 @@
 //! message must reach every client. Measures send-to-receipt latency over all
 //! deliveries, delivery and acknowledgement rates, losses and reordering.
 //!
+//! Against several nodes (`--url a,b`), client `i` connects to node `i % n`,
+//! so senders are on every node, and the latency of the deliveries whose
+//! sender is on another node than their receiver is reported apart: the
+//! cross-node latency, on one clock since both ends are this process.
+//!
 //! All clients are connected and proven joined before anyone sends: a control
 //! connection repeats a start probe until every client has seen one, so no
 //! client misses messages because its subscription was not yet in place.
@@ -91,6 +96,22 @@ impl FromFlags for Options {
     }
 }
 
+impl Options {
+    /// What sender `i` sends: paced senders are offset from each other so
+    /// that they do not all send in the same instant.
+    pub fn send_plan(&self, i: usize) -> SendPlan {
+        SendPlan {
+            sender: i as u32,
+            count: self.messages,
+            window: self.window,
+            pace: self.rate.map(|r| Pace {
+                period: Duration::from_secs_f64(1.0 / r),
+                offset: Duration::from_secs_f64(i as f64 / r / self.senders as f64),
+            }),
+        }
+    }
+}
+
 /// The order one client has seen: message ids must ascend, and so must each
 /// sender's sequence numbers. A late delivery counts once, not again for
 /// every delivery after it.
@@ -121,6 +142,8 @@ impl Order {
 #[derive(Default)]
 struct Totals {
     latency: Histogram,
+    /// Deliveries whose sender is connected to another node.
+    cross_node: Histogram,
     deliveries: u64,
     reordered: u64,
     last_delivery_ns: u64,
@@ -130,6 +153,7 @@ struct Totals {
 /// What every client needs.
 struct Shared {
     senders: usize,
+    nodes: usize,
     expected_per_client: u64,
     totals: RefCell<Totals>,
     joined: Notify,
@@ -140,6 +164,7 @@ pub async fn run(ctx: &Ctx, options: &Options) -> Result<Report> {
     let tokens: Vec<String> = users.into_iter().map(|u| u.token).collect();
     let shared = Rc::new(Shared {
         senders: options.senders,
+        nodes: ctx.endpoints.len(),
         expected_per_client: options.senders as u64 * options.messages,
         totals: RefCell::default(),
         joined: Notify::new(),
@@ -147,17 +172,9 @@ pub async fn run(ctx: &Ctx, options: &Options) -> Result<Report> {
 
     let connecting = Instant::now();
     let mut clients = Crowd::new(ctx, Phase::Joining);
-    ws::open_many(&ctx.endpoint, &tokens, options.clients, ctx.deadline, |i, ws| {
-        let plan = (i < options.senders).then(|| SendPlan {
-            sender: i as u32,
-            count: options.messages,
-            window: options.window,
-            pace: options.rate.map(|r| Pace {
-                period: Duration::from_secs_f64(1.0 / r),
-                offset: Duration::from_secs_f64(i as f64 / r / options.senders as f64),
-            }),
-        });
-        clients.spawn(ws, plan, client(shared.clone()));
+    ws::open_many(&ctx.endpoints, &tokens, options.clients, ctx.deadline, |i, ws| {
+        let plan = (i < options.senders).then(|| options.send_plan(i));
+        clients.spawn(ws, plan, client(shared.clone(), i % shared.nodes));
     })
     .await?;
     let connect_time = connecting.elapsed();
@@ -209,6 +226,11 @@ pub async fn run(ctx: &Ctx, options: &Options) -> Result<Report> {
         totals.deliveries, totals.reordered
     ));
     report.line(format!("  latency {}", latency.human()));
+    if shared.nodes > 1 {
+        let cross = totals.cross_node.summary();
+        report.line(format!("  across nodes ({} nodes) {}", shared.nodes, cross.human()));
+        report.figure("cross_node_latency_ms", cross.json());
+    }
     let mut cpu = format!(
         "  client CPU {}% of one core over {:.3} s of sending",
         usage.cpu_percent(),
@@ -225,6 +247,7 @@ pub async fn run(ctx: &Ctx, options: &Options) -> Result<Report> {
     }
     report.line(cpu);
     report.figure("clients", o.clients);
+    report.figure("nodes", shared.nodes);
     report.figure("senders", o.senders);
     report.figure("messages", o.messages);
     report.figure("window", o.window);
@@ -256,9 +279,9 @@ pub async fn run(ctx: &Ctx, options: &Options) -> Result<Report> {
     Ok(report)
 }
 
-/// What one client does with each delivery: it reads until it has seen
-/// every sender's every message.
-fn client(shared: Rc<Shared>) -> impl FnMut(&Delivery) -> ControlFlow<()> {
+/// What one client, connected to node `node`, does with each delivery: it
+/// reads until it has seen every sender's every message.
+fn client(shared: Rc<Shared>, node: usize) -> impl FnMut(&Delivery) -> ControlFlow<()> {
     let mut order = Order::new(shared.senders);
     let mut joined = false;
     let mut received = 0;
@@ -277,6 +300,10 @@ fn client(shared: Rc<Shared>) -> impl FnMut(&Delivery) -> ControlFlow<()> {
         }
         let mut totals = shared.totals.borrow_mut();
         totals.latency.record(d.latency_ns());
+        // Sender `s` is client `s`, on node `s % nodes`.
+        if sender % shared.nodes != node {
+            totals.cross_node.record(d.latency_ns());
+        }
         totals.deliveries += 1;
         totals.last_delivery_ns = totals.last_delivery_ns.max(d.received_ns);
         if !order.in_order(d.id, sender, d.probe.seq) {

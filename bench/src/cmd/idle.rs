@@ -91,7 +91,7 @@ pub async fn run(ctx: &Ctx, options: &Options) -> Result<Report> {
     let arrivals = Rc::new(RefCell::new(Arrivals::default()));
     let arrived = Rc::new(Notify::new());
     let opening = Meter::start();
-    ws::open_many(&ctx.endpoint, &tokens, options.connections, ctx.deadline, |_, ws| {
+    ws::open_many(&ctx.endpoints, &tokens, options.connections, ctx.deadline, |_, ws| {
         let (arrivals, arrived) = (arrivals.clone(), arrived.clone());
         listeners.spawn(ws, None, move |d| {
             let mut arrivals = arrivals.borrow_mut();

@@ -102,7 +102,7 @@ pub async fn run(ctx: &Ctx, options: &Options) -> Result<Report> {
     let tokens: Vec<String> = users.iter().map(|u| u.token.clone()).collect();
     let samples = Rc::new(RefCell::new(Vec::new()));
     let mut chatters = Crowd::new(ctx, Phase::Sending);
-    ws::open_many(&ctx.endpoint, &tokens, options.chatters, ctx.deadline, |i, ws| {
+    ws::open_many(&ctx.endpoints, &tokens, options.chatters, ctx.deadline, |i, ws| {
         let plan = (i == 0).then(|| SendPlan {
             sender: 0,
             count: u64::MAX,

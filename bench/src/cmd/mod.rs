@@ -2,6 +2,7 @@
 //! table from a subcommand's name to its options and help, how the connections
 //! of a run ended, and (in `phase`) the skeleton of a measured phase.
 
+pub mod failover;
 pub mod fanout;
 pub mod handshake;
 pub mod history;
@@ -13,9 +14,11 @@ pub mod upload;
 
 use std::time::Duration;
 
+use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use tokio::task::JoinHandle;
-use tokio::time::Instant;
+use tokio::time::{timeout_at, Instant};
+use tokio_tungstenite::tungstenite::Message;
 
 use crate::api::{self, User};
 use crate::args::{bad, ArgError, Common, Flags, COMMON_HELP};
@@ -24,12 +27,17 @@ use crate::error::{Error, Result};
 use crate::http::Endpoint;
 use crate::report::Report;
 use crate::sys::{self, Memory};
+use crate::ws::{self, Event, Ws};
 
 /// Subcommand names with a one-line summary, for the top-level help.
 pub const SUMMARIES: &[(&str, &str)] = &[
     (
         "fanout",
         "N WebSocket clients, S senders: delivery latency, rates, losses, order",
+    ),
+    (
+        "failover",
+        "fan-out over a cluster's nodes, one SIGKILLed: resumes, lost and twin deliveries",
     ),
     (
         "handshake",
@@ -59,6 +67,7 @@ pub const SUMMARIES: &[(&str, &str)] = &[
 
 pub enum Command {
     Fanout(fanout::Options),
+    Failover(failover::Options),
     Handshake(handshake::Options),
     History(history::Options),
     Upload(upload::Options),
@@ -71,6 +80,7 @@ pub enum Command {
 pub fn help(name: &str) -> Option<String> {
     let own = match name {
         "fanout" => fanout::HELP,
+        "failover" => failover::HELP,
         "handshake" => handshake::HELP,
         "history" => history::HELP,
         "upload" => upload::HELP,
@@ -100,6 +110,7 @@ pub trait FromFlags: Sized {
 pub fn parse(name: &str, argv: &[String]) -> std::result::Result<(Common, Command), ArgError> {
     match name {
         "fanout" => read(argv, Command::Fanout),
+        "failover" => read(argv, Command::Failover),
         "handshake" => read(argv, Command::Handshake),
         "history" => read(argv, Command::History),
         "upload" => read(argv, Command::Upload),
@@ -117,11 +128,18 @@ fn read<O: FromFlags>(argv: &[String], command: fn(O) -> Command) -> std::result
     Ok((Common::from_flags(&flags)?, command))
 }
 
+/// How long a session opened on one node takes to be good on the others,
+/// with room to spare.
+const SESSIONS_SPREAD: Duration = Duration::from_secs(1);
+
 /// What every subcommand runs with.
 pub struct Ctx {
+    /// The first node: users register and log in there.
     pub endpoint: Endpoint,
+    /// Every node, the first included: connections go round-robin over them.
+    pub endpoints: Vec<Endpoint>,
     pub password: String,
-    pub server_pid: Option<u32>,
+    pub server_pids: Vec<u32>,
     /// The run's end, set-up included (`--timeout`).
     pub deadline: Instant,
     /// Random per run: user names and probe messages carry it.
@@ -129,18 +147,43 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// Registers and logs in `count` users on the first node. In a cluster
+    /// the other nodes learn of new sessions by polling the database (about
+    /// every 200 ms, `docs/cluster.md`), so the tokens are given time to be
+    /// good on every node before anyone connects there.
     pub async fn create_users(&self, count: usize) -> Result<Vec<User>> {
-        api::create_users(&self.endpoint, &self.tag, count, &self.password).await
+        let users = api::create_users(&self.endpoint, &self.tag, count, &self.password).await?;
+        if self.endpoints.len() > 1 {
+            tokio::time::sleep(SESSIONS_SPREAD).await;
+        }
+        Ok(users)
     }
 
-    /// The server's memory, when `--server-pid` was given.
+    /// The node the `i`-th connection of a run goes to: round-robin.
+    pub fn node_of(&self, i: usize) -> &Endpoint {
+        &self.endpoints[i % self.endpoints.len()]
+    }
+
+    /// The server's memory, all nodes added up, when `--server-pid` was given.
     pub fn server_memory(&self) -> Result<Option<Memory>> {
-        self.server_pid.map(sys::process_memory).transpose()
+        let mut total: Option<Memory> = None;
+        for &pid in &self.server_pids {
+            let m = sys::process_memory(pid)?;
+            let t = total.get_or_insert(Memory { rss_kib: 0, hwm_kib: 0 });
+            t.rss_kib += m.rss_kib;
+            t.hwm_kib += m.hwm_kib;
+        }
+        Ok(total)
     }
 
-    /// The server's CPU time so far, when `--server-pid` was given.
+    /// The server's CPU time so far, all nodes added up, when
+    /// `--server-pid` was given.
     pub fn server_cpu(&self) -> Result<Option<Duration>> {
-        self.server_pid.map(sys::process_cpu).transpose()
+        let mut total: Option<Duration> = None;
+        for &pid in &self.server_pids {
+            *total.get_or_insert(Duration::ZERO) += sys::process_cpu(pid)?;
+        }
+        Ok(total)
     }
 
     /// The server's CPU time since `start`, an earlier [`Ctx::server_cpu`].
@@ -155,6 +198,7 @@ impl Ctx {
 pub async fn run(ctx: &Ctx, command: &Command) -> Result<Report> {
     match command {
         Command::Fanout(options) => fanout::run(ctx, options).await,
+        Command::Failover(options) => failover::run(ctx, options).await,
         Command::Handshake(options) => handshake::run(ctx, options).await,
         Command::History(options) => history::run(ctx, options).await,
         Command::Upload(options) => upload::run(ctx, options).await,
@@ -162,6 +206,32 @@ pub async fn run(ctx: &Ctx, command: &Command) -> Result<Report> {
         Command::LoginStorm(options) => login_storm::run(ctx, options).await,
         Command::ResumeStorm(options) => resume_storm::run(ctx, options).await,
     }
+}
+
+/// Posts one message of each content, in order, and waits for their
+/// acknowledgements (each message echoed back to `ws`): their ids, in order.
+pub async fn post(ws: &mut Ws, contents: &[String], deadline: Instant) -> Result<Vec<i64>> {
+    for content in contents {
+        ws.feed(Message::text(content.as_str()))
+            .await
+            .map_err(|e| Error::new(format!("posting: {e}")))?;
+    }
+    ws.flush().await.map_err(|e| Error::new(format!("posting: {e}")))?;
+    let mut ids = Vec::with_capacity(contents.len());
+    while ids.len() < contents.len() {
+        let frame = timeout_at(deadline, ws.next())
+            .await
+            .map_err(|_| Error::new("the posts were not all acknowledged within --timeout"))?;
+        let Some(Ok(Message::Text(text))) = frame else {
+            return Err(Error::new(format!("the posting connection ended: {frame:?}")));
+        };
+        if let Event::Message { id, content } = ws::parse_event(&text) {
+            if content == contents[ids.len()] {
+                ids.push(id);
+            }
+        }
+    }
+    Ok(ids)
 }
 
 /// Waits for a spawned task; a panic in it becomes an error of the run.

@@ -7,13 +7,13 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use serde_json::json;
 use tokio::task::spawn_local;
 use tokio::time::{timeout_at, Instant};
 use tokio_tungstenite::tungstenite::Message;
 
-use super::{join, Ctx, FromFlags};
+use super::{join, post, Ctx, FromFlags};
 use crate::args::{bad, ArgError, Flags};
 use crate::error::{Context, Error, Result};
 use crate::process;
@@ -94,17 +94,18 @@ pub async fn run(ctx: &Ctx, options: &Options) -> Result<Report> {
     let users = ctx.create_users(options.users.min(options.clients)).await?;
     let tokens: Rc<Vec<String>> = Rc::new(users.into_iter().map(|u| u.token).collect());
     let mut sender = ws::connect(&ctx.endpoint, &tokens[0]).await?;
-    let mark = post(&mut sender, &format!("{} mark", ctx.tag), 1, ctx.deadline).await?[0];
+    let mark = post(&mut sender, &[format!("{} mark", ctx.tag)], ctx.deadline).await?[0];
 
     // The crowd is connected, then loses its connections all at once.
     let mut crowd = Vec::with_capacity(options.clients);
-    ws::open_many(&ctx.endpoint, &tokens, options.clients, ctx.deadline, |_, ws| {
+    ws::open_many(&ctx.endpoints, &tokens, options.clients, ctx.deadline, |_, ws| {
         crowd.push(ws)
     })
     .await?;
     drop(crowd);
 
-    let missed = Rc::new(post(&mut sender, &ctx.tag, options.missed, ctx.deadline).await?);
+    let contents: Vec<String> = (0..options.missed).map(|i| format!("{} {i}", ctx.tag)).collect();
+    let missed = Rc::new(post(&mut sender, &contents, ctx.deadline).await?);
 
     let tally = Rc::new(RefCell::new(Tally::default()));
     let gate = Rc::new(tokio::sync::Semaphore::new(
@@ -115,7 +116,7 @@ pub async fn run(ctx: &Ctx, options: &Options) -> Result<Report> {
     let clients: Vec<_> = (0..options.clients)
         .map(|i| {
             let (tokens, missed, tally, gate) = (tokens.clone(), missed.clone(), tally.clone(), gate.clone());
-            let (endpoint, deadline) = (ctx.endpoint.clone(), ctx.deadline);
+            let (endpoint, deadline) = (ctx.node_of(i).clone(), ctx.deadline);
             spawn_local(async move {
                 let query = format!("after_id={mark}");
                 let opened = async {
@@ -192,32 +193,6 @@ pub async fn run(ctx: &Ctx, options: &Options) -> Result<Report> {
         report.fail(text);
     }
     Ok(report)
-}
-
-/// Posts `count` messages `<prefix> <i>` and waits for their
-/// acknowledgements: their ids, in order.
-async fn post(ws: &mut Ws, prefix: &str, count: usize, deadline: Instant) -> Result<Vec<i64>> {
-    for i in 0..count {
-        ws.feed(Message::text(format!("{prefix} {i}")))
-            .await
-            .map_err(|e| Error::new(format!("posting: {e}")))?;
-    }
-    ws.flush().await.map_err(|e| Error::new(format!("posting: {e}")))?;
-    let mut ids = Vec::with_capacity(count);
-    while ids.len() < count {
-        let frame = timeout_at(deadline, ws.next())
-            .await
-            .map_err(|_| Error::new("the posts were not all acknowledged within --timeout"))?;
-        let Some(Ok(Message::Text(text))) = frame else {
-            return Err(Error::new(format!("the sender's connection ended: {frame:?}")));
-        };
-        if let Event::Message { id, content } = ws::parse_event(&text) {
-            if content.starts_with(prefix) {
-                ids.push(id);
-            }
-        }
-    }
-    Ok(ids)
 }
 
 /// Reads the resumed connection until it has every missed message: `Err`

@@ -138,7 +138,10 @@ pub async fn run(ctx: &Ctx, options: &Options) -> Result<Report> {
     let sent_sha = digest(options.data_seed, options.size);
     let before = ctx.server_memory()?;
     let (stop_sampling, stop) = watch::channel(());
-    let sampler = ctx.server_pid.map(|pid| spawn_local(sample_peak_rss(pid, stop)));
+    let sampler = ctx
+        .server_pids
+        .first()
+        .map(|&pid| spawn_local(sample_peak_rss(pid, stop)));
 
     let meter = Meter::start();
     let mut conn = HttpConn::open(&ctx.endpoint).await?;
