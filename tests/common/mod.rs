@@ -154,11 +154,14 @@ impl Server {
         self.dir.path().join("uploads")
     }
 
-    /// The names of the entries in the uploads directory, sorted.
+    /// The names of the entries in the uploads directory, sorted; in
+    /// cluster mode without the cluster's marker file, which is there from
+    /// the first start on.
     pub(crate) fn stored_files(&self) -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(self.uploads_dir())
             .unwrap()
             .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+            .filter(|name| self.companion.is_none() || name != ".chat-cluster")
             .collect();
         names.sort();
         names
