@@ -340,8 +340,10 @@ pub(super) mod tests {
             let mut received = Vec::new();
             let mut piece = vec![0u8; 1024 * 1024];
             loop {
-                // Each pause is shorter than the timeout, all of them far longer.
-                tokio::time::sleep(WRITE_TIMEOUT / 2).await;
+                // Each pause is well under the timeout (a write whose
+                // readiness is reported a pause late still makes it), all
+                // of them far longer.
+                tokio::time::sleep(WRITE_TIMEOUT / 4).await;
                 match client.read(&mut piece).await.unwrap() {
                     0 => return received,
                     n => received.extend_from_slice(&piece[..n]),
@@ -350,7 +352,7 @@ pub(super) mod tests {
                 // kernel moves the freed window's bytes out of the sender's
                 // queue in real time. Blocking this (only) thread for a real
                 // moment lets it, as the seconds between reads would.
-                std::thread::sleep(std::time::Duration::from_millis(20));
+                std::thread::sleep(std::time::Duration::from_millis(40));
             }
         });
         conn.write_all(&body).await.unwrap();
