@@ -791,3 +791,147 @@ async fn the_users_of_a_node_stopped_gracefully_leave_the_other_node_within_two_
     let event = presence_event(&mut on_b, PRESENCE).await;
     assert!(presence(&event, "leave", "ann", 1), "{event}");
 }
+
+// PostgreSQL restarted in the middle of a send storm.
+
+/// What one client of a storm saw: every id, in the order received across
+/// its reconnections, and the ids of its own messages among them (its
+/// acknowledgements).
+struct Seen {
+    ids: Vec<i64>,
+    acknowledged: Vec<i64>,
+    /// Sockets it opened.
+    connections: u32,
+}
+
+/// One client of a storm on the node at `addr`: sends `sends` messages
+/// (`{name}-{n}`, a few at a time, paced), reads everything, and whenever
+/// its socket is closed (1011 while PostgreSQL is away) or its handshake
+/// refused (503), connects again to the same node with `after_id` of the
+/// last id it saw. Returns once it has sent everything and `stop` is set.
+async fn storm_client(
+    addr: std::net::SocketAddr,
+    token: String,
+    name: &'static str,
+    sends: u32,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Seen {
+    use futures_util::{SinkExt, StreamExt};
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let mut seen = Seen {
+        ids: Vec::new(),
+        acknowledged: Vec::new(),
+        connections: 0,
+    };
+    let mut sent = 0;
+    loop {
+        let done = sent >= sends && stop.load(Ordering::Relaxed);
+        if done {
+            return seen;
+        }
+        let after = seen.ids.last().copied().unwrap_or(0);
+        let url = format!("ws://{addr}/ws/chat?token={token}&after_id={after}");
+        let Ok((mut ws, _)) = tokio_tungstenite::connect_async(url).await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        seen.connections += 1;
+        let mut in_flight = 0;
+        loop {
+            if sent >= sends && stop.load(Ordering::Relaxed) {
+                break;
+            }
+            if sent < sends && in_flight < 4 {
+                if ws.send(Message::text(format!("{name}-{sent}"))).await.is_err() {
+                    break;
+                }
+                sent += 1;
+                in_flight += 1;
+            }
+            let wait = if sent < sends && in_flight < 4 { 5 } else { 200 };
+            match tokio::time::timeout(Duration::from_millis(wait), ws.next()).await {
+                Ok(Some(Ok(Message::Text(text)))) => {
+                    let event: serde_json::Value = serde_json::from_str(&text).unwrap();
+                    if is(&event, "message") {
+                        let id = event["id"].as_i64().unwrap();
+                        seen.ids.push(id);
+                        if event["content"].as_str().unwrap().starts_with(&format!("{name}-")) {
+                            seen.acknowledged.push(id);
+                            in_flight = (in_flight - 1).max(0);
+                        }
+                    }
+                }
+                Ok(Some(Ok(_))) | Err(_) => {}
+                Ok(None | Some(Err(_))) => break,
+            }
+        }
+        // As a client would, not at once.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL 15 (bash .ci/run runs it)"]
+async fn postgresql_restarted_mid_storm_loses_nothing_acknowledged_and_every_client_sees_one_gapless_sequence() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let postgres = Postgres::start();
+    let (a, b) = two_nodes(&postgres);
+    let (ann_a, ann_b) = user_on_both(&a, &b, "ann");
+    let (bob_a, bob_b) = user_on_both(&b, &a, "bob");
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients = [
+        (a.addr, ann_a.clone(), "ann", 300),
+        (b.addr, bob_b.clone(), "bob", 300),
+        (a.addr, bob_a, "reader on A", 0),
+        (b.addr, ann_b, "reader on B", 0),
+    ];
+    let storm: Vec<_> = clients
+        .into_iter()
+        .map(|(addr, token, name, sends)| tokio::spawn(storm_client(addr, token, name, sends, stop.clone())))
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    tokio::task::block_in_place(|| postgres.restart());
+    healthy_again(&[&a, &b]).await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut seen = Vec::new();
+    for client in storm {
+        seen.push(client.await.unwrap());
+    }
+    // The end of the storm: every client reads on up to this id.
+    let mut last = Client::join(&a, &ann_a, "ann").await;
+    let end = last.post("ann", "the end").await;
+    let nodes = [(&a, &ann_a), (&b, &bob_b), (&a, &ann_a), (&b, &bob_b)];
+    for ((node, token), client) in nodes.into_iter().zip(seen.iter_mut()) {
+        let after = client.ids.last().copied().unwrap_or(0);
+        let mut resumed = Client::resume(node, token, &format!("after_id={after}")).await;
+        client
+            .ids
+            .extend(message_ids(&mut resumed, (end - after) as usize).await);
+    }
+    let expected: Vec<i64> = (1..=end).collect();
+    for (i, client) in seen.iter().enumerate() {
+        assert_eq!(client.ids, expected, "client {i}: one gapless sequence, nothing twice");
+    }
+    let acknowledged = seen[0].acknowledged.len() + seen[1].acknowledged.len();
+    assert!(
+        acknowledged >= 100,
+        "a storm, not a trickle: {acknowledged} acknowledged"
+    );
+    for (i, client) in seen.iter().enumerate() {
+        assert!(
+            client.connections > 1,
+            "client {i} was cut off by the restart and came back"
+        );
+    }
+    for sender in &seen[..2] {
+        for id in &sender.acknowledged {
+            assert!(seen[3].ids.contains(id), "acknowledged {id} reached the other node");
+        }
+    }
+}

@@ -159,7 +159,17 @@ impl PgDb {
             return Ok(client.clone());
         }
         *current = None;
-        let client = Arc::new(connect(&self.url).await?);
+        let client = match connect(&self.url).await {
+            Ok(client) => Arc::new(client),
+            Err(e) => {
+                // The delivery loop would find out at its next read; a
+                // refused connection says it now, so that no socket is
+                // taken meanwhile. That loop's next good read says the
+                // database is back.
+                self.reachable.send_replace(false);
+                return Err(e);
+            }
+        };
         *current = Some(client.clone());
         Ok(client)
     }
