@@ -223,7 +223,9 @@ async fn connect(url: &str) -> Result<Client, DbError> {
     Ok(client)
 }
 
-/// The connection settings of `url`, with a bound on connecting when the
+/// The connection settings of `url`, refused if they ask for TLS, which
+/// this build does not speak to PostgreSQL (rather than a handshake error
+/// that does not say why), with a bound on connecting when the
 /// URL gives none (`connect_timeout`): a database host that has gone
 /// silent, rather than refusing, must not hold a request or the delivery
 /// loop for as long as the kernel keeps trying.
@@ -231,6 +233,13 @@ pub(crate) fn config(url: &str) -> Result<tokio_postgres::Config, DbError> {
     let mut config: tokio_postgres::Config = url
         .parse()
         .map_err(|e| DbError::Other(format!("not a PostgreSQL URL: {e}")))?;
+    if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
+        return Err(DbError::Other(
+            "sslmode=require: this build connects to PostgreSQL without TLS (use a Unix socket or a private \
+             network, see docs/cluster.md)"
+                .into(),
+        ));
+    }
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(CONNECT_TIMEOUT);
     }

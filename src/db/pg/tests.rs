@@ -630,3 +630,17 @@ async fn a_node_whose_heartbeat_is_stale_is_dropped_and_must_publish_again() {
         "and is back once it published"
     );
 }
+
+#[test]
+fn a_url_asking_for_tls_is_refused_and_connecting_is_bounded() {
+    let refused = super::config("postgres://chat@db.example/chat?sslmode=require");
+    assert!(
+        matches!(&refused, Err(crate::db::DbError::Other(why)) if why.contains("without TLS")),
+        "{:?}",
+        refused.err()
+    );
+    let config = super::config("postgres://chat@db.example/chat").unwrap();
+    assert_eq!(config.get_connect_timeout(), Some(&Duration::from_secs(5)));
+    let config = super::config("postgres://chat@db.example/chat?connect_timeout=2").unwrap();
+    assert_eq!(config.get_connect_timeout(), Some(&Duration::from_secs(2)));
+}
