@@ -935,3 +935,34 @@ async fn postgresql_restarted_mid_storm_loses_nothing_acknowledged_and_every_cli
         }
     }
 }
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL 15 (bash .ci/run runs it)"]
+async fn a_socket_follows_its_session_through_a_refresh_made_on_the_other_node() {
+    let postgres = Postgres::start();
+    let a = Server::start_with(&["--db", &postgres.url, "--token-ttl=4"]);
+    let uploads = a.uploads_dir();
+    let b = Server::start_with(&[
+        "--db",
+        &postgres.url,
+        "--token-ttl=4",
+        "--uploads-dir",
+        uploads.to_str().unwrap(),
+    ]);
+    let token = a.user("ann");
+    accepted(&b, &token);
+    let mut on_b = Client::join(&b, &token, "ann").await;
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let refreshed = a.request("POST", "/token/refresh", Some(&token), None);
+    assert_eq!(refreshed.status, 200, "{}", refreshed.text());
+    // Past the first token's expiry (at most 4 s after the login, `exp`
+    // being whole seconds): the socket on B is still open, following the
+    // newer token (at least 5 s after the login) issued by A.
+    let quiet = tokio::time::timeout(std::time::Duration::from_millis(2_500), on_b.event()).await;
+    assert!(
+        quiet.is_err(),
+        "the socket on B was closed or told something: {quiet:?}"
+    );
+    let (events, code) = on_b.closed().await;
+    assert_eq!(code, 4001, "and it closes when the newer token expires: {events:?}");
+}

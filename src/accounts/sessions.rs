@@ -172,8 +172,10 @@ const CLOCK_SKEW_MS: i64 = 10_000;
 
 /// Cluster mode: runs until shutdown, keeping this node's registry in step
 /// with the others': sessions opened on any node are accepted here (a
-/// token works on every node), sessions revoked on any node end here (and
-/// so do their sockets). Both are idempotent, so the polls overlap by
+/// token works on every node), those refreshed on any node are extended
+/// here (their sockets here follow the newer token instead of closing with
+/// 4001 at the older one's expiry), sessions revoked on any node end here
+/// (and so do their sockets). Both are idempotent, so the polls overlap by
 /// [`CLOCK_SKEW_MS`]; a failed poll is retried from the same point.
 ///
 /// The opened sessions are read and opened before the revocations are
@@ -205,9 +207,13 @@ pub(crate) async fn follow_cluster(db: Db, sessions: Arc<Sessions>, mut shutdown
 /// One poll of [`follow_cluster`].
 #[cfg(feature = "postgres")]
 async fn poll(db: &Db, sessions: &Sessions, since: Timestamp) -> Result<(), DbError> {
-    for stored in db.opened_since(since).await? {
-        if sessions.get(&stored.id).is_none() {
-            sessions.open(opened(stored));
+    for stored in db.issued_since(since).await? {
+        match sessions.get(&stored.id) {
+            // Refreshed on another node: its sockets here follow the newer token.
+            Some(live) => live.extend(opened(stored).token_exp),
+            None => {
+                sessions.open(opened(stored));
+            }
         }
     }
     for id in db.revoked_since(since).await? {

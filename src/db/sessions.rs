@@ -156,12 +156,12 @@ impl Db {
         .await
     }
 
-    /// The live sessions created at or after `since` on any node of a
-    /// cluster. A single SQLite node opened each in its registry itself:
-    /// none.
+    /// The live sessions opened or refreshed at or after `since` on any
+    /// node of a cluster. A single SQLite node opened and refreshed each in
+    /// its registry itself: none.
     #[cfg(feature = "postgres")]
-    pub async fn opened_since(&self, since: Timestamp) -> Result<Vec<StoredSession>, DbError> {
-        super::on_postgres!(self, opened_since(since));
+    pub async fn issued_since(&self, since: Timestamp) -> Result<Vec<StoredSession>, DbError> {
+        super::on_postgres!(self, issued_since(since));
         Ok(Vec::new())
     }
 

@@ -53,12 +53,16 @@ CREATE TABLE IF NOT EXISTS sessions (
     expires_at       BIGINT NOT NULL,
     token_expires_at BIGINT NOT NULL,
     revoked_at       BIGINT,
+    -- When its newest token was issued (a login or a refresh; the issuing
+    -- node's clock): what the other nodes poll.
+    issued_at        BIGINT NOT NULL,
     ip               TEXT   NOT NULL,
     user_agent       TEXT   NOT NULL
 );
 CREATE INDEX IF NOT EXISTS sessions_user ON sessions (user_id, created_at);
--- What every node polls for the logins and revocations made on the others.
-CREATE INDEX IF NOT EXISTS sessions_created ON sessions (created_at);
+-- What every node polls for the logins, refreshes and revocations made on
+-- the others.
+CREATE INDEX IF NOT EXISTS sessions_issued ON sessions (issued_at);
 CREATE INDEX IF NOT EXISTS sessions_revoked ON sessions (revoked_at) WHERE revoked_at IS NOT NULL;
 
 CREATE TABLE IF NOT EXISTS share_links (

@@ -27,8 +27,8 @@ const REVOKE: &str = "UPDATE sessions SET revoked_at = $1
 impl PgDb {
     pub(crate) async fn create_session(&self, session: NewSession) -> Result<(), DbError> {
         self.client().await?.execute(
-                "INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, token_expires_at, ip, user_agent)
-                 VALUES ($1, $2, $3, $3, $4, $5, $6, $7)",
+                "INSERT INTO sessions (id, user_id, created_at, last_used_at, issued_at, expires_at, token_expires_at, ip, user_agent)
+                 VALUES ($1, $2, $3, $3, $3, $4, $5, $6, $7)",
                 &[
                     &session.id,
                     &session.user_id,
@@ -91,7 +91,8 @@ impl PgDb {
             .await?
             .execute(
                 &format!(
-                    "UPDATE sessions SET token_expires_at = GREATEST(token_expires_at, $2), last_used_at = $1
+                    "UPDATE sessions SET token_expires_at = GREATEST(token_expires_at, $2), last_used_at = $1,
+                         issued_at = $1
                      WHERE id = $3 AND {LIVE}"
                 ),
                 &[&now, &token_expires_at.0, &id],
@@ -150,17 +151,18 @@ impl PgDb {
         Ok(())
     }
 
-    /// The live sessions created at or after `since` (Unix milliseconds of
-    /// the creating node's clock), on any node: what each node polls to
-    /// accept the tokens of logins made on the others.
-    pub(crate) async fn opened_since(&self, since: Timestamp) -> Result<Vec<StoredSession>, DbError> {
+    /// The live sessions that were opened or refreshed at or after `since`
+    /// (Unix milliseconds of the issuing node's clock), on any node: what
+    /// each node polls to accept the tokens of logins made on the others,
+    /// and to follow their refreshes.
+    pub(crate) async fn issued_since(&self, since: Timestamp) -> Result<Vec<StoredSession>, DbError> {
         let rows = self
             .client()
             .await?
             .query(
                 &format!(
                     "SELECT id, user_id, expires_at, token_expires_at, last_used_at FROM sessions
-                     WHERE created_at >= $2 AND {LIVE}"
+                     WHERE issued_at >= $2 AND {LIVE}"
                 ),
                 &[&Timestamp::now().0, &since.0],
             )

@@ -196,7 +196,7 @@ async fn accounts_and_sessions_made_on_one_node_hold_on_the_other() {
         a.create_session(session(id, user, life)).await.unwrap();
     }
     let mut opened: Vec<_> = b
-        .opened_since(started)
+        .issued_since(started)
         .await
         .unwrap()
         .into_iter()
