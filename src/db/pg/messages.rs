@@ -16,7 +16,6 @@
 //! and one commit; a caller is answered only after the commit.
 
 use std::future::Future;
-use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::{Client, Row};
@@ -118,10 +117,11 @@ impl PgDb {
 }
 
 /// Starts the writer task on `client`, the node's one writing connection,
-/// which it opens again (from `url`) before the next batch once it is lost.
+/// which it opens again (through `dialer`) before the next batch once it is
+/// lost.
 /// A batch whose commit was cut off is answered unavailable: it may or may
 /// not have committed, and if it did, it is delivered like any other.
-pub(super) fn start_writer(url: Arc<str>, client: Client) -> mpsc::Sender<Append> {
+pub(super) fn start_writer(dialer: super::dial::Dialer, client: Client) -> mpsc::Sender<Append> {
     let (tx, mut rx) = mpsc::channel(WRITE_QUEUE);
     tokio::spawn(async move {
         let mut client = Some(client);
@@ -134,7 +134,7 @@ pub(super) fn start_writer(url: Arc<str>, client: Client) -> mpsc::Sender<Append
                 .unzip();
             let committed = match client.take().filter(|client| !client.is_closed()) {
                 Some(open) => Ok(open),
-                None => super::connect(&url).await,
+                None => dialer.dial().await,
             };
             let committed = match committed {
                 Ok(mut open) => {

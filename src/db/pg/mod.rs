@@ -17,6 +17,7 @@
 //! outside the writer.
 
 pub(crate) mod cluster;
+mod dial;
 mod files;
 pub(crate) mod follow;
 mod links;
@@ -54,6 +55,8 @@ pub(crate) const CHANNEL: &str = "chat_messages";
 #[derive(Clone)]
 pub(crate) struct PgDb {
     url: Arc<str>,
+    /// Opens the connections below again once lost, with backoff.
+    dialer: dial::Dialer,
     /// The connection for reads and small writes, opened again when lost.
     reads: Arc<Mutex<Option<Arc<Client>>>>,
     /// The connection for transactions of several statements outside the
@@ -85,9 +88,11 @@ impl PgDb {
         schema.batch_execute(SCHEMA).await?;
         schema.commit().await?;
         let url: Arc<str> = url.into();
-        let writer = messages::start_writer(url.clone(), connect(&url).await?);
+        let dialer = dial::Dialer::new(url.clone());
+        let writer = messages::start_writer(dialer.clone(), connect(&url).await?);
         Ok(PgDb {
             url,
+            dialer,
             reads: Arc::new(Mutex::new(Some(Arc::new(reads)))),
             exclusive: Arc::new(Mutex::new(None)),
             writer,
@@ -159,7 +164,7 @@ impl PgDb {
             return Ok(client.clone());
         }
         *current = None;
-        let client = match connect(&self.url).await {
+        let client = match self.dialer.dial().await {
             Ok(client) => Arc::new(client),
             Err(e) => {
                 // The delivery loop would find out at its next read; a
@@ -181,7 +186,7 @@ impl PgDb {
         let mut slot = self.exclusive.lock().await;
         let open = match slot.take().filter(|client| !client.is_closed()) {
             Some(client) => client,
-            None => connect(&self.url).await?,
+            None => self.dialer.dial().await?,
         };
         Ok(MutexGuard::map(slot, |slot| slot.insert(open)))
     }
