@@ -130,10 +130,10 @@ impl Room {
         self.db.follow(shutdown, self.deliver()).await
     }
 
-    /// Resolves when the node loses its database (cluster mode; never on
-    /// SQLite): its chat sockets then close, as nothing can be posted or
-    /// delivered until it returns (see [`Db::lost`]).
-    pub fn storage_lost(&self) -> impl Future<Output = ()> + Send + 'static {
+    /// In cluster mode, what resolves when the node loses its database:
+    /// its chat sockets then close, as nothing can be posted or delivered
+    /// until it returns (see [`Db::lost`]). None on SQLite.
+    pub fn storage_lost(&self) -> Option<impl Future<Output = ()> + Send + 'static> {
         self.db.lost()
     }
 

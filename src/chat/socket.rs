@@ -157,13 +157,20 @@ impl Session {
         let Membership { id, outbox } = self.room.join(self.claims.uid, &self.claims.sub, held);
         let login_ended = self.login.ended(self.claims.exp);
         let storage_lost = self.room.storage_lost();
+        // Off on SQLite: the branch below is then never polled.
+        let watch_storage = storage_lost.is_some();
+        let storage_lost = async move {
+            if let Some(lost) = storage_lost {
+                lost.await;
+            }
+        };
         let mut shutdown = self.shutdown.clone();
         let end = tokio::select! {
             end = self.read(&mut source, id) => end,
             end = self.send(&mut sink, &outbox, turn) => end,
             _ = outbox.evicted() => End::Close(Close::SLOW_CONSUMER),
             _ = shutdown.triggered() => End::Close(Close::SHUTDOWN),
-            () = storage_lost => End::Close(Close::STORAGE_LOST),
+            () = storage_lost, if watch_storage => End::Close(Close::STORAGE_LOST),
             ended = login_ended => End::Close(match ended {
                 Ended::Expired => Close::EXPIRED,
                 Ended::Revoked => Close::REVOKED,

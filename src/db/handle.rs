@@ -98,18 +98,19 @@ impl Db {
         true
     }
 
-    /// Resolves when the node loses its database (at once if it is lost
-    /// now); never on SQLite.
-    pub fn lost(&self) -> impl Future<Output = ()> + Send + 'static {
-        #[cfg(feature = "postgres")]
-        let lost = self.postgres().map(|pg| pg.lost());
-        async move {
-            #[cfg(feature = "postgres")]
-            if let Some(lost) = lost {
-                return lost.await;
-            }
-            std::future::pending().await
-        }
+    /// On PostgreSQL, what resolves when the node loses its database (at
+    /// once if it is lost now). None on SQLite, which cannot be lost under
+    /// a running server, so that a chat socket there has nothing more to
+    /// poll.
+    #[cfg(feature = "postgres")]
+    pub fn lost(&self) -> Option<impl Future<Output = ()> + Send + 'static> {
+        self.postgres().map(|pg| pg.lost())
+    }
+
+    /// See the cluster build's: none on SQLite.
+    #[cfg(not(feature = "postgres"))]
+    pub fn lost(&self) -> Option<std::future::Pending<()>> {
+        None
     }
 
     /// Whether this node is one of a cluster, on PostgreSQL.
