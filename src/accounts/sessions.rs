@@ -160,23 +160,13 @@ pub(crate) async fn keep_up(db: Db, sessions: Arc<Sessions>, mut shutdown: Shutd
     }
 }
 
-/// Cluster mode: how often a node asks which sessions the others opened
-/// and revoked, well within the contract's 2 s.
-#[cfg(feature = "postgres")]
-const CLUSTER_POLL: Duration = Duration::from_millis(200);
-/// How far each poll reaches back beyond the previous one: `created_at`
-/// and `revoked_at` are the clock of the node that wrote them, which may
-/// run behind this one's.
-#[cfg(feature = "postgres")]
-const CLOCK_SKEW_MS: i64 = 10_000;
-
 /// Cluster mode: runs until shutdown, keeping this node's registry in step
 /// with the others': sessions opened on any node are accepted here (a
 /// token works on every node), those refreshed on any node are extended
 /// here (their sockets here follow the newer token instead of closing with
 /// 4001 at the older one's expiry), sessions revoked on any node end here
-/// (and so do their sockets). Both are idempotent, so the polls overlap by
-/// [`CLOCK_SKEW_MS`]; a failed poll is retried from the same point.
+/// (and so do their sockets). Both are idempotent, as the polls overlap
+/// (see `db::changes`).
 ///
 /// The opened sessions are read and opened before the revocations are
 /// read: a session revoked on this node while the poll runs, after the
@@ -184,23 +174,11 @@ const CLOCK_SKEW_MS: i64 = 10_000;
 /// (its revocation was committed before the registry forgot it) and ended
 /// again, instead of living on until the next poll.
 #[cfg(feature = "postgres")]
-pub(crate) async fn follow_cluster(db: Db, sessions: Arc<Sessions>, mut shutdown: Shutdown) {
-    let mut tick = tokio::time::interval(CLUSTER_POLL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut since = clock::now_millis() - CLOCK_SKEW_MS;
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = shutdown.triggered() => return,
-        }
-        let next = clock::now_millis() - CLOCK_SKEW_MS;
-        match poll(&db, &sessions, Timestamp(since)).await {
-            Ok(()) => since = next,
-            Err(e) => crate::log!(
-                Level::Warn,
-                "sessions: logins and revocations of other nodes not read: {e}"
-            ),
-        }
+pub(crate) async fn follow_cluster(db: Db, sessions: Arc<Sessions>, shutdown: Shutdown) {
+    let mut polls = crate::db::changes::Polls::new(shutdown);
+    while let Some(since) = polls.next().await {
+        let read = poll(&db, &sessions, since).await;
+        polls.done(read, "sessions: logins, refreshes and revocations of other nodes");
     }
 }
 

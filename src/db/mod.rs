@@ -12,9 +12,13 @@
 //! - [`lock`]: the lock file that tells a running server from a restore;
 //! - `pg` (cargo feature `postgres`): the cluster's PostgreSQL storage;
 //! - `presence` (cargo feature `postgres`): who is online on the other
-//!   nodes of a cluster.
+//!   nodes of a cluster;
+//! - `changes` (cargo feature `postgres`): how a node polls for what the
+//!   others wrote.
 
 pub(crate) mod backup;
+#[cfg(feature = "postgres")]
+pub(crate) mod changes;
 mod error;
 pub(crate) mod files;
 mod handle;
